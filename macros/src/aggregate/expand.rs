@@ -1,0 +1,186 @@
+//! The code `#[aggregate]` generates: the event set, the apply dispatch, the
+//! return-type conversions and one `HandledCommand` impl per handler.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::check::Model;
+use crate::util::type_text;
+
+pub(crate) fn expand(model: &Model) -> TokenStream {
+    let krate = &model.krate;
+    let p = quote!(#krate::__private);
+    let agg = &model.self_ty;
+    let name = &model.name;
+    let state_version = model.state_version;
+    let events = quote!(__InterlockEvents);
+
+    let event_types: Vec<&syn::Type> = model.appliers.iter().map(|a| &a.event).collect();
+    let variants: Vec<syn::Ident> = (0..event_types.len()).map(|i| format_ident!("__E{}", i)).collect();
+    let appliers = model.appliers.iter().map(|a| &a.method);
+
+    // Every event type must be an `Event`; point at it if not.
+    let event_asserts = event_types.iter().map(|ty| {
+        quote_spanned! {ty.span()=>
+            const _: fn() = || {
+                fn __assert_event<T: #p::Event>() {}
+                __assert_event::<#ty>();
+            };
+        }
+    });
+
+    // Two event types of one aggregate cannot share a name.
+    let mut name_checks = Vec::new();
+    for (i, a) in event_types.iter().enumerate() {
+        for b in event_types.iter().skip(i + 1) {
+            let message = format!(
+                "events `{}` and `{}` of aggregate `{}` have the same event name; an aggregate applies only the newest version of an event (older versions reach it through `upcast_from`), and names must be unique",
+                type_text(a),
+                type_text(b),
+                type_text(agg)
+            );
+            name_checks.push(quote_spanned! {b.span()=>
+                if #p::const_str_eq(<#a as #p::Event>::NAME, <#b as #p::Event>::NAME) {
+                    ::core::panic!(#message)
+                }
+            });
+        }
+    }
+
+    let conversions = event_types.iter().zip(&variants).map(|(ty, variant)| {
+        quote! {
+            #[automatically_derived]
+            impl #p::IntoEvents<#agg> for #ty {
+                fn push_into(self, out: &mut #p::Vec<#events>) {
+                    out.push(#events::#variant(self));
+                }
+            }
+            #[automatically_derived]
+            impl #p::HandlerReturn<#agg> for #ty {
+                type Output = ();
+                type Error = #p::Infallible;
+                fn into_decision(self) -> #p::Result<#p::Decision<#agg, ()>, #p::Infallible> {
+                    #p::Ok(#p::single_event::<#agg>(#events::#variant(self)))
+                }
+            }
+        }
+    });
+
+    let all_services: Vec<&syn::Type> = model.handlers.iter().flat_map(|h| &h.services).collect();
+    let handlers = model.handlers.iter().map(|h| {
+        let command = &h.command;
+        let ret = &h.ret;
+        let method = &h.method;
+        let service_idents: Vec<syn::Ident> = (0..h.services.len()).map(|i| format_ident!("__service{}", i)).collect();
+        let service_types = &h.services;
+        let service_asserts = service_types.iter().map(|ty| {
+            quote_spanned! {ty.span()=> const _: () = #p::assert_service::<#ty>(); }
+        });
+        let call = quote!(#agg::#method(aggregate, command #(, #service_idents)*));
+        let call = if h.is_async { quote!(#call.await) } else { call };
+        // Spanned on the user's return type: an event the aggregate does not
+        // apply is reported there.
+        let output = quote_spanned!(ret.span()=> <#ret as #p::HandlerReturn<#agg>>::Output);
+        let error = quote_spanned!(ret.span()=> <#ret as #p::HandlerReturn<#agg>>::Error);
+        let impl_head = quote_spanned!(command.span()=> impl #p::HandledCommand for #command);
+        quote! {
+            #(#service_asserts)*
+            #[automatically_derived]
+            #impl_head {
+                type Aggregate = #agg;
+                type Output = #output;
+                type Error = #error;
+
+                #[allow(clippy::manual_async_fn)]
+                fn handle<'a>(
+                    aggregate: &'a #agg,
+                    command: Self,
+                    services: &'a #p::Services,
+                ) -> impl #p::Future<
+                    Output = #p::Result<#p::Decision<#agg, Self::Output>, #p::HandlerError<Self::Error>>,
+                > + ::core::marker::Send + 'a {
+                    async move {
+                        #(let #service_idents = services.get::<#service_types>()?;)*
+                        let returned: #ret = #call;
+                        #p::HandlerReturn::<#agg>::into_decision(returned).map_err(#p::HandlerError::Domain)
+                    }
+                }
+
+                fn required_services() -> #p::Vec<#p::ServiceKey> {
+                    #p::Vec::from([#(#p::ServiceKey::of::<#service_types>()),*])
+                }
+            }
+        }
+    });
+
+    quote! {
+        const _: () = {
+            #[doc(hidden)]
+            #[allow(non_camel_case_types)]
+            pub enum #events {
+                #(#variants(#event_types),)*
+            }
+
+            #(#event_asserts)*
+
+            const _: () = {
+                #(#name_checks)*
+            };
+
+            #[automatically_derived]
+            impl #p::EventSet for #events {
+                const NAMES: &'static [&'static str] = &[#(<#event_types as #p::Event>::NAME),*];
+
+                fn name(&self) -> &'static str {
+                    match *self {
+                        #(#events::#variants(_) => <#event_types as #p::Event>::NAME,)*
+                    }
+                }
+
+                fn encode(&self) -> #p::Result<#p::EncodedEvent, #p::serde_json::Error> {
+                    match self {
+                        #(#events::#variants(event) => #p::Ok(#p::EncodedEvent {
+                            name: <#event_types as #p::Event>::NAME,
+                            version: <#event_types as #p::Event>::VERSION,
+                            payload: #p::Bytes::from(#p::Event::encode_payload(event)?),
+                        }),)*
+                    }
+                }
+
+                fn decode(
+                    name: &str,
+                    version: #p::SchemaVersion,
+                    payload: &[u8],
+                ) -> #p::Result<Self, #p::EventDecodeError> {
+                    #(
+                        if name == <#event_types as #p::Event>::NAME {
+                            return <#event_types as #p::Event>::decode_payload(version, payload).map(#events::#variants);
+                        }
+                    )*
+                    #p::Err(#p::EventDecodeError::UnknownEvent { name: name.into() })
+                }
+            }
+
+            #[automatically_derived]
+            impl #p::Aggregate for #agg {
+                const NAME: &'static str = #name;
+                const STATE_VERSION: u32 = #state_version;
+                type Event = #events;
+
+                fn apply(&mut self, event: &#events) {
+                    match event {
+                        #(#events::#variants(event) => #agg::#appliers(self, event),)*
+                    }
+                }
+
+                fn required_services() -> #p::Vec<#p::ServiceKey> {
+                    #p::Vec::from([#(#p::ServiceKey::of::<#all_services>()),*])
+                }
+            }
+
+            #(#conversions)*
+            #(#handlers)*
+        };
+    }
+}

@@ -1,0 +1,43 @@
+//! The code `#[derive(Command)]` generates.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::ast::CommandInput;
+
+pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
+    let krate = &input.krate;
+    let p = quote!(#krate::__private);
+    let ident = &input.input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.input.generics.split_for_impl();
+    let name = input.name.as_ref().map_or_else(|| ident.to_string(), syn::LitStr::value);
+    let Some(id) = input.aggregate_ids.first() else {
+        return TokenStream::new();
+    };
+    let id_member = &id.member;
+    let id_ty = id.ty;
+    let id_type = quote_spanned!(id_ty.span()=> #id_ty);
+    let command_id = input.command_ids.first().map(|field| {
+        let member = &field.member;
+        let call = quote_spanned!(field.ty.span()=> #p::command_id_of(&self.#member));
+        quote! {
+            fn command_id(&self) -> #p::Option<#p::CommandId> {
+                #call
+            }
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #p::Command for #ident #ty_generics #where_clause {
+            const NAME: &'static str = #name;
+            type Id = #id_type;
+
+            fn aggregate_id(&self) -> &Self::Id {
+                &self.#id_member
+            }
+
+            #command_id
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `#[derive(Command)]`.
+
+mod ast;
+mod check;
+mod expand;
+
+use proc_macro2::TokenStream;
+
+use crate::ctxt::Ctxt;
+
+pub(crate) fn derive(input: TokenStream) -> TokenStream {
+    let input = match syn::parse2::<syn::DeriveInput>(input) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error(),
+    };
+    let mut cx = Ctxt::new();
+    let parsed = ast::CommandInput::from_syn(&mut cx, &input);
+    check::check(&mut cx, &parsed);
+    if cx.has_errors() {
+        return cx.into_compile_errors();
+    }
+    expand::expand(&parsed)
+}

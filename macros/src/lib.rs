@@ -1,0 +1,45 @@
+//! Procedural macros of Interlock. Use them through the `interlock` crate,
+//! which documents them; generated code reaches the runtime only through
+//! `::interlock::__private` (or the path given with `crate = "..."`).
+//!
+//! Each macro is parsed into a typed form (`ast`), checked (`check`) and
+//! expanded (`expand`); every mistake found is reported at once, and on error
+//! the user's item is still emitted so one mistake does not cascade.
+
+use proc_macro::TokenStream;
+
+mod aggregate;
+mod command;
+mod ctxt;
+mod event;
+mod util;
+
+/// Derives `interlock::Event`. See the `interlock` crate.
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    event::derive(input.into()).into()
+}
+
+/// Derives `interlock::Command`. See the `interlock` crate.
+#[proc_macro_derive(Command, attributes(command, aggregate_id, command_id))]
+pub fn derive_command(input: TokenStream) -> TokenStream {
+    command::derive(input.into()).into()
+}
+
+/// Turns an impl block into an aggregate. See the `interlock` crate.
+#[proc_macro_attribute]
+pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
+    aggregate::expand(args.into(), item.into()).into()
+}
+
+/// Marks a command handler inside an `#[aggregate]` impl block.
+#[proc_macro_attribute]
+pub fn handles_command(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced("handles_command", "a method inside an `#[aggregate]` impl block", args.into(), item.into()).into()
+}
+
+/// Marks an event applier inside an `#[aggregate]` impl block.
+#[proc_macro_attribute]
+pub fn applies_event(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced("applies_event", "a method inside an `#[aggregate]` impl block", args.into(), item.into()).into()
+}

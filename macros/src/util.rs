@@ -1,0 +1,90 @@
+//! Helpers shared by the macros.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::visit_mut::VisitMut;
+
+/// The default path of the runtime crate.
+pub(crate) fn default_crate() -> syn::Path {
+    syn::parse_quote!(::interlock)
+}
+
+/// Parses `crate = "path"`.
+pub(crate) fn parse_crate_path(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let lit: syn::LitStr = meta.value()?.parse()?;
+    lit.parse::<syn::Path>()
+        .map_err(|_| syn::Error::new_spanned(&lit, "expected a path such as `crate = \"::interlock\"`"))
+}
+
+/// The error for a duplicated attribute argument.
+pub(crate) fn duplicate(meta: &syn::meta::ParseNestedMeta<'_>, name: &str) -> syn::Error {
+    meta.error(format_args!("duplicate `{name}` argument"))
+}
+
+/// The error for an unknown attribute argument, listing the known ones.
+pub(crate) fn unknown_argument(meta: &syn::meta::ParseNestedMeta<'_>, attribute: &str, known: &[&str]) -> syn::Error {
+    let name = meta.path.to_token_stream().to_string().replace(' ', "");
+    let known = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    meta.error(format_args!("unknown argument `{name}` in `#[{attribute}]`; expected one of {known}"))
+}
+
+/// A type as it reads in source, for messages and duplicate detection.
+pub(crate) fn type_text(ty: &impl ToTokens) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace(" <", "<")
+        .replace(" >", ">")
+        .replace("& ", "&")
+        .replace(" ,", ",")
+}
+
+/// Replaces `Self` in a type with `self_ty`, so a type written inside an impl
+/// block means the same in generated impls for other types.
+pub(crate) fn replace_self(ty: &mut syn::Type, self_ty: &syn::Type) {
+    struct ReplaceSelf<'a>(&'a syn::Type);
+    impl VisitMut for ReplaceSelf<'_> {
+        fn visit_type_mut(&mut self, ty: &mut syn::Type) {
+            if let syn::Type::Path(p) = ty
+                && p.qself.is_none()
+                && p.path.is_ident("Self")
+            {
+                *ty = self.0.clone();
+                return;
+            }
+            syn::visit_mut::visit_type_mut(self, ty);
+        }
+        fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
+            // `Self::Assoc` → `<Agg>::Assoc`
+            if p.qself.is_none() && p.path.segments.len() > 1 && p.path.segments[0].ident == "Self" {
+                let rest: Vec<_> = p.path.segments.iter().skip(1).cloned().collect();
+                let self_ty = self.0;
+                let rest = quote!(#(#rest)::*);
+                if let Ok(new) = syn::parse2::<syn::TypePath>(quote!(<#self_ty>::#rest)) {
+                    *p = new;
+                }
+                return;
+            }
+            syn::visit_mut::visit_type_path_mut(self, p);
+        }
+    }
+    ReplaceSelf(self_ty).visit_type_mut(ty);
+}
+
+/// The expansion of a helper attribute used outside its macro: an error on
+/// the attribute, and the item unchanged.
+pub(crate) fn misplaced(attribute: &str, place: &str, args: TokenStream, item: TokenStream) -> TokenStream {
+    let span_tokens = if args.is_empty() { item.clone() } else { args };
+    let message = format!("`#[{attribute}]` only works on {place}; add `#[aggregate(name = \"...\")]` to the impl block");
+    let error = syn::Error::new_spanned(first_tokens(span_tokens), message).to_compile_error();
+    quote!(#error #item)
+}
+
+/// The first few tokens of a stream (to point at an item's head, not its body).
+fn first_tokens(tokens: TokenStream) -> TokenStream {
+    tokens
+        .into_iter()
+        .take_while(|t| !matches!(t, proc_macro2::TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace))
+        .collect()
+}

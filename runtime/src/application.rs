@@ -1,0 +1,801 @@
+//! The application: registered aggregates and services over the backends,
+//! and the command pipeline (load, handle, append, retry on conflict).
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::aggregate::{Aggregate, Loaded};
+use crate::cache::AggregateCache;
+use crate::command::{HandledCommand, HandlerError};
+use crate::error::{BuildError, CommandError, LoadError};
+use crate::event::EventSet;
+use crate::idempotency::{self, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
+use crate::ids::{AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version};
+use crate::services::Services;
+use crate::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
+use crate::store::{EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent, RecordedEvent, StoreError};
+
+type ErasedState = Box<dyn Any + Send>;
+type EncodeState = fn(&(dyn Any + Send)) -> Option<Result<Vec<u8>, serde_json::Error>>;
+type DecodeState = fn(&[u8]) -> Result<ErasedState, serde_json::Error>;
+
+#[derive(Clone, Copy)]
+struct SnapshotCodec {
+    every: u64,
+    encode: EncodeState,
+    decode: DecodeState,
+}
+
+/// How one aggregate type is run; passed to [`ApplicationBuilder::aggregate_with`].
+///
+/// # Examples
+///
+/// ```
+/// # use interlock::prelude::*;
+/// # #[derive(Default, Serialize, Deserialize)] struct Account { n: u64 }
+/// # #[derive(Event, Serialize, Deserialize)] #[event(name = "opened")] struct Opened;
+/// # #[aggregate(name = "account")] impl Account { #[applies_event] fn opened(&mut self, _: &Opened) {} }
+/// let config = AggregateConfig::<Account>::new().snapshot_every(100).skip_unknown_events();
+/// ```
+#[must_use]
+pub struct AggregateConfig<A> {
+    snapshot: Option<SnapshotCodec>,
+    skip_unknown_events: bool,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> Default for AggregateConfig<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Aggregate> AggregateConfig<A> {
+    /// The defaults: no snapshots, unknown stored events are an error.
+    pub fn new() -> Self {
+        Self {
+            snapshot: None,
+            skip_unknown_events: false,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Skips stored events whose name the aggregate does not know, with a
+    /// warning, instead of failing the load.
+    pub fn skip_unknown_events(mut self) -> Self {
+        self.skip_unknown_events = true;
+        self
+    }
+}
+
+impl<A: Aggregate + Serialize + DeserializeOwned> AggregateConfig<A> {
+    /// Takes a snapshot each time the stream's version crosses a multiple of
+    /// `every`; loads start from the latest snapshot whose state version is
+    /// `A::STATE_VERSION`. `every` must be at least 1.
+    pub fn snapshot_every(mut self, every: u64) -> Self {
+        fn encode<A: Serialize + 'static>(state: &(dyn Any + Send)) -> Option<Result<Vec<u8>, serde_json::Error>> {
+            state.downcast_ref::<A>().map(serde_json::to_vec)
+        }
+        fn decode<A: DeserializeOwned + Send + 'static>(payload: &[u8]) -> Result<ErasedState, serde_json::Error> {
+            serde_json::from_slice::<A>(payload).map(|a| Box::new(a) as ErasedState)
+        }
+        self.snapshot = Some(SnapshotCodec {
+            every,
+            encode: encode::<A>,
+            decode: decode::<A>,
+        });
+        self
+    }
+}
+
+struct Registration {
+    name: &'static str,
+    type_name: &'static str,
+    snapshot: Option<SnapshotCodec>,
+    skip_unknown_events: bool,
+    required_services: fn() -> Vec<crate::services::ServiceKey>,
+}
+
+/// Settings of the command pipeline.
+#[derive(Clone, Debug)]
+struct Settings {
+    max_attempts: u32,
+    cache_capacity: usize,
+    max_event_bytes: usize,
+    idempotency_ttl: Duration,
+    idempotency_lease: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 16,
+            cache_capacity: 10_000,
+            max_event_bytes: 1024 * 1024,
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            idempotency_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds an [`Application`]; start with [`Application::builder`].
+#[must_use = "call `.build().await` to get the application"]
+pub struct ApplicationBuilder {
+    store: Option<Arc<dyn EventStore>>,
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+    idempotency: Option<Arc<dyn IdempotencyStore>>,
+    services: Services,
+    aggregates: Vec<(TypeId, Registration)>,
+    settings: Settings,
+}
+
+impl ApplicationBuilder {
+    fn new() -> Self {
+        Self {
+            store: None,
+            snapshots: None,
+            idempotency: None,
+            services: Services::new(),
+            aggregates: Vec::new(),
+            settings: Settings::default(),
+        }
+    }
+
+    /// Registers aggregate `A` with the default [`AggregateConfig`].
+    pub fn aggregate<A: Aggregate>(self) -> Self {
+        self.aggregate_with(AggregateConfig::<A>::new())
+    }
+
+    /// Registers aggregate `A` with `config`.
+    pub fn aggregate_with<A: Aggregate>(mut self, config: AggregateConfig<A>) -> Self {
+        let registration = Registration {
+            name: A::NAME,
+            type_name: std::any::type_name::<A>(),
+            snapshot: config.snapshot,
+            skip_unknown_events: config.skip_unknown_events,
+            required_services: A::required_services,
+        };
+        self.aggregates.retain(|(id, _)| *id != TypeId::of::<A>());
+        self.aggregates.push((TypeId::of::<A>(), registration));
+        self
+    }
+
+    /// Registers a service: handlers that take a `&T` parameter receive it.
+    pub fn service<T: Any + Send + Sync>(mut self, service: T) -> Self {
+        self.services.insert(service);
+        self
+    }
+
+    /// The event store (in-memory when not set).
+    pub fn event_store(mut self, store: impl EventStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The event store, already shared.
+    pub fn shared_event_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The snapshot store (in-memory when not set).
+    pub fn snapshot_store(mut self, store: impl SnapshotStore) -> Self {
+        self.snapshots = Some(Arc::new(store));
+        self
+    }
+
+    /// The idempotency store (in-memory when not set).
+    pub fn idempotency_store(mut self, store: impl IdempotencyStore) -> Self {
+        self.idempotency = Some(Arc::new(store));
+        self
+    }
+
+    /// How many times a command runs when its append conflicts (default 16;
+    /// at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.settings.max_attempts = attempts;
+        self
+    }
+
+    /// How many aggregates the in-process cache holds (default 10 000; 0 disables it).
+    pub fn cache_capacity(mut self, aggregates: usize) -> Self {
+        self.settings.cache_capacity = aggregates;
+        self
+    }
+
+    /// The largest encoded event accepted, in bytes (default 1 MiB).
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_event_bytes = bytes;
+        self
+    }
+
+    /// How long a processed command id is remembered (default 24 h).
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.idempotency_ttl = ttl;
+        self
+    }
+
+    /// Validates the configuration and builds the application.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a missing service, two aggregates with one name, or
+    /// an invalid setting.
+    pub async fn build(self) -> Result<Application, BuildError> {
+        let s = &self.settings;
+        if s.max_attempts == 0 {
+            return Err(BuildError::InvalidConfig {
+                setting: "max_attempts",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if s.max_event_bytes == 0 {
+            return Err(BuildError::InvalidConfig {
+                setting: "max_event_bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if s.idempotency_ttl.is_zero() {
+            return Err(BuildError::InvalidConfig {
+                setting: "idempotency_ttl",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        let mut names: HashMap<&'static str, &'static str> = HashMap::new();
+        for (_, reg) in &self.aggregates {
+            if let Some(first) = names.insert(reg.name, reg.type_name) {
+                return Err(BuildError::DuplicateAggregateName {
+                    name: reg.name,
+                    first,
+                    second: reg.type_name,
+                });
+            }
+            if reg.snapshot.is_some_and(|s| s.every == 0) {
+                return Err(BuildError::InvalidConfig {
+                    setting: "snapshot_every",
+                    reason: format!("aggregate `{}`: must be at least 1", reg.name),
+                });
+            }
+            if let Some(service) = (reg.required_services)().into_iter().find(|k| !self.services.contains(k)) {
+                return Err(BuildError::MissingService {
+                    aggregate: reg.name,
+                    service,
+                });
+            }
+        }
+        Ok(Application {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryEventStore::new())),
+                snapshots: self.snapshots.unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
+                idempotency: self.idempotency.unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
+                cache: AggregateCache::new(self.settings.cache_capacity),
+                services: self.services,
+                aggregates: self.aggregates.into_iter().collect(),
+                settings: self.settings,
+            }),
+        })
+    }
+}
+
+/// Per-dispatch options: ids, correlation and headers.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct DispatchOptions {
+    /// The command id (overrides the command's own `#[command_id]`).
+    pub command_id: Option<CommandId>,
+    /// The correlation id (a new one when `None`).
+    pub correlation_id: Option<CorrelationId>,
+    /// What caused this command.
+    pub causation_id: Option<CausationId>,
+    /// Headers copied into every event's metadata.
+    pub headers: Headers,
+}
+
+impl DispatchOptions {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the command id, making the dispatch idempotent.
+    pub fn command_id(mut self, id: CommandId) -> Self {
+        self.command_id = Some(id);
+        self
+    }
+
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: CorrelationId) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn causation_id(mut self, id: CausationId) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// The full result of a dispatch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dispatched<O> {
+    /// The handler's output.
+    pub output: O,
+    /// The command id (given, or generated).
+    pub command_id: CommandId,
+    /// The stream the command targeted.
+    pub stream: StreamId,
+    /// The stream's version after the command.
+    pub version: Version,
+    /// Global positions of the appended events (empty for a replayed outcome).
+    pub positions: Vec<Position>,
+    /// Whether this is the recorded outcome of an earlier dispatch with the same id.
+    pub replayed: bool,
+    /// How many times the handler ran (more than 1 after conflicts).
+    pub attempts: u32,
+}
+
+/// Which state of an aggregate to load with [`Application::load_as_of`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// After the event with this version.
+    Version(Version),
+    /// After every event recorded at or before this time.
+    Time(Timestamp),
+}
+
+impl From<Version> for AsOf {
+    fn from(v: Version) -> Self {
+        AsOf::Version(v)
+    }
+}
+
+impl From<Timestamp> for AsOf {
+    fn from(t: Timestamp) -> Self {
+        AsOf::Time(t)
+    }
+}
+
+impl From<std::time::SystemTime> for AsOf {
+    fn from(t: std::time::SystemTime) -> Self {
+        AsOf::Time(t.into())
+    }
+}
+
+struct Inner {
+    store: Arc<dyn EventStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    cache: AggregateCache,
+    services: Services,
+    aggregates: HashMap<TypeId, Registration>,
+    settings: Settings,
+}
+
+/// A running application: dispatches commands to aggregates over the
+/// configured backends. Cheap to clone and share between tasks.
+///
+/// # Examples
+///
+/// ```
+/// # use interlock::prelude::*;
+/// # #[derive(Default)] struct Counter { n: u64 }
+/// # #[derive(Event, Serialize, Deserialize)] #[event(name = "counter.incremented")] struct Incremented;
+/// # #[derive(Command, Clone)] struct Increment { #[aggregate_id] id: u64 }
+/// # #[aggregate(name = "counter")]
+/// # impl Counter {
+/// #     #[handles_command] fn increment(&self, _: Increment) -> Incremented { Incremented }
+/// #     #[applies_event] fn incremented(&mut self, _: &Incremented) { self.n += 1 }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = Application::builder().aggregate::<Counter>().build().await?;
+/// app.dispatch(Increment { id: 1 }).await?;
+/// let counter = app.load::<Counter>(&1).await?;
+/// assert_eq!(counter.state.n, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Application {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("aggregates", &self.inner.aggregates.values().map(|r| r.name).collect::<Vec<_>>())
+            .field("services", &self.inner.services)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Starts building an application.
+    pub fn builder() -> ApplicationBuilder {
+        ApplicationBuilder::new()
+    }
+
+    /// The event store.
+    #[must_use]
+    pub fn event_store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    /// Dispatches `command` to the aggregate that handles it and returns the
+    /// handler's output once its events are committed.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::Domain`] when the handler rejects the command; the
+    /// other variants for infrastructure failures.
+    pub async fn dispatch<C: HandledCommand>(&self, command: C) -> Result<C::Output, CommandError<C::Error>> {
+        self.dispatch_with(command, DispatchOptions::default())
+            .await
+            .map(|d| d.output)
+    }
+
+    /// Dispatches with explicit ids and headers, returning the full result.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::dispatch`].
+    pub async fn dispatch_with<C: HandledCommand>(
+        &self,
+        command: C,
+        options: DispatchOptions,
+    ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
+        let registration = self.registration::<C::Aggregate>()?;
+        let stream = StreamId::new(
+            <C::Aggregate as Aggregate>::NAME,
+            command.aggregate_id().to_stream_key(),
+        );
+        let explicit_id = options.command_id.or_else(|| command.command_id());
+        let Some(command_id) = explicit_id else {
+            return self
+                .run(registration, stream, command, CommandId::new(), options)
+                .await;
+        };
+
+        // Idempotent path: claim the id, or return its recorded outcome.
+        let store = &self.inner.idempotency;
+        let lease = self.inner.settings.idempotency_lease;
+        let mut wait = Duration::from_millis(1);
+        let waited_since = std::time::Instant::now();
+        loop {
+            match store.claim(command_id, Timestamp::now(), lease).await.map_err(CommandError::Store)? {
+                Claim::Claimed => break,
+                Claim::Completed(record) => {
+                    let output = serde_json::from_slice(&record.output)
+                        .map_err(|source| CommandError::RecordedOutcome { command_id, source })?;
+                    return Ok(Dispatched {
+                        output,
+                        command_id,
+                        stream: record.stream,
+                        version: record.version,
+                        positions: Vec::new(),
+                        replayed: true,
+                        attempts: 0,
+                    });
+                }
+                Claim::InProgress => {
+                    if waited_since.elapsed() >= lease {
+                        return Err(CommandError::InProgress(command_id));
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+        let result = self.run(registration, stream, command, command_id, options).await;
+        match &result {
+            Ok(done) => {
+                let output = serde_json::to_vec(&done.output);
+                let now = Timestamp::now();
+                match output {
+                    Ok(output) => {
+                        let record = IdempotencyRecord {
+                            command_id,
+                            stream: done.stream.clone(),
+                            version: done.version,
+                            output: Bytes::from(output),
+                            recorded_at: now,
+                            expires_at: idempotency::after(now, self.inner.settings.idempotency_ttl),
+                        };
+                        store.complete(record).await.map_err(CommandError::Store)?;
+                    }
+                    Err(e) => {
+                        // The events are committed; the outcome cannot be
+                        // recorded, so keep the claim until its lease ends.
+                        tracing::warn!(%command_id, error = %e, "command output cannot be recorded for idempotency");
+                    }
+                }
+            }
+            Err(_) => store.release(command_id).await.map_err(CommandError::Store)?,
+        }
+        result
+    }
+
+    fn registration<A: Aggregate>(&self) -> Result<&Registration, LoadError> {
+        self.inner
+            .aggregates
+            .get(&TypeId::of::<A>())
+            .ok_or(LoadError::NotRegistered {
+                aggregate: A::NAME,
+                type_name: std::any::type_name::<A>(),
+            })
+    }
+
+    /// The command loop: load, handle, append; on conflict reload and re-run.
+    async fn run<C: HandledCommand>(
+        &self,
+        registration: &Registration,
+        stream: StreamId,
+        command: C,
+        command_id: CommandId,
+        options: DispatchOptions,
+    ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
+        let inner = &*self.inner;
+        let settings = &inner.settings;
+        let metadata = EventMetadata {
+            timestamp: None,
+            correlation_id: Some(options.correlation_id.unwrap_or(CorrelationId(command_id.0))),
+            causation_id: Some(options.causation_id.unwrap_or(CausationId::Command(command_id))),
+            command_id: Some(command_id),
+            headers: options.headers,
+        };
+        let mut last_conflict = (Version::INITIAL, Version::INITIAL);
+        for attempt in 1..=settings.max_attempts {
+            // After a conflict the cached state is stale: read the store.
+            let (mut state, version) = self.load_latest::<C::Aggregate>(registration, &stream, attempt == 1).await?;
+            let decision = match C::handle(&state, command.clone(), &inner.services).await {
+                Ok(d) => d,
+                Err(HandlerError::Domain(e)) => {
+                    inner.cache.put(stream, Box::new(state), version);
+                    return Err(CommandError::Domain(e));
+                }
+                Err(HandlerError::MissingService(m)) => return Err(CommandError::MissingService(m)),
+            };
+            if decision.events.is_empty() {
+                inner.cache.put(stream.clone(), Box::new(state), version);
+                return Ok(Dispatched {
+                    output: decision.output,
+                    command_id,
+                    stream,
+                    version,
+                    positions: Vec::new(),
+                    replayed: false,
+                    attempts: attempt,
+                });
+            }
+            let now = Timestamp::now();
+            let mut new_events = Vec::with_capacity(decision.events.len());
+            for event in &decision.events {
+                let encoded = event.encode().map_err(|source| CommandError::Encode {
+                    event: event.name(),
+                    source,
+                })?;
+                if encoded.payload.len() > settings.max_event_bytes {
+                    return Err(CommandError::EventTooLarge {
+                        event: encoded.name,
+                        size: encoded.payload.len(),
+                        limit: settings.max_event_bytes,
+                    });
+                }
+                let mut metadata = metadata.clone();
+                metadata.timestamp = Some(now);
+                new_events.push(NewEvent {
+                    event_id: EventId::new(),
+                    name: encoded.name.into(),
+                    schema_version: encoded.version,
+                    payload: encoded.payload,
+                    metadata,
+                });
+            }
+            match inner.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
+                Ok(committed) => {
+                    for event in &decision.events {
+                        state.apply(event);
+                    }
+                    self.maybe_snapshot(registration, &stream, &state, version, committed.version)
+                        .await;
+                    inner.cache.put(stream, Box::new(state), committed.version);
+                    return Ok(Dispatched {
+                        output: decision.output,
+                        command_id,
+                        stream: committed.stream,
+                        version: committed.version,
+                        positions: committed.positions,
+                        replayed: false,
+                        attempts: attempt,
+                    });
+                }
+                Err(StoreError::Conflict { actual, .. }) => {
+                    tracing::debug!(%stream, expected = %version, %actual, attempt, "append conflict; re-running command");
+                    inner.cache.invalidate(&stream);
+                    last_conflict = (version, actual);
+                    if attempt > 2 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Err(e) => {
+                    inner.cache.invalidate(&stream);
+                    return Err(CommandError::Store(e));
+                }
+            }
+        }
+        Err(CommandError::Conflict {
+            stream,
+            expected: last_conflict.0,
+            actual: last_conflict.1,
+            attempts: settings.max_attempts,
+        })
+    }
+
+    async fn maybe_snapshot<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        state: &A,
+        before: Version,
+        after: Version,
+    ) {
+        let Some(codec) = registration.snapshot else { return };
+        if codec.every == 0 || before.0 / codec.every == after.0 / codec.every {
+            return;
+        }
+        let erased: &(dyn Any + Send) = state;
+        match (codec.encode)(erased) {
+            Some(Ok(payload)) => {
+                let snapshot = Snapshot {
+                    version: after,
+                    state_version: A::STATE_VERSION,
+                    payload: Bytes::from(payload),
+                    taken_at: Timestamp::now(),
+                };
+                if let Err(e) = self.inner.snapshots.save(stream, snapshot).await {
+                    tracing::warn!(%stream, error = %e, "snapshot not saved");
+                }
+            }
+            Some(Err(e)) => tracing::warn!(%stream, error = %e, "snapshot not encoded"),
+            None => {}
+        }
+    }
+
+    /// The latest state: from the cache if allowed, else snapshot plus events.
+    async fn load_latest<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        use_cache: bool,
+    ) -> Result<(A, Version), LoadError> {
+        if use_cache
+            && let Some((state, version)) = self.inner.cache.take(stream)
+            && let Ok(state) = state.downcast::<A>()
+        {
+            return Ok((*state, version));
+        }
+        let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
+        let events = self.inner.store.read_stream(stream, version.next(), None).await?;
+        fold(registration, stream, state, version, &events, None)
+    }
+
+    async fn load_snapshot<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        at_most: Option<Version>,
+    ) -> (A, Version) {
+        let Some(codec) = registration.snapshot else {
+            return (A::default(), Version::INITIAL);
+        };
+        match self.inner.snapshots.load(stream).await {
+            Ok(Some(s)) if s.state_version == A::STATE_VERSION && at_most.is_none_or(|v| s.version <= v) => {
+                match (codec.decode)(&s.payload).map(|b| b.downcast::<A>()) {
+                    Ok(Ok(state)) => return (*state, s.version),
+                    Ok(Err(_)) => {}
+                    Err(e) => tracing::warn!(%stream, error = %e, "snapshot ignored: cannot decode it"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%stream, error = %e, "snapshot store failed; loading from events"),
+        }
+        (A::default(), Version::INITIAL)
+    }
+
+    /// Loads the current state of aggregate `A` with id `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the store fails or a stored event does not decode.
+    pub async fn load<A: Aggregate>(&self, id: &(impl AggregateId + ?Sized)) -> Result<Loaded<A>, LoadError> {
+        let registration = self.registration::<A>()?;
+        let stream = StreamId::new(A::NAME, id.to_stream_key());
+        let (state, version) = self.load_snapshot::<A>(registration, &stream, None).await;
+        let events = self.inner.store.read_stream(&stream, version.next(), None).await?;
+        let (state, version) = fold(registration, &stream, state, version, &events, None)?;
+        Ok(Loaded { state, version })
+    }
+
+    /// Loads the state of aggregate `A` as it was at a version or a time
+    /// (temporal query). Past the end of the stream this is the current state.
+    ///
+    /// # Errors
+    ///
+    /// As [`Application::load`].
+    pub async fn load_as_of<A: Aggregate>(
+        &self,
+        id: &(impl AggregateId + ?Sized),
+        as_of: impl Into<AsOf>,
+    ) -> Result<Loaded<A>, LoadError> {
+        let registration = self.registration::<A>()?;
+        let stream = StreamId::new(A::NAME, id.to_stream_key());
+        let (state, version, until, time) = match as_of.into() {
+            AsOf::Version(v) => {
+                let (state, version) = self.load_snapshot::<A>(registration, &stream, Some(v)).await;
+                (state, version, Some(v), None)
+            }
+            AsOf::Time(t) => (A::default(), Version::INITIAL, None, Some(t)),
+        };
+        if until.is_some_and(|u| u <= version) {
+            return Ok(Loaded { state, version });
+        }
+        let events = self.inner.store.read_stream(&stream, version.next(), until).await?;
+        let (state, version) = fold(registration, &stream, state, version, &events, time)?;
+        Ok(Loaded { state, version })
+    }
+}
+
+/// Folds stored events into a state, checking the versions are consecutive.
+/// With `until_time`, stops at the first event recorded after it.
+fn fold<A: Aggregate>(
+    registration: &Registration,
+    stream: &StreamId,
+    mut state: A,
+    mut version: Version,
+    events: &[RecordedEvent],
+    until_time: Option<Timestamp>,
+) -> Result<(A, Version), LoadError> {
+    for recorded in events {
+        if until_time.is_some_and(|t| recorded.metadata.timestamp.is_some_and(|ts| ts > t)) {
+            break;
+        }
+        if recorded.version != version.next() {
+            return Err(LoadError::Gap {
+                stream: stream.clone(),
+                expected: version.next(),
+                found: recorded.version,
+            });
+        }
+        match A::Event::decode(&recorded.name, recorded.schema_version, &recorded.payload) {
+            Ok(event) => state.apply(&event),
+            Err(crate::event::EventDecodeError::UnknownEvent { name }) if registration.skip_unknown_events => {
+                tracing::warn!(%stream, version = %recorded.version, event = %name, "skipping unknown event");
+            }
+            Err(source) => {
+                return Err(LoadError::Decode {
+                    aggregate: A::NAME,
+                    id: stream.aggregate_id().to_owned(),
+                    version: recorded.version,
+                    event: recorded.name.to_string(),
+                    position: recorded.position,
+                    source,
+                });
+            }
+        }
+        version = recorded.version;
+    }
+    Ok((state, version))
+}

@@ -1,0 +1,219 @@
+//! The errors of the runtime.
+
+use crate::event::EventDecodeError;
+use crate::ids::{CommandId, Position, StreamId, Version};
+use crate::services::{MissingService, ServiceKey};
+use crate::store::StoreError;
+
+/// Why loading an aggregate failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event of the stream could not be decoded.
+    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
+    Decode {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+        /// The event's version in the stream.
+        version: Version,
+        /// The stored event name.
+        event: String,
+        /// The event's global position.
+        position: Position,
+        /// What went wrong.
+        #[source]
+        source: EventDecodeError,
+    },
+    /// The stream's versions are not 1, 2, 3 ... as read.
+    #[error("stream `{stream}` is corrupt: expected version {expected}, read {found}")]
+    Gap {
+        /// The stream.
+        stream: StreamId,
+        /// The version that should have come next.
+        expected: Version,
+        /// The version that came.
+        found: Version,
+    },
+    /// The aggregate type was not registered on the application.
+    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
+    NotRegistered {
+        /// The aggregate name.
+        aggregate: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+    },
+}
+
+/// Why a command failed. `Domain` is the handler's own rejection; every other
+/// variant is an infrastructure or programming failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The handler rejected the command; nothing was appended.
+    #[error("command rejected: {0}")]
+    Domain(#[source] E),
+    /// The stream kept changing under the command until the attempts ran out.
+    #[error("conflict on stream `{stream}`: expected version {expected}, found {actual} (after {attempts} attempts)")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// The version the last attempt expected.
+        expected: Version,
+        /// The version the stream was at.
+        actual: Version,
+        /// How many times the command was run.
+        attempts: u32,
+    },
+    /// The event store, snapshot store or idempotency store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// A stored event of the aggregate could not be decoded.
+    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
+    Decode {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+        /// The event's version in the stream.
+        version: Version,
+        /// The stored event name.
+        event: String,
+        /// The event's global position.
+        position: Position,
+        /// What went wrong.
+        #[source]
+        source: EventDecodeError,
+    },
+    /// The stream read back with a gap or duplicate version.
+    #[error("stream `{stream}` is corrupt: expected version {expected}, read {found}")]
+    Gap {
+        /// The stream.
+        stream: StreamId,
+        /// The version that should have come next.
+        expected: Version,
+        /// The version that came.
+        found: Version,
+    },
+    /// An emitted event could not be serialized.
+    #[error("cannot encode event `{event}`: {source}")]
+    Encode {
+        /// The event name.
+        event: &'static str,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An emitted event is larger than the configured limit; nothing was appended.
+    #[error("event `{event}` is {size} bytes, above the limit of {limit} bytes")]
+    EventTooLarge {
+        /// The event name.
+        event: &'static str,
+        /// Its encoded size.
+        size: usize,
+        /// The limit (`ApplicationBuilder::max_event_bytes`).
+        limit: usize,
+    },
+    /// The command's aggregate type was not registered on the application.
+    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
+    NotRegistered {
+        /// The aggregate name.
+        aggregate: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+    },
+    /// A handler parameter names a service that is not registered.
+    #[error(transparent)]
+    MissingService(MissingService),
+    /// Another caller is processing a command with the same id.
+    #[error("command `{0}` is being processed by another caller")]
+    InProgress(CommandId),
+    /// The recorded outcome of an already processed command cannot be decoded.
+    #[error("recorded outcome of command `{command_id}` cannot be decoded: {source}")]
+    RecordedOutcome {
+        /// The command.
+        command_id: CommandId,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl<E> From<LoadError> for CommandError<E> {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Store(e) => CommandError::Store(e),
+            LoadError::Decode {
+                aggregate,
+                id,
+                version,
+                event,
+                position,
+                source,
+            } => CommandError::Decode {
+                aggregate,
+                id,
+                version,
+                event,
+                position,
+                source,
+            },
+            LoadError::Gap { stream, expected, found } => CommandError::Gap { stream, expected, found },
+            LoadError::NotRegistered { aggregate, type_name } => CommandError::NotRegistered { aggregate, type_name },
+        }
+    }
+}
+
+impl<E> CommandError<E> {
+    /// The domain error, if the handler rejected the command.
+    pub fn domain(&self) -> Option<&E> {
+        match self {
+            CommandError::Domain(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the store was unreachable (the command may succeed later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CommandError::Store(StoreError::Unavailable { .. }))
+    }
+}
+
+/// Why `ApplicationBuilder::build` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A handler of a registered aggregate takes a service that is not registered.
+    #[error("aggregate `{aggregate}` needs service `{service}`; register it with `.service(...)`")]
+    MissingService {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The service type.
+        service: ServiceKey,
+    },
+    /// Two registered aggregate types share one name, so their streams would mix.
+    #[error("aggregates `{first}` and `{second}` are both named `{name}`")]
+    DuplicateAggregateName {
+        /// The shared name.
+        name: &'static str,
+        /// The first Rust type.
+        first: &'static str,
+        /// The second Rust type.
+        second: &'static str,
+    },
+    /// A setting has a value that cannot work.
+    #[error("invalid setting `{setting}`: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A backend could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

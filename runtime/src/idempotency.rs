@@ -1,0 +1,119 @@
+//! Idempotency: processed command ids and their recorded outcomes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::ids::{CommandId, StreamId, Timestamp, Version};
+use crate::store::{BoxFuture, StoreError};
+
+/// The recorded outcome of a processed command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotencyRecord {
+    /// The command.
+    pub command_id: CommandId,
+    /// The stream it appended to.
+    pub stream: StreamId,
+    /// The stream's version after the command.
+    pub version: Version,
+    /// The handler's output, as JSON.
+    pub output: Bytes,
+    /// When the command completed.
+    pub recorded_at: Timestamp,
+    /// After this time the record may be purged.
+    pub expires_at: Timestamp,
+}
+
+/// The answer to a claim on a command id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// The id is new: the caller runs the command, then completes or releases it.
+    Claimed,
+    /// The command already ran; here is its outcome.
+    Completed(IdempotencyRecord),
+    /// Another caller holds an unexpired claim on the id.
+    InProgress,
+}
+
+/// Storage of processed command ids.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims `command_id` for `lease`, or reports its recorded outcome.
+    /// An expired claim (its holder crashed) can be claimed again.
+    fn claim(&self, command_id: CommandId, now: Timestamp, lease: Duration) -> BoxFuture<'_, Result<Claim, StoreError>>;
+
+    /// Records the outcome of a claimed command.
+    fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Gives up a claim without an outcome (the command was rejected or failed),
+    /// so the id can be tried again.
+    fn release(&self, command_id: CommandId) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Deletes records that expired before `now`; returns how many.
+    fn purge_expired(&self, now: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+#[derive(Debug)]
+enum Entry {
+    Claimed { until: Timestamp },
+    Done(IdempotencyRecord),
+}
+
+/// Command ids kept in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryIdempotencyStore {
+    entries: Mutex<HashMap<CommandId, Entry>>,
+}
+
+impl MemoryIdempotencyStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// `now + lease` as a timestamp.
+pub(crate) fn after(now: Timestamp, lease: Duration) -> Timestamp {
+    Timestamp(now.0.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)))
+}
+
+impl IdempotencyStore for MemoryIdempotencyStore {
+    fn claim(&self, command_id: CommandId, now: Timestamp, lease: Duration) -> BoxFuture<'_, Result<Claim, StoreError>> {
+        let mut entries = self.entries.lock();
+        let claim = match entries.get(&command_id) {
+            Some(Entry::Done(record)) if record.expires_at > now => Claim::Completed(record.clone()),
+            Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
+            _ => {
+                entries.insert(command_id, Entry::Claimed { until: after(now, lease) });
+                Claim::Claimed
+            }
+        };
+        Box::pin(std::future::ready(Ok(claim)))
+    }
+
+    fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.entries.lock().insert(record.command_id, Entry::Done(record));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release(&self, command_id: CommandId) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut entries = self.entries.lock();
+        if matches!(entries.get(&command_id), Some(Entry::Claimed { .. })) {
+            entries.remove(&command_id);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn purge_expired(&self, now: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let mut entries = self.entries.lock();
+        let before = entries.len();
+        entries.retain(|_, e| match e {
+            Entry::Done(r) => r.expires_at > now,
+            Entry::Claimed { until } => *until > now,
+        });
+        let purged = (before - entries.len()) as u64;
+        Box::pin(std::future::ready(Ok(purged)))
+    }
+}

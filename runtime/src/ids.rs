@@ -1,0 +1,273 @@
+//! Newtypes for the identities, versions and positions of the event log.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// The version of a stream: the number of events in it, and the version of
+/// its last event. A stream that holds no event is at [`Version::INITIAL`] (0);
+/// its first event has version 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version of a stream with no events.
+    pub const INITIAL: Version = Version(0);
+
+    /// The version after this one.
+    #[must_use]
+    pub const fn next(self) -> Version {
+        Version(self.0 + 1)
+    }
+
+    /// The raw number.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A position in the global log. Strictly increasing in commit order; the
+/// first event of a store is at position 1, [`Position::START`] (0) is before
+/// every event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// Before the first event: reading "after `START`" reads the whole log.
+    pub const START: Position = Position(0);
+
+    /// The raw number.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The schema version of an event type (`#[event(version = N)]`), starting at 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SchemaVersion(pub u32);
+
+impl fmt::Display for SchemaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+macro_rules! ulid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Ulid);
+
+        impl $name {
+            /// A new, unique id (ULID: sortable by creation time).
+            #[must_use]
+            pub fn new() -> Self {
+                Self(Ulid::new())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<Ulid> for $name {
+            fn from(id: Ulid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ulid::DecodeError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Ulid::from_string(s).map(Self)
+            }
+        }
+    };
+}
+
+ulid_id!(
+    /// The unique id of one stored event.
+    EventId
+);
+ulid_id!(
+    /// The id of one command. Two dispatches with the same command id are the
+    /// same command: the second returns the first one's recorded outcome.
+    CommandId
+);
+ulid_id!(
+    /// Ties together every message caused, directly or not, by one request.
+    CorrelationId
+);
+
+impl CommandId {
+    /// A command id derived deterministically from a name and a key (used by
+    /// processes that must produce the same id when they re-run).
+    #[must_use]
+    pub fn derived(parts: &[&[u8]]) -> Self {
+        // FNV-1a over the parts, twice with different offsets, makes 128 bits.
+        let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut b: u64 = 0x6c62_272e_07bb_0142;
+        for part in parts {
+            for byte in part.iter().chain(std::iter::once(&0xff)) {
+                a ^= u64::from(*byte);
+                a = a.wrapping_mul(0x0000_0100_0000_01b3);
+                b ^= u64::from(*byte);
+                b = b.wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+            }
+        }
+        Self(Ulid::from((a, b)))
+    }
+}
+
+/// The id of the message (command or event) that caused another message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum CausationId {
+    /// Caused by a command.
+    Command(CommandId),
+    /// Caused by an event.
+    Event(EventId),
+}
+
+impl fmt::Display for CausationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CausationId::Command(id) => write!(f, "command:{id}"),
+            CausationId::Event(id) => write!(f, "event:{id}"),
+        }
+    }
+}
+
+/// The identity of an event stream: the aggregate type and the instance id.
+///
+/// Cheap to clone (the parts are shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamId {
+    aggregate_type: Arc<str>,
+    aggregate_id: Arc<str>,
+}
+
+impl StreamId {
+    /// The stream of aggregate `aggregate_type` with instance id `aggregate_id`.
+    pub fn new(aggregate_type: impl Into<Arc<str>>, aggregate_id: impl Into<Arc<str>>) -> Self {
+        Self {
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: aggregate_id.into(),
+        }
+    }
+
+    /// The aggregate type, as named by `#[aggregate(name = "...")]`.
+    #[must_use]
+    pub fn aggregate_type(&self) -> &str {
+        &self.aggregate_type
+    }
+
+    /// The aggregate instance id.
+    #[must_use]
+    pub fn aggregate_id(&self) -> &str {
+        &self.aggregate_id
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamId({}/{})", self.aggregate_type, self.aggregate_id)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.aggregate_type, self.aggregate_id)
+    }
+}
+
+/// A point in time, in microseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    #[must_use]
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// Microseconds since the Unix epoch.
+    #[must_use]
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> Self {
+        if t.0 >= 0 {
+            UNIX_EPOCH + Duration::from_micros(t.0.unsigned_abs())
+        } else {
+            UNIX_EPOCH - Duration::from_micros(t.0.unsigned_abs())
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}µs", self.0)
+    }
+}
+
+/// An id type that names an aggregate instance: any type with a stable
+/// `Display` (ULID, UUID, integers, strings, your own newtypes).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be used as an aggregate id",
+    label = "not an aggregate id",
+    note = "an `#[aggregate_id]` field needs a type that implements `Display` and is `Send + Sync`, such as `Ulid`, `String` or `u64`"
+)]
+pub trait AggregateId: Send + Sync {
+    /// The id as it is stored in the stream key.
+    fn to_stream_key(&self) -> String;
+}
+
+impl<T: fmt::Display + Send + Sync + ?Sized> AggregateId for T {
+    fn to_stream_key(&self) -> String {
+        self.to_string()
+    }
+}

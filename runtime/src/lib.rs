@@ -1,0 +1,140 @@
+#![doc = include_str!("../../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod aggregate;
+pub mod application;
+mod cache;
+pub mod command;
+pub mod error;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod scenario;
+pub mod services;
+pub mod snapshot;
+pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+#[doc(inline)]
+pub use crate::aggregate::{Aggregate, Loaded};
+#[doc(inline)]
+pub use crate::application::{AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched};
+#[doc(inline)]
+pub use crate::command::{Command, HandledCommand, HandlerReturn, IntoEvents, Reply};
+#[doc(inline)]
+pub use crate::error::{BuildError, CommandError, LoadError};
+#[doc(inline)]
+pub use crate::event::{Event, EventDecodeError, EventSet};
+#[doc(inline)]
+pub use crate::ids::{
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
+};
+#[doc(inline)]
+pub use crate::scenario::AggregateScenario;
+#[doc(inline)]
+pub use crate::store::{EventMetadata, EventStore, MemoryEventStore, RecordedEvent, StoreError};
+
+/// Derives [`Event`](trait@Event) for a serde type.
+///
+/// `#[event(name = "...", version = N, upcast_from = Older)]`: `name` is
+/// required and stable across renames of the Rust type; `version` defaults
+/// to 1; `upcast_from` names the type of version `N - 1`, which must have the
+/// same name and convert with `From`. Checked at compile time.
+#[doc(inline)]
+pub use interlock_macros::Event;
+
+/// Derives [`Command`](trait@Command).
+///
+/// Mark the field naming the target aggregate instance with
+/// `#[aggregate_id]`, and optionally a `CommandId` (or `Option<CommandId>`)
+/// field with `#[command_id]` to make dispatch idempotent.
+/// `#[command(name = "...")]` overrides the name used in traces.
+#[doc(inline)]
+pub use interlock_macros::Command;
+
+/// Turns an impl block into an aggregate: `#[handles_command]` methods route
+/// commands, `#[applies_event]` methods fold events into the state.
+///
+/// `#[aggregate(name = "...", state_version = N)]`: `name` is the stable
+/// aggregate type stored in stream ids; `state_version` (default 1) is the
+/// schema version of snapshots of the state.
+#[doc(inline)]
+pub use interlock_macros::aggregate;
+
+/// Marks a command handler inside an `#[aggregate]` impl block:
+/// `fn name(&self, command: C, service: &S, ...) -> R`, sync or `async`.
+#[doc(inline)]
+pub use interlock_macros::handles_command;
+
+/// Marks an event applier inside an `#[aggregate]` impl block:
+/// `fn name(&mut self, event: &E)`.
+#[doc(inline)]
+pub use interlock_macros::applies_event;
+
+/// The traits and macros for writing a domain, plus the few types every
+/// application names.
+pub mod prelude {
+    #[doc(no_inline)]
+    pub use crate::{
+        Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId, DispatchOptions, Event,
+        EventStore, HandledCommand, Reply, SchemaVersion, Version, aggregate, applies_event, handles_command,
+    };
+    #[doc(no_inline)]
+    pub use serde::{Deserialize, Serialize};
+    #[doc(no_inline)]
+    pub use ulid::Ulid;
+}
+
+/// Re-exported for users' domain types.
+pub use ulid::Ulid;
+
+/// What generated code reaches through absolute paths. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aggregate::Aggregate;
+    pub use crate::command::{
+        Command, Decision, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
+    };
+    pub use crate::event::{
+        EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
+    };
+    pub use crate::ids::{AggregateId, CommandId, SchemaVersion};
+    pub use crate::services::{MissingService, ServiceKey, Services};
+    pub use bytes::Bytes;
+    pub use core::convert::Infallible;
+    pub use core::future::Future;
+    pub use core::option::Option::{self, None, Some};
+    pub use core::result::Result::{self, Err, Ok};
+    pub use serde_json;
+    pub use std::boxed::Box;
+    pub use std::vec::Vec;
+
+    /// Asserts at compile time that a service parameter's type can be shared.
+    pub const fn assert_service<T: core::any::Any + Send + Sync>() {}
+    /// Asserts at compile time that a command's id can be converted.
+    pub fn command_id_of<T: IntoCommandId>(value: &T) -> Option<CommandId> {
+        value.into_command_id()
+    }
+
+    /// Field types usable as `#[command_id]`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a command id",
+        note = "a `#[command_id]` field must be `CommandId` or `Option<CommandId>`"
+    )]
+    pub trait IntoCommandId {
+        /// The id.
+        fn into_command_id(&self) -> Option<CommandId>;
+    }
+    impl IntoCommandId for CommandId {
+        fn into_command_id(&self) -> Option<CommandId> {
+            Some(*self)
+        }
+    }
+    impl IntoCommandId for Option<CommandId> {
+        fn into_command_id(&self) -> Option<CommandId> {
+            *self
+        }
+    }
+}

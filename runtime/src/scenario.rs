@@ -1,0 +1,212 @@
+//! Given/when/then tests of aggregates, without a runtime or a store.
+
+#![allow(clippy::panic)] // a failed expectation is a failed test
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use crate::aggregate::Aggregate;
+use crate::command::{Decision, HandledCommand, HandlerError, IntoEvents};
+use crate::event::EventSet;
+use crate::services::Services;
+
+/// A test of one aggregate: the events it has seen, the command it gets,
+/// and what it must emit, return or refuse.
+///
+/// # Examples
+///
+/// ```
+/// # use interlock::prelude::*;
+/// # #[derive(Default)] struct Counter { n: u64 }
+/// # #[derive(Event, Serialize, Deserialize)] #[event(name = "counter.incremented")] struct Incremented { by: u64 }
+/// # #[derive(Command, Clone)] struct Increment { #[aggregate_id] id: u64, by: u64 }
+/// # #[aggregate(name = "counter")]
+/// # impl Counter {
+/// #     #[handles_command] fn increment(&self, c: Increment) -> Incremented { Incremented { by: c.by } }
+/// #     #[applies_event] fn incremented(&mut self, e: &Incremented) { self.n += e.by }
+/// # }
+/// AggregateScenario::<Counter>::new()
+///     .given(Incremented { by: 2 })
+///     .when(Increment { id: 1, by: 3 })
+///     .then_emits(Incremented { by: 3 })
+///     .then_state(|c| assert_eq!(c.n, 5));
+/// ```
+#[must_use = "a scenario does nothing until `.when(...)` and a `then_*` check"]
+pub struct AggregateScenario<A: Aggregate> {
+    state: A,
+    services: Services,
+}
+
+impl<A: Aggregate> Default for AggregateScenario<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Aggregate> AggregateScenario<A> {
+    /// A scenario starting from the default state.
+    pub fn new() -> Self {
+        Self {
+            state: A::default(),
+            services: Services::new(),
+        }
+    }
+
+    /// Registers a service the handlers take.
+    pub fn service<T: std::any::Any + Send + Sync>(mut self, service: T) -> Self {
+        self.services.insert(service);
+        self
+    }
+
+    /// Applies past events: an event, a tuple or a `Vec` of them.
+    pub fn given(mut self, events: impl IntoEvents<A>) -> Self {
+        for e in events.into_events() {
+            self.state.apply(&e);
+        }
+        self
+    }
+
+    /// Runs the handler of `command` on the state.
+    pub fn when<C: HandledCommand<Aggregate = A>>(self, command: C) -> ScenarioOutcome<A, C> {
+        let result = block_on(C::handle(&self.state, command, &self.services));
+        ScenarioOutcome {
+            state: self.state,
+            result,
+        }
+    }
+}
+
+/// The result of [`AggregateScenario::when`], checked with `then_*`.
+#[must_use = "check the outcome with a `then_*` method"]
+pub struct ScenarioOutcome<A: Aggregate, C: HandledCommand<Aggregate = A>> {
+    state: A,
+    result: Result<Decision<A, C::Output>, HandlerError<C::Error>>,
+}
+
+fn describe<A: Aggregate>(events: &[A::Event]) -> Vec<(String, serde_json::Value)> {
+    events
+        .iter()
+        .map(|e| match e.encode() {
+            Ok(enc) => (
+                format!("{} {}", enc.name, enc.version),
+                serde_json::from_slice(&enc.payload).unwrap_or(serde_json::Value::Null),
+            ),
+            Err(err) => (e.name().to_owned(), serde_json::Value::String(format!("<cannot encode: {err}>"))),
+        })
+        .collect()
+}
+
+impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
+    fn decision(&self) -> &Decision<A, C::Output> {
+        match &self.result {
+            Ok(d) => d,
+            Err(HandlerError::Domain(e)) => panic!("expected the command to succeed, it was rejected: {e}"),
+            Err(HandlerError::MissingService(m)) => panic!("{m}"),
+        }
+    }
+
+    /// Checks the emitted events equal `expected` (compared by name, version
+    /// and JSON payload, so events need no `PartialEq`).
+    #[track_caller]
+    pub fn then_emits(self, expected: impl IntoEvents<A>) -> Self {
+        let expected = describe::<A>(&expected.into_events());
+        let actual = describe::<A>(&self.decision().events);
+        assert_eq!(actual, expected, "emitted events differ from the expected events");
+        self
+    }
+
+    /// Checks the command emitted no event.
+    #[track_caller]
+    pub fn then_emits_nothing(self) -> Self {
+        let actual = describe::<A>(&self.decision().events);
+        assert!(actual.is_empty(), "expected no events, got {actual:?}");
+        self
+    }
+
+    /// Checks the handler's output.
+    #[track_caller]
+    pub fn then_output(self, expected: C::Output) -> Self
+    where
+        C::Output: PartialEq + Debug,
+    {
+        assert_eq!(self.decision().output, expected, "handler output differs");
+        self
+    }
+
+    /// Checks the state after applying the emitted events.
+    #[track_caller]
+    pub fn then_state(mut self, check: impl FnOnce(&A)) -> Self {
+        if let Ok(d) = &self.result {
+            for e in &d.events {
+                self.state.apply(e);
+            }
+        }
+        check(&self.state);
+        self
+    }
+
+    /// Checks the command was rejected with `expected`.
+    #[track_caller]
+    pub fn then_error(self, expected: C::Error) -> Self
+    where
+        C::Error: PartialEq + Debug,
+    {
+        match &self.result {
+            Err(HandlerError::Domain(e)) => assert_eq!(e, &expected, "rejected with another error"),
+            Err(HandlerError::MissingService(m)) => panic!("{m}"),
+            Ok(d) => panic!(
+                "expected rejection {expected:?}, the command emitted {:?}",
+                describe::<A>(&d.events)
+            ),
+        }
+        self
+    }
+
+    /// Checks the command was rejected with an error for which `check` holds.
+    #[track_caller]
+    pub fn then_error_matches(self, check: impl FnOnce(&C::Error) -> bool) -> Self {
+        match &self.result {
+            Err(HandlerError::Domain(e)) => assert!(check(e), "rejected with an unexpected error: {e}"),
+            Err(HandlerError::MissingService(m)) => panic!("{m}"),
+            Ok(d) => panic!("expected a rejection, the command emitted {:?}", describe::<A>(&d.events)),
+        }
+        self
+    }
+
+    /// The handler's result, for checks the `then_*` methods do not cover.
+    pub fn into_result(self) -> Result<(Vec<A::Event>, C::Output), C::Error> {
+        match self.result {
+            Ok(d) => Ok((d.events, d.output)),
+            Err(HandlerError::Domain(e)) => Err(e),
+            Err(HandlerError::MissingService(m)) => panic!("{m}"),
+        }
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on the current thread (for handlers in
+/// scenarios; they do no I/O of the runtime's).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

@@ -1,0 +1,324 @@
+//! The event store seam: append with an expected version, read streams and
+//! the global log.
+
+mod memory;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
+
+pub use memory::MemoryEventStore;
+
+/// The boxed future every backend trait returns, so stores can be used as
+/// trait objects (`Arc<dyn EventStore>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// User headers carried in event metadata.
+pub type Headers = BTreeMap<String, String>;
+
+/// What travels with every event besides its payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// When the event was recorded (set by the application at append).
+    pub timestamp: Option<Timestamp>,
+    /// The correlation id of the request that led to this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<CorrelationId>,
+    /// The message that caused this event (usually the command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<CausationId>,
+    /// The id of the command that emitted the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<CommandId>,
+    /// User headers (tenant, user, trace ids ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: Headers,
+}
+
+/// An event ready to be appended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// The event id.
+    pub event_id: EventId,
+    /// The stored event name.
+    pub name: Cow<'static, str>,
+    /// The schema version the payload was encoded with.
+    pub schema_version: SchemaVersion,
+    /// The JSON payload.
+    pub payload: Bytes,
+    /// The metadata.
+    pub metadata: EventMetadata,
+}
+
+/// An event as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    /// The event id.
+    pub event_id: EventId,
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// Its version within the stream (1, 2, 3 ...).
+    pub version: Version,
+    /// Its position in the global log.
+    pub position: Position,
+    /// The stored event name.
+    pub name: Cow<'static, str>,
+    /// The schema version of the payload.
+    pub schema_version: SchemaVersion,
+    /// The JSON payload.
+    pub payload: Bytes,
+    /// The metadata.
+    pub metadata: EventMetadata,
+}
+
+/// The version a writer expects a stream to be at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version.
+    Any,
+    /// The stream must be at exactly this version (`Version::INITIAL`: must not exist).
+    Exact(Version),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::Exact(v) => v.fmt(f),
+        }
+    }
+}
+
+/// The result of a successful append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The stream's version after the append.
+    pub version: Version,
+    /// The global positions of the appended events, in order.
+    pub positions: Vec<Position>,
+}
+
+/// Which events a read of the global log returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events with one of these names (all when `None`).
+    pub event_names: Option<Vec<Cow<'static, str>>>,
+    /// Only events of streams of these aggregate types (all when `None`).
+    pub aggregate_types: Option<Vec<Cow<'static, str>>>,
+}
+
+impl EventFilter {
+    /// Every event.
+    #[must_use]
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only events with these names.
+    #[must_use]
+    pub fn event_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Cow<'static, str>>,
+    {
+        self.event_names = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only events of these aggregate types.
+    #[must_use]
+    pub fn aggregate_types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Cow<'static, str>>,
+    {
+        self.aggregate_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether `event` passes the filter.
+    #[must_use]
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        self.matches_parts(event.stream.aggregate_type(), &event.name)
+    }
+
+    /// Whether an event of this aggregate type and name passes the filter.
+    #[must_use]
+    pub fn matches_parts(&self, aggregate_type: &str, name: &str) -> bool {
+        self.event_names.as_ref().is_none_or(|names| names.iter().any(|n| n == name))
+            && self
+                .aggregate_types
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|t| t == aggregate_type))
+    }
+}
+
+/// A new name, version and payload for an event rewritten in place
+/// (schema migration). Id, stream, version, position and metadata stay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewrittenEvent {
+    /// The new event name.
+    pub name: Cow<'static, str>,
+    /// The new schema version.
+    pub schema_version: SchemaVersion,
+    /// The new payload.
+    pub payload: Bytes,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the expected version; nothing was appended.
+    #[error("stream `{stream}` is at version {actual}, expected {expected}")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// The version the writer expected.
+        expected: ExpectedVersion,
+        /// The stream's actual version.
+        actual: Version,
+    },
+    /// The backend cannot be reached; the operation may succeed later.
+    #[error("{backend} is unavailable: {source}")]
+    Unavailable {
+        /// The backend (e.g. `postgres`).
+        backend: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored row cannot be read back.
+    #[error("{backend}: corrupt stored data at {location}: {reason}")]
+    Corrupt {
+        /// The backend.
+        backend: &'static str,
+        /// Which row (stream and version, or position).
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No event at this position.
+    #[error("no event at position {0}")]
+    NotFound(Position),
+    /// Any other backend failure.
+    #[error("{backend}: {source}")]
+    Backend {
+        /// The backend.
+        backend: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Storage of event streams and the global log.
+///
+/// Implementations must pass the exported conformance suite
+/// (`interlock::testing::event_store_conformance!`, feature `testing`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event store",
+    note = "use `MemoryEventStore` or a backend crate's store, or implement `interlock::store::EventStore`"
+)]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if the stream is at `expected`:
+    /// either every event is appended, with consecutive versions and
+    /// increasing positions, or none is.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the stream is at another version.
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>>;
+
+    /// The events of `stream` with versions in `from..=to` (to the end when
+    /// `to` is `None`), in version order.
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        to: Option<Version>,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>>;
+
+    /// Up to `limit` events of the global log with positions after `after`,
+    /// passing `filter`, in position order. A reader that resumes after the
+    /// last position it saw never misses an event committed later.
+    fn read_all<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>>;
+
+    /// The version of `stream` (`Version::INITIAL` when it has no events).
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>>;
+
+    /// The position of the last event readers may see.
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
+
+    /// Replaces the name, schema version and payload of the event at
+    /// `position` (schema migration).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when no event is at `position`.
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// A channel that changes whenever the head moves, for live
+    /// subscriptions; `None` when the store can only be polled.
+    fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
+        None
+    }
+}
+
+impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        (**self).append(stream, expected, events)
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        to: Option<Version>,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        (**self).read_stream(stream, from, to)
+    }
+    fn read_all<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        (**self).read_all(after, limit, filter)
+    }
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+        (**self).stream_version(stream)
+    }
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        (**self).head()
+    }
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).rewrite(position, event)
+    }
+    fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
+        (**self).watch_head()
+    }
+}

@@ -1,0 +1,243 @@
+//! Shared domains for the integration tests in `tests/`.
+
+pub mod bank {
+    //! A bank account: open, deposit, withdraw; one upcast event.
+
+    use interlock::prelude::*;
+
+    /// Account errors.
+    #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+    pub enum BankError {
+        /// Not enough money.
+        #[error("insufficient funds: balance {balance}, requested {requested}")]
+        InsufficientFunds {
+            /// The balance.
+            balance: u64,
+            /// The amount asked for.
+            requested: u64,
+        },
+        /// The account is not open.
+        #[error("account is not open")]
+        NotOpen,
+        /// The account is already open.
+        #[error("account is already open")]
+        AlreadyOpen,
+    }
+
+    /// An account was opened.
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "bank.account_opened")]
+    pub struct AccountOpened {
+        /// The owner.
+        pub owner: String,
+    }
+
+    /// Money was deposited (version 1: no currency).
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "bank.money_deposited", version = 1)]
+    pub struct MoneyDepositedV1 {
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// Money was deposited.
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "bank.money_deposited", version = 2, upcast_from = MoneyDepositedV1)]
+    pub struct MoneyDeposited {
+        /// The amount.
+        pub amount: u64,
+        /// The currency.
+        pub currency: String,
+    }
+
+    impl From<MoneyDepositedV1> for MoneyDeposited {
+        fn from(old: MoneyDepositedV1) -> Self {
+            MoneyDeposited {
+                amount: old.amount,
+                currency: "EUR".into(),
+            }
+        }
+    }
+
+    /// Money was withdrawn.
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "bank.money_withdrawn")]
+    pub struct MoneyWithdrawn {
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// Open an account.
+    #[derive(Command, Clone, Debug)]
+    pub struct OpenAccount {
+        /// The account.
+        #[aggregate_id]
+        pub account: Ulid,
+        /// The owner.
+        pub owner: String,
+    }
+
+    /// Deposit money.
+    #[derive(Command, Clone, Debug)]
+    pub struct Deposit {
+        /// The account.
+        #[aggregate_id]
+        pub account: Ulid,
+        /// The amount.
+        pub amount: u64,
+        /// Makes the deposit idempotent.
+        #[command_id]
+        pub id: Option<CommandId>,
+    }
+
+    /// Withdraw money; returns the balance after.
+    #[derive(Command, Clone, Debug)]
+    pub struct Withdraw {
+        /// The account.
+        #[aggregate_id]
+        pub account: Ulid,
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// Deposit and immediately withdraw (two events from one command).
+    #[derive(Command, Clone, Debug)]
+    pub struct Churn {
+        /// The account.
+        #[aggregate_id]
+        pub account: Ulid,
+        /// The amount moved in and out.
+        pub amount: u64,
+    }
+
+    /// A fee policy, registered as a service.
+    #[derive(Debug, Clone)]
+    pub struct FeePolicy {
+        /// Fee per withdrawal.
+        pub fee: u64,
+    }
+
+    /// Withdraw with the policy's fee, as an async handler.
+    #[derive(Command, Clone, Debug)]
+    pub struct WithdrawWithFee {
+        /// The account.
+        #[aggregate_id]
+        pub account: Ulid,
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// The account state.
+    #[derive(Default, Debug, Serialize, Deserialize, Clone, PartialEq)]
+    pub struct BankAccount {
+        /// Whether it is open.
+        pub open: bool,
+        /// The owner.
+        pub owner: String,
+        /// The balance.
+        pub balance: u64,
+        /// How many deposits were made.
+        pub deposits: u64,
+    }
+
+    #[aggregate(name = "bank.account")]
+    impl BankAccount {
+        #[handles_command]
+        fn open(&self, cmd: OpenAccount) -> Result<AccountOpened, BankError> {
+            if self.open {
+                return Err(BankError::AlreadyOpen);
+            }
+            Ok(AccountOpened { owner: cmd.owner })
+        }
+
+        #[handles_command]
+        fn deposit(&self, cmd: Deposit) -> Result<MoneyDeposited, BankError> {
+            if !self.open {
+                return Err(BankError::NotOpen);
+            }
+            Ok(MoneyDeposited {
+                amount: cmd.amount,
+                currency: "EUR".into(),
+            })
+        }
+
+        #[handles_command]
+        fn withdraw(&self, cmd: Withdraw) -> Result<Reply<u64, MoneyWithdrawn>, BankError> {
+            if !self.open {
+                return Err(BankError::NotOpen);
+            }
+            if cmd.amount > self.balance {
+                return Err(BankError::InsufficientFunds {
+                    balance: self.balance,
+                    requested: cmd.amount,
+                });
+            }
+            Ok(Reply::new(
+                self.balance - cmd.amount,
+                MoneyWithdrawn { amount: cmd.amount },
+            ))
+        }
+
+        #[handles_command]
+        fn churn(&self, cmd: Churn) -> (MoneyDeposited, MoneyWithdrawn, MoneyDeposited) {
+            (
+                MoneyDeposited {
+                    amount: cmd.amount,
+                    currency: "EUR".into(),
+                },
+                MoneyWithdrawn { amount: cmd.amount },
+                MoneyDeposited {
+                    amount: 0,
+                    currency: "EUR".into(),
+                },
+            )
+        }
+
+        #[handles_command]
+        async fn withdraw_with_fee(&self, cmd: WithdrawWithFee, policy: &FeePolicy) -> Result<Vec<MoneyWithdrawn>, BankError> {
+            tokio::task::yield_now().await;
+            let total = cmd.amount + policy.fee;
+            if total > self.balance {
+                return Err(BankError::InsufficientFunds {
+                    balance: self.balance,
+                    requested: total,
+                });
+            }
+            Ok(vec![
+                MoneyWithdrawn { amount: cmd.amount },
+                MoneyWithdrawn { amount: policy.fee },
+            ])
+        }
+
+        #[applies_event]
+        fn opened(&mut self, e: &AccountOpened) {
+            self.open = true;
+            self.owner.clone_from(&e.owner);
+        }
+
+        #[applies_event]
+        fn deposited(&mut self, e: &MoneyDeposited) {
+            self.balance += e.amount;
+            self.deposits += 1;
+        }
+
+        #[applies_event]
+        fn withdrawn(&mut self, e: &MoneyWithdrawn) {
+            self.balance -= e.amount;
+        }
+    }
+
+    /// An application with the bank registered, on the given store.
+    pub async fn app_on(store: impl EventStore) -> Application {
+        match Application::builder()
+            .aggregate::<BankAccount>()
+            .service(FeePolicy { fee: 1 })
+            .event_store(store)
+            .build()
+            .await
+        {
+            Ok(app) => app,
+            Err(e) => unreachable!("the bank application builds: {e}"),
+        }
+    }
+}
