@@ -157,6 +157,7 @@ pub trait HandlerReturn<A: Aggregate> {
     fn into_decision(self) -> Result<Decision<A, Self::Output>, Self::Error>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Vec<T> {
     fn push_into(self, out: &mut Vec<A::Event>) {
         out.reserve(self.len());
@@ -166,6 +167,7 @@ impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Vec<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Option<T> {
     fn push_into(self, out: &mut Vec<A::Event>) {
         if let Some(e) = self {
@@ -174,12 +176,14 @@ impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Option<T> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate> IntoEvents<A> for () {
     fn push_into(self, _out: &mut Vec<A::Event>) {}
 }
 
 macro_rules! tuple_events {
     ($($t:ident)+) => {
+        #[diagnostic::do_not_recommend]
         impl<A: Aggregate, $($t: IntoEvents<A>),+> IntoEvents<A> for ($($t,)+) {
             #[allow(non_snake_case)]
             fn push_into(self, out: &mut Vec<A::Event>) {
@@ -187,6 +191,7 @@ macro_rules! tuple_events {
                 $($t.push_into(out);)+
             }
         }
+        #[diagnostic::do_not_recommend]
         impl<A: Aggregate, $($t: IntoEvents<A>),+> HandlerReturn<A> for ($($t,)+) {
             type Output = ();
             type Error = Infallible;
@@ -218,6 +223,7 @@ macro_rules! plain_return {
 }
 plain_return!(Vec<T> => [T], Option<T> => [T], () => []);
 
+#[diagnostic::do_not_recommend]
 impl<A, R, E> HandlerReturn<A> for Reply<R, E>
 where
     A: Aggregate,

@@ -20,16 +20,6 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let variants: Vec<syn::Ident> = (0..event_types.len()).map(|i| format_ident!("__E{}", i)).collect();
     let appliers = model.appliers.iter().map(|a| &a.method);
 
-    // Every event type must be an `Event`; point at it if not.
-    let event_asserts = event_types.iter().map(|ty| {
-        quote_spanned! {ty.span()=>
-            const _: fn() = || {
-                fn __assert_event<T: #p::Event>() {}
-                __assert_event::<#ty>();
-            };
-        }
-    });
-
     // Two event types of one aggregate cannot share a name.
     let mut name_checks = Vec::new();
     for (i, a) in event_types.iter().enumerate() {
@@ -83,29 +73,37 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         // apply is reported there.
         let output = quote_spanned!(ret.span()=> <#ret as #p::HandlerReturn<#agg>>::Output);
         let error = quote_spanned!(ret.span()=> <#ret as #p::HandlerReturn<#agg>>::Error);
-        let impl_head = quote_spanned!(command.span()=> impl #p::HandledCommand for #command);
-        quote! {
+        let decision = quote_spanned! {ret.span()=>
+            #p::Result<#p::Decision<#agg, #output>, #p::HandlerError<#error>>
+        };
+        // The handler's signature and body carry the return type's span, so a
+        // return type that is not events of this aggregate is reported once,
+        // on it.
+        let handle = quote_spanned! {ret.span()=>
+            #[allow(clippy::manual_async_fn)]
+            fn handle<'a>(
+                aggregate: &'a #agg,
+                command: Self,
+                services: &'a #p::Services,
+            ) -> impl #p::Future<Output = #decision> + ::core::marker::Send + 'a {
+                async move {
+                    #(let #service_idents = services.get::<#service_types>()?;)*
+                    let returned: #ret = #call;
+                    <#ret as #p::HandlerReturn<#agg>>::into_decision(returned).map_err(#p::HandlerError::Domain)
+                }
+            }
+        };
+        // The impl carries the command's span: a command handled by two
+        // aggregates is reported on the second handler's command type.
+        quote_spanned! {command.span()=>
             #(#service_asserts)*
             #[automatically_derived]
-            #impl_head {
+            impl #p::HandledCommand for #command {
                 type Aggregate = #agg;
                 type Output = #output;
                 type Error = #error;
 
-                #[allow(clippy::manual_async_fn)]
-                fn handle<'a>(
-                    aggregate: &'a #agg,
-                    command: Self,
-                    services: &'a #p::Services,
-                ) -> impl #p::Future<
-                    Output = #p::Result<#p::Decision<#agg, Self::Output>, #p::HandlerError<Self::Error>>,
-                > + ::core::marker::Send + 'a {
-                    async move {
-                        #(let #service_idents = services.get::<#service_types>()?;)*
-                        let returned: #ret = #call;
-                        #p::HandlerReturn::<#agg>::into_decision(returned).map_err(#p::HandlerError::Domain)
-                    }
-                }
+                #handle
 
                 fn required_services() -> #p::Vec<#p::ServiceKey> {
                     #p::Vec::from([#(#p::ServiceKey::of::<#service_types>()),*])
@@ -121,8 +119,6 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             pub enum #events {
                 #(#variants(#event_types),)*
             }
-
-            #(#event_asserts)*
 
             const _: () = {
                 #(#name_checks)*
@@ -143,7 +139,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                         #(#events::#variants(event) => #p::Ok(#p::EncodedEvent {
                             name: <#event_types as #p::Event>::NAME,
                             version: <#event_types as #p::Event>::VERSION,
-                            payload: #p::Bytes::from(#p::Event::encode_payload(event)?),
+                            payload: #p::Bytes::from(<#event_types as #p::Event>::encode_payload(event)?),
                         }),)*
                     }
                 }

@@ -1,0 +1,36 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Command, Clone)]
+struct Deposit {
+    #[aggregate_id]
+    account: Ulid,
+    amount: u64,
+}
+
+#[derive(Default)]
+struct Account {
+    balance: u64,
+}
+
+struct Clock;
+
+#[aggregate(name = "bank.account")]
+impl Account {
+    #[handles_command]
+    fn deposit(&self, cmd: Deposit, _clock: Clock) -> Deposited {
+        Deposited { amount: cmd.amount }
+    }
+
+    #[applies_event]
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,34 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Command, Clone)]
+struct Deposit {
+    #[aggregate_id]
+    account: Ulid,
+    amount: u64,
+}
+
+#[derive(Default)]
+struct Account {
+    balance: u64,
+}
+
+#[aggregate(name = "bank.account")]
+impl Account {
+    #[handles_command]
+    fn deposit(&self) -> Deposited {
+        Deposited { amount: 1 }
+    }
+
+    #[applies_event]
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+}
+
+fn main() {}

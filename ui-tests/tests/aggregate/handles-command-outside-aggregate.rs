@@ -1,0 +1,28 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Command, Clone)]
+struct Deposit {
+    #[aggregate_id]
+    account: Ulid,
+    amount: u64,
+}
+
+#[derive(Default)]
+struct Account {
+    balance: u64,
+}
+
+impl Account {
+    #[handles_command]
+    fn deposit(&self, cmd: Deposit) -> Deposited {
+        Deposited { amount: cmd.amount + self.balance }
+    }
+}
+
+fn main() {}

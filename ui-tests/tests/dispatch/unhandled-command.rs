@@ -1,0 +1,46 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Command, Clone)]
+struct Deposit {
+    #[aggregate_id]
+    account: Ulid,
+    amount: u64,
+}
+
+#[derive(Default)]
+struct Account {
+    balance: u64,
+}
+
+#[derive(Command, Clone)]
+struct Close {
+    #[aggregate_id]
+    account: Ulid,
+}
+
+#[aggregate(name = "bank.account")]
+impl Account {
+    #[handles_command]
+    fn deposit(&self, cmd: Deposit) -> Deposited {
+        Deposited { amount: cmd.amount }
+    }
+
+    #[applies_event]
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+}
+
+async fn run(app: Application) {
+    let _ = app.dispatch(Close { account: Ulid::new() }).await;
+}
+
+fn main() {
+    let _ = run;
+}
