@@ -70,6 +70,7 @@ impl<A: Aggregate> AggregateScenario<A> {
     }
 
     /// Runs the handler of `command` on the state.
+    #[must_use = "check the outcome with a `then_*` method"]
     pub fn when<C: HandledCommand<Aggregate = A>>(self, command: C) -> ScenarioOutcome<A, C> {
         let result = block_on(C::handle(&self.state, command, &self.services));
         ScenarioOutcome {
@@ -80,7 +81,6 @@ impl<A: Aggregate> AggregateScenario<A> {
 }
 
 /// The result of [`AggregateScenario::when`], checked with `then_*`.
-#[must_use = "check the outcome with a `then_*` method"]
 pub struct ScenarioOutcome<A: Aggregate, C: HandledCommand<Aggregate = A>> {
     state: A,
     result: Result<Decision<A, C::Output>, HandlerError<C::Error>>,

@@ -1,1 +1,150 @@
-//! Conformance suites.
+//! Conformance suites for backend implementers (feature `testing`).
+//!
+//! Every storage trait has a suite of async checks, generic over the
+//! implementation, and a macro that turns the suite into `#[test]`s:
+//!
+//! ```ignore
+//! interlock::event_store_conformance!(memory, || async { Some(MemoryEventStore::new()) });
+//! ```
+//!
+//! The factory is called once per test and returns a fresh, empty store, or
+//! `None` when the backend is not reachable: the test then prints a loud
+//! "skipped" line, or fails when `INTERLOCK_REQUIRE_SERVICES=1`.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // assertions are the point
+
+pub mod event_store;
+pub mod idempotency_store;
+pub mod snapshot_store;
+
+use std::future::Future;
+
+/// Runs one conformance check on a multi-threaded runtime. `store` is
+/// `None` when the backend is unreachable: a skip, or a failure when
+/// `INTERLOCK_REQUIRE_SERVICES=1`.
+pub fn run<S, F, Fut>(suite: &str, case: &str, store: Option<S>, check: F)
+where
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(store) = store else {
+        skip_or_fail(&format!("{suite}::{case}"));
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(check(store));
+}
+
+/// Builds a store with `factory` on a throwaway runtime.
+pub fn make<S, F, Fut>(factory: F) -> Option<S>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Option<S>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(factory())
+}
+
+/// Whether tests must fail instead of skipping when a service is missing.
+#[must_use]
+pub fn services_required() -> bool {
+    std::env::var("INTERLOCK_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Reports a missing backend: a loud skip, or a failure under
+/// `INTERLOCK_REQUIRE_SERVICES=1`.
+pub fn skip_or_fail(what: &str) {
+    if services_required() {
+        panic!("{what}: the backend service is not reachable and INTERLOCK_REQUIRE_SERVICES=1");
+    }
+    eprintln!("!!!!!!!! SKIPPED {what}: backend service not reachable (set its URL variable to run it) !!!!!!!!");
+}
+
+/// Generates one `#[test]` per case of a suite, in a module named `$name`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($suite:ident, $name:ident, $factory:expr, [$($case:ident),* $(,)?]) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    let store = $crate::testing::make($factory);
+                    $crate::testing::run(
+                        stringify!($name),
+                        stringify!($case),
+                        store,
+                        $crate::testing::$suite::$case,
+                    );
+                }
+            )*
+        }
+    };
+}
+
+/// Runs the [`EventStore`](crate::store::EventStore) conformance suite as
+/// tests in module `$name`; `$factory` is `|| async { Option<Store> }`.
+#[macro_export]
+macro_rules! event_store_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            event_store,
+            $name,
+            $factory,
+            [
+                append_and_read_back,
+                metadata_round_trips,
+                empty_stream,
+                empty_append_is_a_no_op,
+                expected_version_conflict,
+                expected_any,
+                read_stream_ranges,
+                streams_are_isolated_by_aggregate_type,
+                global_order_and_paging,
+                filters,
+                atomic_batch_under_race,
+                concurrent_appends_lose_nothing,
+                application_contention,
+                rewrite_in_place,
+                head_and_watch,
+            ]
+        );
+    };
+}
+
+/// Runs the [`SnapshotStore`](crate::snapshot::SnapshotStore) conformance
+/// suite as tests in module `$name`.
+#[macro_export]
+macro_rules! snapshot_store_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            snapshot_store,
+            $name,
+            $factory,
+            [save_and_load, latest_wins, streams_are_isolated]
+        );
+    };
+}
+
+/// Runs the [`IdempotencyStore`](crate::idempotency::IdempotencyStore)
+/// conformance suite as tests in module `$name`.
+#[macro_export]
+macro_rules! idempotency_store_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            idempotency_store,
+            $name,
+            $factory,
+            [claim_complete_replay, release_allows_retry, expired_claims_and_purge, one_claim_wins]
+        );
+    };
+}
