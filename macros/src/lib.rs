@@ -35,11 +35,23 @@ pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Marks a command handler inside an `#[aggregate]` impl block.
 #[proc_macro_attribute]
 pub fn handles_command(args: TokenStream, item: TokenStream) -> TokenStream {
-    util::misplaced("handles_command", "a method inside an `#[aggregate]` impl block", args.into(), item.into()).into()
+    util::misplaced(
+        "handles_command",
+        "a method inside an `#[aggregate]` impl block",
+        args.into(),
+        item.into(),
+    )
+    .into()
 }
 
 /// Marks an event applier inside an `#[aggregate]` impl block.
 #[proc_macro_attribute]
 pub fn applies_event(args: TokenStream, item: TokenStream) -> TokenStream {
-    util::misplaced("applies_event", "a method inside an `#[aggregate]` impl block", args.into(), item.into()).into()
+    util::misplaced(
+        "applies_event",
+        "a method inside an `#[aggregate]` impl block",
+        args.into(),
+        item.into(),
+    )
+    .into()
 }

@@ -16,11 +16,19 @@ use crate::cache::AggregateCache;
 use crate::command::{HandledCommand, HandlerError};
 use crate::error::{BuildError, CommandError, LoadError};
 use crate::event::EventSet;
-use crate::idempotency::{self, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
-use crate::ids::{AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version};
+use crate::idempotency::{
+    self, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore,
+};
+use crate::ids::{
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp,
+    Version,
+};
 use crate::services::Services;
 use crate::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
-use crate::store::{EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent, RecordedEvent, StoreError};
+use crate::store::{
+    EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent, RecordedEvent,
+    StoreError,
+};
 
 type ErasedState = Box<dyn Any + Send>;
 type EncodeState = fn(&(dyn Any + Send)) -> Option<Result<Vec<u8>, serde_json::Error>>;
@@ -80,10 +88,14 @@ impl<A: Aggregate + Serialize + DeserializeOwned> AggregateConfig<A> {
     /// `every`; loads start from the latest snapshot whose state version is
     /// `A::STATE_VERSION`. `every` must be at least 1.
     pub fn snapshot_every(mut self, every: u64) -> Self {
-        fn encode<A: Serialize + 'static>(state: &(dyn Any + Send)) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        fn encode<A: Serialize + 'static>(
+            state: &(dyn Any + Send),
+        ) -> Option<Result<Vec<u8>, serde_json::Error>> {
             state.downcast_ref::<A>().map(serde_json::to_vec)
         }
-        fn decode<A: DeserializeOwned + Send + 'static>(payload: &[u8]) -> Result<ErasedState, serde_json::Error> {
+        fn decode<A: DeserializeOwned + Send + 'static>(
+            payload: &[u8],
+        ) -> Result<ErasedState, serde_json::Error> {
             serde_json::from_slice::<A>(payload).map(|a| Box::new(a) as ErasedState)
         }
         self.snapshot = Some(SnapshotCodec {
@@ -263,7 +275,10 @@ impl ApplicationBuilder {
                     reason: format!("aggregate `{}`: must be at least 1", reg.name),
                 });
             }
-            if let Some(service) = (reg.required_services)().into_iter().find(|k| !self.services.contains(k)) {
+            if let Some(service) = (reg.required_services)()
+                .into_iter()
+                .find(|k| !self.services.contains(k))
+            {
                 return Err(BuildError::MissingService {
                     aggregate: reg.name,
                     service,
@@ -272,9 +287,15 @@ impl ApplicationBuilder {
         }
         Ok(Application {
             inner: Arc::new(Inner {
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryEventStore::new())),
-                snapshots: self.snapshots.unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
-                idempotency: self.idempotency.unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
+                store: self
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemoryEventStore::new())),
+                snapshots: self
+                    .snapshots
+                    .unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
+                idempotency: self
+                    .idempotency
+                    .unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
                 cache: AggregateCache::new(self.settings.cache_capacity),
                 services: self.services,
                 aggregates: self.aggregates.into_iter().collect(),
@@ -415,7 +436,15 @@ pub struct Application {
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
-            .field("aggregates", &self.inner.aggregates.values().map(|r| r.name).collect::<Vec<_>>())
+            .field(
+                "aggregates",
+                &self
+                    .inner
+                    .aggregates
+                    .values()
+                    .map(|r| r.name)
+                    .collect::<Vec<_>>(),
+            )
             .field("services", &self.inner.services)
             .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
@@ -441,7 +470,10 @@ impl Application {
     ///
     /// [`CommandError::Domain`] when the handler rejects the command; the
     /// other variants for infrastructure failures.
-    pub async fn dispatch<C: HandledCommand>(&self, command: C) -> Result<C::Output, CommandError<C::Error>> {
+    pub async fn dispatch<C: HandledCommand>(
+        &self,
+        command: C,
+    ) -> Result<C::Output, CommandError<C::Error>> {
         self.dispatch_with(command, DispatchOptions::default())
             .await
             .map(|d| d.output)
@@ -475,7 +507,11 @@ impl Application {
         let mut wait = Duration::from_millis(1);
         let waited_since = std::time::Instant::now();
         loop {
-            match store.claim(command_id, Timestamp::now(), lease).await.map_err(CommandError::Store)? {
+            match store
+                .claim(command_id, Timestamp::now(), lease)
+                .await
+                .map_err(CommandError::Store)?
+            {
                 Claim::Claimed => break,
                 Claim::Completed(record) => {
                     let output = serde_json::from_slice(&record.output)
@@ -499,7 +535,9 @@ impl Application {
                 }
             }
         }
-        let result = self.run(registration, stream, command, command_id, options).await;
+        let result = self
+            .run(registration, stream, command, command_id, options)
+            .await;
         match &result {
             Ok(done) => {
                 let output = serde_json::to_vec(&done.output);
@@ -512,7 +550,10 @@ impl Application {
                             version: done.version,
                             output: Bytes::from(output),
                             recorded_at: now,
-                            expires_at: idempotency::after(now, self.inner.settings.idempotency_ttl),
+                            expires_at: idempotency::after(
+                                now,
+                                self.inner.settings.idempotency_ttl,
+                            ),
                         };
                         store.complete(record).await.map_err(CommandError::Store)?;
                     }
@@ -523,7 +564,10 @@ impl Application {
                     }
                 }
             }
-            Err(_) => store.release(command_id).await.map_err(CommandError::Store)?,
+            Err(_) => store
+                .release(command_id)
+                .await
+                .map_err(CommandError::Store)?,
         }
         result
     }
@@ -551,22 +595,34 @@ impl Application {
         let settings = &inner.settings;
         let metadata = EventMetadata {
             timestamp: None,
-            correlation_id: Some(options.correlation_id.unwrap_or(CorrelationId(command_id.0))),
-            causation_id: Some(options.causation_id.unwrap_or(CausationId::Command(command_id))),
+            correlation_id: Some(
+                options
+                    .correlation_id
+                    .unwrap_or(CorrelationId(command_id.0)),
+            ),
+            causation_id: Some(
+                options
+                    .causation_id
+                    .unwrap_or(CausationId::Command(command_id)),
+            ),
             command_id: Some(command_id),
             headers: options.headers,
         };
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
         for attempt in 1..=settings.max_attempts {
             // After a conflict the cached state is stale: read the store.
-            let (mut state, version) = self.load_latest::<C::Aggregate>(registration, &stream, attempt == 1).await?;
+            let (mut state, version) = self
+                .load_latest::<C::Aggregate>(registration, &stream, attempt == 1)
+                .await?;
             let decision = match C::handle(&state, command.clone(), &inner.services).await {
                 Ok(d) => d,
                 Err(HandlerError::Domain(e)) => {
                     inner.cache.put(stream, Box::new(state), version);
                     return Err(CommandError::Domain(e));
                 }
-                Err(HandlerError::MissingService(m)) => return Err(CommandError::MissingService(m)),
+                Err(HandlerError::MissingService(m)) => {
+                    return Err(CommandError::MissingService(m));
+                }
             };
             if decision.events.is_empty() {
                 inner.cache.put(stream.clone(), Box::new(state), version);
@@ -604,7 +660,11 @@ impl Application {
                     metadata,
                 });
             }
-            match inner.store.append(&stream, ExpectedVersion::Exact(version), new_events).await {
+            match inner
+                .store
+                .append(&stream, ExpectedVersion::Exact(version), new_events)
+                .await
+            {
                 Ok(committed) => {
                     for event in &decision.events {
                         state.apply(event);
@@ -652,7 +712,9 @@ impl Application {
         before: Version,
         after: Version,
     ) {
-        let Some(codec) = registration.snapshot else { return };
+        let Some(codec) = registration.snapshot else {
+            return;
+        };
         if codec.every == 0 || before.0 / codec.every == after.0 / codec.every {
             return;
         }
@@ -688,7 +750,11 @@ impl Application {
             return Ok((*state, version));
         }
         let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
-        let events = self.inner.store.read_stream(stream, version.next(), None).await?;
+        let events = self
+            .inner
+            .store
+            .read_stream(stream, version.next(), None)
+            .await?;
         fold(registration, stream, state, version, &events, None)
     }
 
@@ -702,15 +768,22 @@ impl Application {
             return (A::default(), Version::INITIAL);
         };
         match self.inner.snapshots.load(stream).await {
-            Ok(Some(s)) if s.state_version == A::STATE_VERSION && at_most.is_none_or(|v| s.version <= v) => {
+            Ok(Some(s))
+                if s.state_version == A::STATE_VERSION
+                    && at_most.is_none_or(|v| s.version <= v) =>
+            {
                 match (codec.decode)(&s.payload).map(|b| b.downcast::<A>()) {
                     Ok(Ok(state)) => return (*state, s.version),
                     Ok(Err(_)) => {}
-                    Err(e) => tracing::warn!(%stream, error = %e, "snapshot ignored: cannot decode it"),
+                    Err(e) => {
+                        tracing::warn!(%stream, error = %e, "snapshot ignored: cannot decode it")
+                    }
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(%stream, error = %e, "snapshot store failed; loading from events"),
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "snapshot store failed; loading from events")
+            }
         }
         (A::default(), Version::INITIAL)
     }
@@ -720,11 +793,18 @@ impl Application {
     /// # Errors
     ///
     /// [`LoadError`] when the store fails or a stored event does not decode.
-    pub async fn load<A: Aggregate>(&self, id: &(impl AggregateId + ?Sized)) -> Result<Loaded<A>, LoadError> {
+    pub async fn load<A: Aggregate>(
+        &self,
+        id: &(impl AggregateId + ?Sized),
+    ) -> Result<Loaded<A>, LoadError> {
         let registration = self.registration::<A>()?;
         let stream = StreamId::new(A::NAME, id.to_stream_key());
         let (state, version) = self.load_snapshot::<A>(registration, &stream, None).await;
-        let events = self.inner.store.read_stream(&stream, version.next(), None).await?;
+        let events = self
+            .inner
+            .store
+            .read_stream(&stream, version.next(), None)
+            .await?;
         let (state, version) = fold(registration, &stream, state, version, &events, None)?;
         Ok(Loaded { state, version })
     }
@@ -744,7 +824,9 @@ impl Application {
         let stream = StreamId::new(A::NAME, id.to_stream_key());
         let (state, version, until, time) = match as_of.into() {
             AsOf::Version(v) => {
-                let (state, version) = self.load_snapshot::<A>(registration, &stream, Some(v)).await;
+                let (state, version) = self
+                    .load_snapshot::<A>(registration, &stream, Some(v))
+                    .await;
                 (state, version, Some(v), None)
             }
             AsOf::Time(t) => (A::default(), Version::INITIAL, None, Some(t)),
@@ -752,7 +834,11 @@ impl Application {
         if until.is_some_and(|u| u <= version) {
             return Ok(Loaded { state, version });
         }
-        let events = self.inner.store.read_stream(&stream, version.next(), until).await?;
+        let events = self
+            .inner
+            .store
+            .read_stream(&stream, version.next(), until)
+            .await?;
         let (state, version) = fold(registration, &stream, state, version, &events, time)?;
         Ok(Loaded { state, version })
     }
@@ -781,7 +867,9 @@ fn fold<A: Aggregate>(
         }
         match A::Event::decode(&recorded.name, recorded.schema_version, &recorded.payload) {
             Ok(event) => state.apply(&event),
-            Err(crate::event::EventDecodeError::UnknownEvent { name }) if registration.skip_unknown_events => {
+            Err(crate::event::EventDecodeError::UnknownEvent { name })
+                if registration.skip_unknown_events =>
+            {
                 tracing::warn!(%stream, version = %recorded.version, event = %name, "skipping unknown event");
             }
             Err(source) => {

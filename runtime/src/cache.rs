@@ -63,7 +63,9 @@ impl AggregateCache {
         lru.order.insert(tick, stream.clone());
         lru.entries.insert(stream, (state, version, tick));
         while lru.entries.len() > self.capacity {
-            let Some((_, oldest)) = lru.order.pop_first() else { break };
+            let Some((_, oldest)) = lru.order.pop_first() else {
+                break;
+            };
             lru.entries.remove(&oldest);
         }
     }

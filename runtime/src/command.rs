@@ -60,11 +60,17 @@ pub trait HandledCommand: Command + Sized {
         aggregate: &'a Self::Aggregate,
         command: Self,
         services: &'a Services,
-    ) -> impl Future<Output = Result<Decision<Self::Aggregate, Self::Output>, HandlerError<Self::Error>>> + Send + 'a;
+    ) -> impl Future<Output = HandlerOutcome<Self>> + Send + 'a;
 
     /// The services the handler takes as parameters, checked by `build()`.
     fn required_services() -> Vec<crate::services::ServiceKey>;
 }
+
+/// What running the handler of command `C` produced.
+pub type HandlerOutcome<C> = Result<
+    Decision<<C as HandledCommand>::Aggregate, <C as HandledCommand>::Output>,
+    HandlerError<<C as HandledCommand>::Error>,
+>;
 
 /// What a handler decided: the events to append and the value for the caller.
 pub struct Decision<A: Aggregate, O> {

@@ -13,7 +13,9 @@ pub enum LoadError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A stored event of the stream could not be decoded.
-    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
+    #[error(
+        "cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}"
+    )]
     Decode {
         /// The aggregate type.
         aggregate: &'static str,
@@ -40,7 +42,9 @@ pub enum LoadError {
         found: Version,
     },
     /// The aggregate type was not registered on the application.
-    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
+    #[error(
+        "aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder"
+    )]
     NotRegistered {
         /// The aggregate name.
         aggregate: &'static str,
@@ -58,7 +62,9 @@ pub enum CommandError<E> {
     #[error("command rejected: {0}")]
     Domain(#[source] E),
     /// The stream kept changing under the command until the attempts ran out.
-    #[error("conflict on stream `{stream}`: expected version {expected}, found {actual} (after {attempts} attempts)")]
+    #[error(
+        "conflict on stream `{stream}`: expected version {expected}, found {actual} (after {attempts} attempts)"
+    )]
     Conflict {
         /// The stream.
         stream: StreamId,
@@ -73,7 +79,9 @@ pub enum CommandError<E> {
     #[error(transparent)]
     Store(StoreError),
     /// A stored event of the aggregate could not be decoded.
-    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
+    #[error(
+        "cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}"
+    )]
     Decode {
         /// The aggregate type.
         aggregate: &'static str,
@@ -119,7 +127,9 @@ pub enum CommandError<E> {
         limit: usize,
     },
     /// The command's aggregate type was not registered on the application.
-    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
+    #[error(
+        "aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder"
+    )]
     NotRegistered {
         /// The aggregate name.
         aggregate: &'static str,
@@ -162,8 +172,22 @@ impl<E> From<LoadError> for CommandError<E> {
                 position,
                 source,
             },
-            LoadError::Gap { stream, expected, found } => CommandError::Gap { stream, expected, found },
-            LoadError::NotRegistered { aggregate, type_name } => CommandError::NotRegistered { aggregate, type_name },
+            LoadError::Gap {
+                stream,
+                expected,
+                found,
+            } => CommandError::Gap {
+                stream,
+                expected,
+                found,
+            },
+            LoadError::NotRegistered {
+                aggregate,
+                type_name,
+            } => CommandError::NotRegistered {
+                aggregate,
+                type_name,
+            },
         }
     }
 }

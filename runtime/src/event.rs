@@ -153,13 +153,18 @@ pub trait EventSet: Send + Sync + Sized + 'static {
     ///
     /// [`EventDecodeError::UnknownEvent`] when no event of the set has this name,
     /// else as [`Event::decode_payload`].
-    fn decode(name: &str, version: SchemaVersion, payload: &[u8]) -> Result<Self, EventDecodeError>;
+    fn decode(name: &str, version: SchemaVersion, payload: &[u8])
+    -> Result<Self, EventDecodeError>;
 }
 
 /// Support for generated code: decode one version of an event type that
 /// starts a chain, or step back through `Old`.
 #[doc(hidden)]
-pub fn decode_exact<E: Event>(version: SchemaVersion, payload: &[u8], oldest: SchemaVersion) -> Result<E, EventDecodeError> {
+pub fn decode_exact<E: Event>(
+    version: SchemaVersion,
+    payload: &[u8],
+    oldest: SchemaVersion,
+) -> Result<E, EventDecodeError> {
     if version == E::VERSION {
         serde_json::from_slice(payload).map_err(|source| EventDecodeError::Payload {
             name: E::NAME,
@@ -179,7 +184,11 @@ pub fn decode_exact<E: Event>(version: SchemaVersion, payload: &[u8], oldest: Sc
 /// Support for generated code: decode `version` into `New`, stepping through
 /// `Old` for older versions.
 #[doc(hidden)]
-pub fn decode_upcast<New, Old>(version: SchemaVersion, payload: &[u8], oldest: SchemaVersion) -> Result<New, EventDecodeError>
+pub fn decode_upcast<New, Old>(
+    version: SchemaVersion,
+    payload: &[u8],
+    oldest: SchemaVersion,
+) -> Result<New, EventDecodeError>
 where
     New: Event + UpcastFrom<Old>,
     Old: Event,
@@ -191,15 +200,19 @@ where
             source,
         })
     } else if version < New::VERSION && version >= oldest {
-        Old::decode_payload(version, payload).map(New::upcast).map_err(|e| match e {
-            EventDecodeError::UnknownVersion { name, version, .. } => EventDecodeError::UnknownVersion {
-                name,
-                version,
-                oldest,
-                newest: New::VERSION,
-            },
-            other => other,
-        })
+        Old::decode_payload(version, payload)
+            .map(New::upcast)
+            .map_err(|e| match e {
+                EventDecodeError::UnknownVersion { name, version, .. } => {
+                    EventDecodeError::UnknownVersion {
+                        name,
+                        version,
+                        oldest,
+                        newest: New::VERSION,
+                    }
+                }
+                other => other,
+            })
     } else {
         Err(EventDecodeError::UnknownVersion {
             name: New::NAME,

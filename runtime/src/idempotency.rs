@@ -41,7 +41,12 @@ pub enum Claim {
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// Claims `command_id` for `lease`, or reports its recorded outcome.
     /// An expired claim (its holder crashed) can be claimed again.
-    fn claim(&self, command_id: CommandId, now: Timestamp, lease: Duration) -> BoxFuture<'_, Result<Claim, StoreError>>;
+    fn claim(
+        &self,
+        command_id: CommandId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Claim, StoreError>>;
 
     /// Records the outcome of a claimed command.
     fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -76,17 +81,32 @@ impl MemoryIdempotencyStore {
 
 /// `now + lease` as a timestamp.
 pub(crate) fn after(now: Timestamp, lease: Duration) -> Timestamp {
-    Timestamp(now.0.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)))
+    Timestamp(
+        now.0
+            .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)),
+    )
 }
 
 impl IdempotencyStore for MemoryIdempotencyStore {
-    fn claim(&self, command_id: CommandId, now: Timestamp, lease: Duration) -> BoxFuture<'_, Result<Claim, StoreError>> {
+    fn claim(
+        &self,
+        command_id: CommandId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Claim, StoreError>> {
         let mut entries = self.entries.lock();
         let claim = match entries.get(&command_id) {
-            Some(Entry::Done(record)) if record.expires_at > now => Claim::Completed(record.clone()),
+            Some(Entry::Done(record)) if record.expires_at > now => {
+                Claim::Completed(record.clone())
+            }
             Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
             _ => {
-                entries.insert(command_id, Entry::Claimed { until: after(now, lease) });
+                entries.insert(
+                    command_id,
+                    Entry::Claimed {
+                        until: after(now, lease),
+                    },
+                );
                 Claim::Claimed
             }
         };
@@ -94,7 +114,9 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     }
 
     fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.entries.lock().insert(record.command_id, Entry::Done(record));
+        self.entries
+            .lock()
+            .insert(record.command_id, Entry::Done(record));
         Box::pin(std::future::ready(Ok(())))
     }
 

@@ -10,7 +10,9 @@ use ulid::Ulid;
 /// The version of a stream: the number of events in it, and the version of
 /// its last event. A stream that holds no event is at [`Version::INITIAL`] (0);
 /// its first event has version 1.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Version(pub u64);
 
@@ -40,7 +42,9 @@ impl fmt::Display for Version {
 /// A position in the global log. Strictly increasing in commit order; the
 /// first event of a store is at position 1, [`Position::START`] (0) is before
 /// every event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 

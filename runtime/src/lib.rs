@@ -20,16 +20,19 @@ pub mod testing;
 #[doc(inline)]
 pub use crate::aggregate::{Aggregate, Loaded};
 #[doc(inline)]
-pub use crate::application::{AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched};
+pub use crate::application::{
+    AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched,
+};
 #[doc(inline)]
-pub use crate::command::{Command, HandledCommand, HandlerReturn, IntoEvents, Reply};
+pub use crate::command::{Command, Decision, HandledCommand, HandlerReturn, IntoEvents, Reply};
 #[doc(inline)]
 pub use crate::error::{BuildError, CommandError, LoadError};
 #[doc(inline)]
 pub use crate::event::{Event, EventDecodeError, EventSet};
 #[doc(inline)]
 pub use crate::ids::{
-    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId,
+    Timestamp, Version,
 };
 #[doc(inline)]
 pub use crate::scenario::AggregateScenario;
@@ -78,8 +81,9 @@ pub use interlock_macros::applies_event;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId, DispatchOptions, Event,
-        EventStore, HandledCommand, Reply, SchemaVersion, Version, aggregate, applies_event, handles_command,
+        Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId,
+        DispatchOptions, Event, EventStore, HandledCommand, Reply, SchemaVersion, Version,
+        aggregate, applies_event, handles_command,
     };
     #[doc(no_inline)]
     pub use serde::{Deserialize, Serialize};
@@ -98,7 +102,8 @@ pub mod __private {
         Command, Decision, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
     };
     pub use crate::event::{
-        EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
+        EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact,
+        decode_upcast,
     };
     pub use crate::ids::{AggregateId, CommandId, SchemaVersion};
     pub use crate::services::{MissingService, ServiceKey, Services};
@@ -115,7 +120,7 @@ pub mod __private {
     pub const fn assert_service<T: core::any::Any + Send + Sync>() {}
     /// Asserts at compile time that a command's id can be converted.
     pub fn command_id_of<T: IntoCommandId>(value: &T) -> Option<CommandId> {
-        value.into_command_id()
+        value.to_command_id()
     }
 
     /// Field types usable as `#[command_id]`.
@@ -125,15 +130,15 @@ pub mod __private {
     )]
     pub trait IntoCommandId {
         /// The id.
-        fn into_command_id(&self) -> Option<CommandId>;
+        fn to_command_id(&self) -> Option<CommandId>;
     }
     impl IntoCommandId for CommandId {
-        fn into_command_id(&self) -> Option<CommandId> {
+        fn to_command_id(&self) -> Option<CommandId> {
             Some(*self)
         }
     }
     impl IntoCommandId for Option<CommandId> {
-        fn into_command_id(&self) -> Option<CommandId> {
+        fn to_command_id(&self) -> Option<CommandId> {
             *self
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::aggregate::Aggregate;
-use crate::command::{Decision, HandledCommand, HandlerError, IntoEvents};
+use crate::command::{Decision, HandledCommand, HandlerError, HandlerOutcome, IntoEvents};
 use crate::event::EventSet;
 use crate::services::Services;
 
@@ -83,7 +83,7 @@ impl<A: Aggregate> AggregateScenario<A> {
 /// The result of [`AggregateScenario::when`], checked with `then_*`.
 pub struct ScenarioOutcome<A: Aggregate, C: HandledCommand<Aggregate = A>> {
     state: A,
-    result: Result<Decision<A, C::Output>, HandlerError<C::Error>>,
+    result: HandlerOutcome<C>,
 }
 
 fn describe<A: Aggregate>(events: &[A::Event]) -> Vec<(String, serde_json::Value)> {
@@ -94,7 +94,10 @@ fn describe<A: Aggregate>(events: &[A::Event]) -> Vec<(String, serde_json::Value
                 format!("{} {}", enc.name, enc.version),
                 serde_json::from_slice(&enc.payload).unwrap_or(serde_json::Value::Null),
             ),
-            Err(err) => (e.name().to_owned(), serde_json::Value::String(format!("<cannot encode: {err}>"))),
+            Err(err) => (
+                e.name().to_owned(),
+                serde_json::Value::String(format!("<cannot encode: {err}>")),
+            ),
         })
         .collect()
 }
@@ -103,7 +106,9 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
     fn decision(&self) -> &Decision<A, C::Output> {
         match &self.result {
             Ok(d) => d,
-            Err(HandlerError::Domain(e)) => panic!("expected the command to succeed, it was rejected: {e}"),
+            Err(HandlerError::Domain(e)) => {
+                panic!("expected the command to succeed, it was rejected: {e}")
+            }
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
         }
     }
@@ -114,7 +119,10 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
     pub fn then_emits(self, expected: impl IntoEvents<A>) -> Self {
         let expected = describe::<A>(&expected.into_events());
         let actual = describe::<A>(&self.decision().events);
-        assert_eq!(actual, expected, "emitted events differ from the expected events");
+        assert_eq!(
+            actual, expected,
+            "emitted events differ from the expected events"
+        );
         self
     }
 
@@ -169,17 +177,22 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
     #[track_caller]
     pub fn then_error_matches(self, check: impl FnOnce(&C::Error) -> bool) -> Self {
         match &self.result {
-            Err(HandlerError::Domain(e)) => assert!(check(e), "rejected with an unexpected error: {e}"),
+            Err(HandlerError::Domain(e)) => {
+                assert!(check(e), "rejected with an unexpected error: {e}")
+            }
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
-            Ok(d) => panic!("expected a rejection, the command emitted {:?}", describe::<A>(&d.events)),
+            Ok(d) => panic!(
+                "expected a rejection, the command emitted {:?}",
+                describe::<A>(&d.events)
+            ),
         }
         self
     }
 
     /// The handler's result, for checks the `then_*` methods do not cover.
-    pub fn into_result(self) -> Result<(Vec<A::Event>, C::Output), C::Error> {
+    pub fn into_result(self) -> Result<Decision<A, C::Output>, C::Error> {
         match self.result {
-            Ok(d) => Ok((d.events, d.output)),
+            Ok(d) => Ok(d),
             Err(HandlerError::Domain(e)) => Err(e),
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
         }

@@ -58,7 +58,8 @@ impl Services {
 
     /// Registers `value`, replacing any earlier value of the same type.
     pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
-        self.map.insert(TypeId::of::<T>(), (ServiceKey::of::<T>(), Arc::new(value)));
+        self.map
+            .insert(TypeId::of::<T>(), (ServiceKey::of::<T>(), Arc::new(value)));
     }
 
     /// The service of type `T`.
@@ -84,6 +85,8 @@ impl Services {
 
 impl fmt::Debug for Services {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.map.values().map(|(k, _)| k.type_name)).finish()
+        f.debug_set()
+            .entries(self.map.values().map(|(k, _)| k.type_name))
+            .finish()
     }
 }

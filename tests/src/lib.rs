@@ -194,7 +194,11 @@ pub mod bank {
         }
 
         #[handles_command]
-        async fn withdraw_with_fee(&self, cmd: WithdrawWithFee, policy: &FeePolicy) -> Result<Vec<MoneyWithdrawn>, BankError> {
+        async fn withdraw_with_fee(
+            &self,
+            cmd: WithdrawWithFee,
+            policy: &FeePolicy,
+        ) -> Result<Vec<MoneyWithdrawn>, BankError> {
             tokio::task::yield_now().await;
             let total = cmd.amount + policy.fee;
             if total > self.balance {

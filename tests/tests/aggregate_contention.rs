@@ -20,7 +20,12 @@ async fn sixteen_tasks_on_four_accounts_lose_no_update() {
         .expect("build");
     let accounts: Vec<Ulid> = (0..4).map(|_| Ulid::new()).collect();
     for &account in &accounts {
-        app.dispatch(OpenAccount { account, owner: "c".into() }).await.expect("open");
+        app.dispatch(OpenAccount {
+            account,
+            owner: "c".into(),
+        })
+        .await
+        .expect("open");
     }
     let mut tasks = Vec::new();
     for t in 0..16u64 {
@@ -62,10 +67,17 @@ async fn sixteen_tasks_on_four_accounts_lose_no_update() {
         let loaded = app.load::<BankAccount>(account).await.expect("load");
         assert_eq!(loaded.state.balance, expected[k]);
         let stream = StreamId::new("bank.account", account.to_string());
-        let events = store.read_stream(&stream, Version(1), None).await.expect("read");
+        let events = store
+            .read_stream(&stream, Version(1), None)
+            .await
+            .expect("read");
         assert_eq!(events.len() as u64, loaded.version.get());
         for (i, e) in events.iter().enumerate() {
-            assert_eq!(e.version, Version(i as u64 + 1), "versions 1..n, no gap or duplicate");
+            assert_eq!(
+                e.version,
+                Version(i as u64 + 1),
+                "versions 1..n, no gap or duplicate"
+            );
         }
     }
     eprintln!("contention: 16 000 commands, {retries} conflict retries");
@@ -92,11 +104,27 @@ async fn without_retries_a_conflict_is_typed_and_appends_nothing() {
         .await
         .expect("build");
     let account = Ulid::new();
-    app.dispatch(OpenAccount { account, owner: "c".into() }).await.expect("open");
+    app.dispatch(OpenAccount {
+        account,
+        owner: "c".into(),
+    })
+    .await
+    .expect("open");
     // `app` now caches version 1; `other` moves the stream to version 2.
-    other.dispatch(Deposit { account, amount: 1, id: None }).await.expect("deposit");
+    other
+        .dispatch(Deposit {
+            account,
+            amount: 1,
+            id: None,
+        })
+        .await
+        .expect("deposit");
     let err = app
-        .dispatch(Deposit { account, amount: 5, id: None })
+        .dispatch(Deposit {
+            account,
+            amount: 5,
+            id: None,
+        })
         .await
         .expect_err("conflict");
     match err {
@@ -113,6 +141,19 @@ async fn without_retries_a_conflict_is_typed_and_appends_nothing() {
     }
     assert_eq!(store.head().await.expect("head").get(), 2);
     // The next dispatch reloads and succeeds.
-    app.dispatch(Deposit { account, amount: 5, id: None }).await.expect("after reload");
-    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 6);
+    app.dispatch(Deposit {
+        account,
+        amount: 5,
+        id: None,
+    })
+    .await
+    .expect("after reload");
+    assert_eq!(
+        app.load::<BankAccount>(&account)
+            .await
+            .expect("load")
+            .state
+            .balance,
+        6
+    );
 }

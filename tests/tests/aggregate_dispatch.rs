@@ -20,8 +20,20 @@ async fn open(app: &Application) -> Ulid {
 async fn dispatch_appends_events_and_returns_the_reply() {
     let app = app_on(MemoryEventStore::new()).await;
     let account = open(&app).await;
-    app.dispatch(Deposit { account, amount: 100, id: None }).await.expect("deposit");
-    let balance: u64 = app.dispatch(Withdraw { account, amount: 30 }).await.expect("withdraw");
+    app.dispatch(Deposit {
+        account,
+        amount: 100,
+        id: None,
+    })
+    .await
+    .expect("deposit");
+    let balance: u64 = app
+        .dispatch(Withdraw {
+            account,
+            amount: 30,
+        })
+        .await
+        .expect("withdraw");
     assert_eq!(balance, 70);
 
     let loaded = app.load::<BankAccount>(&account).await.expect("load");
@@ -29,30 +41,64 @@ async fn dispatch_appends_events_and_returns_the_reply() {
     assert_eq!(loaded.version, Version(3));
 
     let stream = StreamId::new("bank.account", account.to_string());
-    let events = app.event_store().read_stream(&stream, Version(1), None).await.expect("read");
+    let events = app
+        .event_store()
+        .read_stream(&stream, Version(1), None)
+        .await
+        .expect("read");
     let names: Vec<_> = events.iter().map(|e| e.name.as_ref()).collect();
-    assert_eq!(names, ["bank.account_opened", "bank.money_deposited", "bank.money_withdrawn"]);
+    assert_eq!(
+        names,
+        [
+            "bank.account_opened",
+            "bank.money_deposited",
+            "bank.money_withdrawn"
+        ]
+    );
     assert_eq!(events[1].schema_version, SchemaVersion(2));
     // Metadata: one correlation per command, caused by the command.
     let meta = &events[2].metadata;
     assert!(meta.timestamp.is_some());
-    assert_eq!(meta.correlation_id.map(|c| c.0), meta.command_id.map(|c| c.0));
-    assert_eq!(meta.causation_id, meta.command_id.map(interlock::CausationId::Command));
+    assert_eq!(
+        meta.correlation_id.map(|c| c.0),
+        meta.command_id.map(|c| c.0)
+    );
+    assert_eq!(
+        meta.causation_id,
+        meta.command_id.map(interlock::CausationId::Command)
+    );
 }
 
 #[tokio::test]
 async fn domain_rejection_is_typed_and_appends_nothing() {
     let app = app_on(MemoryEventStore::new()).await;
     let account = open(&app).await;
-    let err = app.dispatch(Withdraw { account, amount: 5 }).await.expect_err("rejected");
+    let err = app
+        .dispatch(Withdraw { account, amount: 5 })
+        .await
+        .expect_err("rejected");
     assert!(matches!(
         err,
-        CommandError::Domain(BankError::InsufficientFunds { balance: 0, requested: 5 })
+        CommandError::Domain(BankError::InsufficientFunds {
+            balance: 0,
+            requested: 5
+        })
     ));
     assert_eq!(app.event_store().head().await.expect("head").get(), 1);
     // The cached state is still usable after a rejection.
-    app.dispatch(Deposit { account, amount: 5, id: None }).await.expect("deposit");
-    assert_eq!(app.dispatch(Withdraw { account, amount: 5 }).await.expect("withdraw"), 0);
+    app.dispatch(Deposit {
+        account,
+        amount: 5,
+        id: None,
+    })
+    .await
+    .expect("deposit");
+    assert_eq!(
+        app.dispatch(Withdraw { account, amount: 5 })
+            .await
+            .expect("withdraw"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -74,9 +120,24 @@ async fn several_events_from_one_command_are_appended_together() {
 async fn async_handler_receives_registered_service() {
     let app = app_on(MemoryEventStore::new()).await;
     let account = open(&app).await;
-    app.dispatch(Deposit { account, amount: 10, id: None }).await.expect("deposit");
-    app.dispatch(WithdrawWithFee { account, amount: 4 }).await.expect("withdraw");
-    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 5);
+    app.dispatch(Deposit {
+        account,
+        amount: 10,
+        id: None,
+    })
+    .await
+    .expect("deposit");
+    app.dispatch(WithdrawWithFee { account, amount: 4 })
+        .await
+        .expect("withdraw");
+    assert_eq!(
+        app.load::<BankAccount>(&account)
+            .await
+            .expect("load")
+            .state
+            .balance,
+        5
+    );
 }
 
 #[tokio::test]
@@ -87,20 +148,39 @@ async fn missing_service_fails_the_build() {
         .await
         .expect_err("FeePolicy is missing");
     let text = err.to_string();
-    assert!(text.contains("FeePolicy") && text.contains("bank.account"), "{text}");
+    assert!(
+        text.contains("FeePolicy") && text.contains("bank.account"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn invalid_settings_fail_the_build() {
-    let err = Application::builder().max_attempts(0).build().await.expect_err("invalid");
-    assert!(matches!(err, interlock::BuildError::InvalidConfig { setting: "max_attempts", .. }));
+    let err = Application::builder()
+        .max_attempts(0)
+        .build()
+        .await
+        .expect_err("invalid");
+    assert!(matches!(
+        err,
+        interlock::BuildError::InvalidConfig {
+            setting: "max_attempts",
+            ..
+        }
+    ));
     let err = Application::builder()
         .service(FeePolicy { fee: 0 })
         .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(0))
         .build()
         .await
         .expect_err("invalid");
-    assert!(matches!(err, interlock::BuildError::InvalidConfig { setting: "snapshot_every", .. }));
+    assert!(matches!(
+        err,
+        interlock::BuildError::InvalidConfig {
+            setting: "snapshot_every",
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
@@ -113,7 +193,16 @@ async fn unregistered_aggregate_is_a_typed_error() {
         })
         .await
         .expect_err("not registered");
-    assert!(matches!(err, CommandError::NotRegistered { aggregate: "bank.account", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CommandError::NotRegistered {
+                aggregate: "bank.account",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -122,25 +211,66 @@ async fn repeated_command_id_returns_recorded_outcome_and_appends_nothing() {
     let account = open(&app).await;
     let id = CommandId::new();
     let first = app
-        .dispatch_with(Deposit { account, amount: 7, id: Some(id) }, DispatchOptions::new())
+        .dispatch_with(
+            Deposit {
+                account,
+                amount: 7,
+                id: Some(id),
+            },
+            DispatchOptions::new(),
+        )
         .await
         .expect("first");
     let second = app
-        .dispatch_with(Deposit { account, amount: 7, id: Some(id) }, DispatchOptions::new())
+        .dispatch_with(
+            Deposit {
+                account,
+                amount: 7,
+                id: Some(id),
+            },
+            DispatchOptions::new(),
+        )
         .await
         .expect("second");
     assert!(!first.replayed && second.replayed);
     assert_eq!(first.version, second.version);
-    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 7);
+    assert_eq!(
+        app.load::<BankAccount>(&account)
+            .await
+            .expect("load")
+            .state
+            .balance,
+        7
+    );
     assert_eq!(app.event_store().head().await.expect("head").get(), 2);
 
     // A rejected command is not recorded: it may be retried with the same id.
     let other = Ulid::new();
     let id = CommandId::new();
-    let rejected = app.dispatch(Deposit { account: other, amount: 1, id: Some(id) }).await;
-    assert!(matches!(rejected, Err(CommandError::Domain(BankError::NotOpen))));
-    app.dispatch(OpenAccount { account: other, owner: "b".into() }).await.expect("open");
-    app.dispatch(Deposit { account: other, amount: 1, id: Some(id) }).await.expect("retry with same id");
+    let rejected = app
+        .dispatch(Deposit {
+            account: other,
+            amount: 1,
+            id: Some(id),
+        })
+        .await;
+    assert!(matches!(
+        rejected,
+        Err(CommandError::Domain(BankError::NotOpen))
+    ));
+    app.dispatch(OpenAccount {
+        account: other,
+        owner: "b".into(),
+    })
+    .await
+    .expect("open");
+    app.dispatch(Deposit {
+        account: other,
+        amount: 1,
+        id: Some(id),
+    })
+    .await
+    .expect("retry with same id");
 }
 
 #[tokio::test]
@@ -152,13 +282,25 @@ async fn concurrent_duplicates_apply_once() {
     for _ in 0..8 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            app.dispatch(Deposit { account, amount: 3, id: Some(id) }).await
+            app.dispatch(Deposit {
+                account,
+                amount: 3,
+                id: Some(id),
+            })
+            .await
         }));
     }
     for t in tasks {
         t.await.expect("join").expect("dispatch");
     }
-    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 3);
+    assert_eq!(
+        app.load::<BankAccount>(&account)
+            .await
+            .expect("load")
+            .state
+            .balance,
+        3
+    );
 }
 
 #[tokio::test]
@@ -189,7 +331,11 @@ async fn events_stored_as_version_1_upcast_on_load() {
     assert_eq!((state.balance, state.deposits), (40, 1));
 }
 
-async fn app_with_raw(name: &'static str, version: u32, payload: &'static str) -> (Application, Ulid) {
+async fn app_with_raw(
+    name: &'static str,
+    version: u32,
+    payload: &'static str,
+) -> (Application, Ulid) {
     let store = MemoryEventStore::new();
     let account = Ulid::new();
     let stream = StreamId::new("bank.account", account.to_string());
@@ -221,12 +367,25 @@ async fn corrupt_stored_events_give_typed_errors_naming_the_event() {
     for (name, version, payload, expect) in [
         ("bank.money_deposited", 2, "{not json", "does not decode"),
         ("bank.money_deposited", 2, r#"{"amount":1}"#, "currency"),
-        ("bank.money_deposited", 3, r#"{"amount":1}"#, "no schema version v3"),
-        ("bank.money_deposited", 0, r#"{"amount":1}"#, "no schema version v0"),
+        (
+            "bank.money_deposited",
+            3,
+            r#"{"amount":1}"#,
+            "no schema version v3",
+        ),
+        (
+            "bank.money_deposited",
+            0,
+            r#"{"amount":1}"#,
+            "no schema version v0",
+        ),
         ("bank.unknown", 1, "{}", "unknown event name"),
     ] {
         let (app, account) = app_with_raw(name, version, payload).await;
-        let err = app.load::<BankAccount>(&account).await.expect_err("corrupt");
+        let err = app
+            .load::<BankAccount>(&account)
+            .await
+            .expect_err("corrupt");
         match &err {
             LoadError::Decode {
                 aggregate,
@@ -242,11 +401,26 @@ async fn corrupt_stored_events_give_typed_errors_naming_the_event() {
             }
             other => panic!("expected a decode error, got {other}"),
         }
-        let text = format!("{err} / {:?}", std::error::Error::source(&err).map(ToString::to_string));
+        let text = format!(
+            "{err} / {:?}",
+            std::error::Error::source(&err).map(ToString::to_string)
+        );
         assert!(text.contains(expect), "{text}");
         // Dispatch surfaces the same failure as a typed command error.
-        let err = app.dispatch(Withdraw { account, amount: 1 }).await.expect_err("corrupt");
-        assert!(matches!(err, CommandError::Decode { version: Version(2), .. }), "{err}");
+        let err = app
+            .dispatch(Withdraw { account, amount: 1 })
+            .await
+            .expect_err("corrupt");
+        assert!(
+            matches!(
+                err,
+                CommandError::Decode {
+                    version: Version(2),
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }
 
@@ -278,7 +452,12 @@ async fn unknown_events_can_be_skipped_by_configuration() {
         .expect("build");
     let loaded = app.load::<BankAccount>(&account).await.expect("skipped");
     assert_eq!(loaded.version, Version(1));
-    app.dispatch(OpenAccount { account, owner: "x".into() }).await.expect("open after skip");
+    app.dispatch(OpenAccount {
+        account,
+        owner: "x".into(),
+    })
+    .await
+    .expect("open after skip");
 }
 
 #[tokio::test]
@@ -297,7 +476,10 @@ async fn oversized_events_are_rejected_before_writing() {
         })
         .await
         .expect_err("too large");
-    assert!(matches!(err, CommandError::EventTooLarge { limit: 32, .. }), "{err}");
+    assert!(
+        matches!(err, CommandError::EventTooLarge { limit: 32, .. }),
+        "{err}"
+    );
     assert_eq!(app.event_store().head().await.expect("head").get(), 0);
 }
 
@@ -305,19 +487,43 @@ async fn oversized_events_are_rejected_before_writing() {
 async fn temporal_reads_by_version_and_time() {
     let app = app_on(MemoryEventStore::new()).await;
     let account = open(&app).await;
-    app.dispatch(Deposit { account, amount: 10, id: None }).await.expect("deposit");
+    app.dispatch(Deposit {
+        account,
+        amount: 10,
+        id: None,
+    })
+    .await
+    .expect("deposit");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let between = Timestamp::now();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    app.dispatch(Deposit { account, amount: 20, id: None }).await.expect("deposit");
+    app.dispatch(Deposit {
+        account,
+        amount: 20,
+        id: None,
+    })
+    .await
+    .expect("deposit");
 
-    let v2 = app.load_as_of::<BankAccount>(&account, Version(2)).await.expect("as of v2");
+    let v2 = app
+        .load_as_of::<BankAccount>(&account, Version(2))
+        .await
+        .expect("as of v2");
     assert_eq!((v2.state.balance, v2.version), (10, Version(2)));
-    let at = app.load_as_of::<BankAccount>(&account, between).await.expect("as of time");
+    let at = app
+        .load_as_of::<BankAccount>(&account, between)
+        .await
+        .expect("as of time");
     assert_eq!((at.state.balance, at.version), (10, Version(2)));
-    let v0 = app.load_as_of::<BankAccount>(&account, Version(0)).await.expect("as of v0");
+    let v0 = app
+        .load_as_of::<BankAccount>(&account, Version(0))
+        .await
+        .expect("as of v0");
     assert_eq!((v0.state.open, v0.version), (false, Version(0)));
-    let all = app.load_as_of::<BankAccount>(&account, Version(99)).await.expect("past the end");
+    let all = app
+        .load_as_of::<BankAccount>(&account, Version(99))
+        .await
+        .expect("past the end");
     assert_eq!((all.state.balance, all.version), (30, Version(3)));
 }
 
@@ -325,7 +531,13 @@ async fn temporal_reads_by_version_and_time() {
 async fn read_all_filters_by_name_and_aggregate_type() {
     let app = app_on(MemoryEventStore::new()).await;
     let account = open(&app).await;
-    app.dispatch(Deposit { account, amount: 1, id: None }).await.expect("deposit");
+    app.dispatch(Deposit {
+        account,
+        amount: 1,
+        id: None,
+    })
+    .await
+    .expect("deposit");
     let store = app.event_store();
     let deposits = store
         .read_all(
@@ -337,7 +549,11 @@ async fn read_all_filters_by_name_and_aggregate_type() {
         .expect("read");
     assert_eq!(deposits.len(), 1);
     let none = store
-        .read_all(interlock::Position::START, 100, &EventFilter::all().aggregate_types(["other"]))
+        .read_all(
+            interlock::Position::START,
+            100,
+            &EventFilter::all().aggregate_types(["other"]),
+        )
         .await
         .expect("read");
     assert!(none.is_empty());

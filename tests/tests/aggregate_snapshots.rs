@@ -25,7 +25,11 @@ impl SnapshotStore for SharedSnapshots {
     }
 }
 
-async fn app(store: Arc<MemoryEventStore>, snapshots: Arc<MemorySnapshotStore>, cache: usize) -> Application {
+async fn app(
+    store: Arc<MemoryEventStore>,
+    snapshots: Arc<MemorySnapshotStore>,
+    cache: usize,
+) -> Application {
     Application::builder()
         .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(5))
         .service(FeePolicy { fee: 0 })
@@ -43,12 +47,27 @@ async fn snapshots_are_taken_every_n_events_and_used_on_load() {
     let snapshots = Arc::new(MemorySnapshotStore::new());
     let app = app(Arc::clone(&store), Arc::clone(&snapshots), 0).await;
     let account = Ulid::new();
-    app.dispatch(OpenAccount { account, owner: "s".into() }).await.expect("open");
+    app.dispatch(OpenAccount {
+        account,
+        owner: "s".into(),
+    })
+    .await
+    .expect("open");
     for _ in 0..11 {
-        app.dispatch(Deposit { account, amount: 1, id: None }).await.expect("deposit");
+        app.dispatch(Deposit {
+            account,
+            amount: 1,
+            id: None,
+        })
+        .await
+        .expect("deposit");
     }
     let stream = StreamId::new("bank.account", account.to_string());
-    let snap = snapshots.load(&stream).await.expect("load").expect("a snapshot");
+    let snap = snapshots
+        .load(&stream)
+        .await
+        .expect("load")
+        .expect("a snapshot");
     assert_eq!(snap.version, Version(10));
     assert_eq!(snap.state_version, 1);
 
@@ -69,7 +88,10 @@ async fn snapshots_are_taken_every_n_events_and_used_on_load() {
     assert_eq!(loaded.state.owner, "from-snapshot");
     assert_eq!((loaded.state.balance, loaded.version), (11, Version(12)));
     // A temporal read before the snapshot ignores it.
-    let early = app.load_as_of::<BankAccount>(&account, Version(3)).await.expect("as of");
+    let early = app
+        .load_as_of::<BankAccount>(&account, Version(3))
+        .await
+        .expect("as of");
     assert_eq!((early.state.owner.as_str(), early.state.balance), ("s", 2));
 }
 
@@ -79,10 +101,27 @@ async fn snapshots_of_another_state_version_are_ignored() {
     let snapshots = Arc::new(MemorySnapshotStore::new());
     let app = app(Arc::clone(&store), Arc::clone(&snapshots), 0).await;
     let account = Ulid::new();
-    app.dispatch(OpenAccount { account, owner: "s".into() }).await.expect("open");
-    app.dispatch(Deposit { account, amount: 4, id: None }).await.expect("deposit");
+    app.dispatch(OpenAccount {
+        account,
+        owner: "s".into(),
+    })
+    .await
+    .expect("open");
+    app.dispatch(Deposit {
+        account,
+        amount: 4,
+        id: None,
+    })
+    .await
+    .expect("deposit");
     let stream = StreamId::new("bank.account", account.to_string());
-    for (state_version, payload) in [(99, r#"{"open":true,"owner":"bad","balance":1000,"deposits":0}"#), (1, "{corrupt")] {
+    for (state_version, payload) in [
+        (
+            99,
+            r#"{"open":true,"owner":"bad","balance":1000,"deposits":0}"#,
+        ),
+        (1, "{corrupt"),
+    ] {
         snapshots
             .save(
                 &stream,
@@ -95,8 +134,14 @@ async fn snapshots_of_another_state_version_are_ignored() {
             )
             .await
             .expect("save");
-        let loaded = app.load::<BankAccount>(&account).await.expect("load from events");
-        assert_eq!((loaded.state.owner.as_str(), loaded.state.balance), ("s", 4));
+        let loaded = app
+            .load::<BankAccount>(&account)
+            .await
+            .expect("load from events");
+        assert_eq!(
+            (loaded.state.owner.as_str(), loaded.state.balance),
+            ("s", 4)
+        );
     }
 }
 
@@ -105,18 +150,54 @@ async fn a_stale_cache_entry_costs_a_retry_not_an_update() {
     // Two applications over one store: each caches what it wrote, so each
     // one's cache goes stale when the other writes.
     let store = Arc::new(MemoryEventStore::new());
-    let a = app(Arc::clone(&store), Arc::new(MemorySnapshotStore::new()), 100).await;
-    let b = app(Arc::clone(&store), Arc::new(MemorySnapshotStore::new()), 100).await;
+    let a = app(
+        Arc::clone(&store),
+        Arc::new(MemorySnapshotStore::new()),
+        100,
+    )
+    .await;
+    let b = app(
+        Arc::clone(&store),
+        Arc::new(MemorySnapshotStore::new()),
+        100,
+    )
+    .await;
     let account = Ulid::new();
-    a.dispatch(OpenAccount { account, owner: "x".into() }).await.expect("open");
+    a.dispatch(OpenAccount {
+        account,
+        owner: "x".into(),
+    })
+    .await
+    .expect("open");
     for i in 0..20u64 {
         let app = if i % 2 == 0 { &a } else { &b };
         let done = app
-            .dispatch_with(Deposit { account, amount: 1, id: None }, DispatchOptions::new())
+            .dispatch_with(
+                Deposit {
+                    account,
+                    amount: 1,
+                    id: None,
+                },
+                DispatchOptions::new(),
+            )
             .await
             .expect("deposit");
         assert_eq!(done.version, Version(i + 2));
     }
-    assert_eq!(a.load::<BankAccount>(&account).await.expect("load").state.balance, 20);
-    assert_eq!(b.load::<BankAccount>(&account).await.expect("load").state.balance, 20);
+    assert_eq!(
+        a.load::<BankAccount>(&account)
+            .await
+            .expect("load")
+            .state
+            .balance,
+        20
+    );
+    assert_eq!(
+        b.load::<BankAccount>(&account)
+            .await
+            .expect("load")
+            .state
+            .balance,
+        20
+    );
 }

@@ -31,9 +31,9 @@ impl AggregateArgs {
                     return Err(util::duplicate(&meta, "state_version"));
                 }
                 let lit: syn::LitInt = meta.value()?.parse()?;
-                let value = lit
-                    .base10_parse::<u32>()
-                    .map_err(|_| syn::Error::new_spanned(&lit, "the state version is a whole number from 1"))?;
+                let value = lit.base10_parse::<u32>().map_err(|_| {
+                    syn::Error::new_spanned(&lit, "the state version is a whole number from 1")
+                })?;
                 parsed.state_version = Some((value, lit.span()));
             } else if meta.path.is_ident("crate") {
                 parsed.krate = util::parse_crate_path(&meta)?;
@@ -90,7 +90,9 @@ enum Role {
 fn role_of(cx: &mut Ctxt, attrs: &mut Vec<syn::Attribute>) -> Option<Role> {
     let mut role = None;
     attrs.retain(|attr| {
-        let Some(last) = attr.path().segments.last() else { return true };
+        let Some(last) = attr.path().segments.last() else {
+            return true;
+        };
         let found = if last.ident == "handles_command" {
             Role::Handler
         } else if last.ident == "applies_event" {
@@ -138,11 +140,17 @@ fn split_inputs(sig: &syn::Signature) -> (Receiver, Vec<syn::PatType>) {
 
 impl AggregateInput {
     /// Parses the impl block; returns it too, without the helper attributes.
-    pub(crate) fn from_syn(cx: &mut Ctxt, args: AggregateArgs, mut item: syn::ItemImpl) -> (Self, syn::ItemImpl) {
+    pub(crate) fn from_syn(
+        cx: &mut Ctxt,
+        args: AggregateArgs,
+        mut item: syn::ItemImpl,
+    ) -> (Self, syn::ItemImpl) {
         let mut handlers = Vec::new();
         let mut appliers = Vec::new();
         for impl_item in &mut item.items {
-            let syn::ImplItem::Fn(method) = impl_item else { continue };
+            let syn::ImplItem::Fn(method) = impl_item else {
+                continue;
+            };
             match role_of(cx, &mut method.attrs) {
                 None => {}
                 Some(Role::Handler) => {

@@ -40,7 +40,10 @@ pub(crate) fn check(cx: &mut Ctxt, input: &AggregateInput) -> Option<Model> {
         );
     }
     if !input.generics.params.is_empty() {
-        cx.error_spanned(&input.generics, "an aggregate cannot be generic: its streams are stored under one name");
+        cx.error_spanned(
+            &input.generics,
+            "an aggregate cannot be generic: its streams are stored under one name",
+        );
     }
     let name = match &input.args.name {
         None => {
@@ -227,7 +230,9 @@ fn check_applier(cx: &mut Ctxt, applier: &Applier, self_ty: &syn::Type) -> Optio
         Receiver::Ref | Receiver::Value => {
             cx.error_spanned(
                 receiver_tokens(sig),
-                format_args!("event applier `{ident}` takes `&mut self`: it folds the event into the state"),
+                format_args!(
+                    "event applier `{ident}` takes `&mut self`: it folds the event into the state"
+                ),
             );
             ok = false;
         }
@@ -240,7 +245,10 @@ fn check_applier(cx: &mut Ctxt, applier: &Applier, self_ty: &syn::Type) -> Optio
         }
     }
     if let Some(asyncness) = &sig.asyncness {
-        cx.error_spanned(asyncness, "an event applier cannot be `async`: applying an event only changes the state");
+        cx.error_spanned(
+            asyncness,
+            "an event applier cannot be `async`: applying an event only changes the state",
+        );
         ok = false;
     }
     if !sig.generics.params.is_empty() {
@@ -248,7 +256,10 @@ fn check_applier(cx: &mut Ctxt, applier: &Applier, self_ty: &syn::Type) -> Optio
         ok = false;
     }
     if let syn::ReturnType::Type(_, ty) = &sig.output {
-        cx.error_spanned(ty, "an event applier returns nothing; it cannot fail, so validate in the command handler");
+        cx.error_spanned(
+            ty,
+            "an event applier returns nothing; it cannot fail, so validate in the command handler",
+        );
         ok = false;
     }
     let event = match applier.params.as_slice() {
@@ -283,7 +294,9 @@ fn check_applier(cx: &mut Ctxt, applier: &Applier, self_ty: &syn::Type) -> Optio
             for p in rest {
                 cx.error_spanned(
                     p,
-                    format_args!("event applier `{ident}` takes exactly one event; remove this parameter"),
+                    format_args!(
+                        "event applier `{ident}` takes exactly one event; remove this parameter"
+                    ),
                 );
             }
             None

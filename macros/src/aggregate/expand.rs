@@ -17,7 +17,9 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let events = quote!(__InterlockEvents);
 
     let event_types: Vec<&syn::Type> = model.appliers.iter().map(|a| &a.event).collect();
-    let variants: Vec<syn::Ident> = (0..event_types.len()).map(|i| format_ident!("__E{}", i)).collect();
+    let variants: Vec<syn::Ident> = (0..event_types.len())
+        .map(|i| format_ident!("__E{}", i))
+        .collect();
     let appliers = model.appliers.iter().map(|a| &a.method);
 
     // Two event types of one aggregate cannot share a name.

@@ -8,7 +8,10 @@ pub(crate) fn check(cx: &mut Ctxt, input: &CommandInput<'_>) {
     match &input.input.data {
         syn::Data::Struct(_) => {}
         syn::Data::Enum(e) => {
-            cx.error_spanned(e.enum_token, "`#[derive(Command)]` supports structs only: one command, one type");
+            cx.error_spanned(
+                e.enum_token,
+                "`#[derive(Command)]` supports structs only: one command, one type",
+            );
             return;
         }
         syn::Data::Union(u) => {
@@ -31,7 +34,10 @@ pub(crate) fn check(cx: &mut Ctxt, input: &CommandInput<'_>) {
         }
     }
     for extra in input.command_ids.iter().skip(1) {
-        cx.error_spanned(extra.attr, "only one field can be the `#[command_id]` of a command");
+        cx.error_spanned(
+            extra.attr,
+            "only one field can be the `#[command_id]` of a command",
+        );
     }
     if let Some(name) = &input.name
         && name.value().trim().is_empty()

@@ -11,7 +11,10 @@ pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
     let p = quote!(#krate::__private);
     let ident = &input.input.ident;
     let (impl_generics, ty_generics, where_clause) = input.input.generics.split_for_impl();
-    let name = input.name.as_ref().map_or_else(|| ident.to_string(), syn::LitStr::value);
+    let name = input
+        .name
+        .as_ref()
+        .map_or_else(|| ident.to_string(), syn::LitStr::value);
     let Some(id) = input.aggregate_ids.first() else {
         return TokenStream::new();
     };

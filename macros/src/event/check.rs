@@ -5,7 +5,10 @@ use crate::ctxt::Ctxt;
 
 pub(crate) fn check(cx: &mut Ctxt, input: &EventInput<'_>) {
     if let syn::Data::Union(u) = input.data {
-        cx.error_spanned(u.union_token, "`#[derive(Event)]` supports structs and enums, not unions");
+        cx.error_spanned(
+            u.union_token,
+            "`#[derive(Event)]` supports structs and enums, not unions",
+        );
     }
     if !input.generics.params.is_empty() {
         cx.error_spanned(

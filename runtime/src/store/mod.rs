@@ -12,7 +12,10 @@ use std::pin::Pin;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
+use crate::ids::{
+    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp,
+    Version,
+};
 
 pub use memory::MemoryEventStore;
 
@@ -154,7 +157,9 @@ impl EventFilter {
     /// Whether an event of this aggregate type and name passes the filter.
     #[must_use]
     pub fn matches_parts(&self, aggregate_type: &str, name: &str) -> bool {
-        self.event_names.as_ref().is_none_or(|names| names.iter().any(|n| n == name))
+        self.event_names
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
             && self
                 .aggregate_types
                 .as_ref()
@@ -264,7 +269,10 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>>;
 
     /// The version of `stream` (`Version::INITIAL` when it has no events).
-    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>>;
+    fn stream_version<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> BoxFuture<'a, Result<Version, StoreError>>;
 
     /// The position of the last event readers may see.
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
@@ -275,7 +283,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when no event is at `position`.
-    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn rewrite(
+        &self,
+        position: Position,
+        event: RewrittenEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// A channel that changes whenever the head moves, for live
     /// subscriptions; `None` when the store can only be polled.
@@ -309,13 +321,20 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
         (**self).read_all(after, limit, filter)
     }
-    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+    fn stream_version<'a>(
+        &'a self,
+        stream: &'a StreamId,
+    ) -> BoxFuture<'a, Result<Version, StoreError>> {
         (**self).stream_version(stream)
     }
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         (**self).head()
     }
-    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn rewrite(
+        &self,
+        position: Position,
+        event: RewrittenEvent,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).rewrite(position, event)
     }
     fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {

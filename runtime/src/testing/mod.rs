@@ -64,7 +64,9 @@ pub fn skip_or_fail(what: &str) {
     if services_required() {
         panic!("{what}: the backend service is not reachable and INTERLOCK_REQUIRE_SERVICES=1");
     }
-    eprintln!("!!!!!!!! SKIPPED {what}: backend service not reachable (set its URL variable to run it) !!!!!!!!");
+    eprintln!(
+        "!!!!!!!! SKIPPED {what}: backend service not reachable (set its URL variable to run it) !!!!!!!!"
+    );
 }
 
 /// Generates one `#[test]` per case of a suite, in a module named `$name`.
@@ -144,7 +146,12 @@ macro_rules! idempotency_store_conformance {
             idempotency_store,
             $name,
             $factory,
-            [claim_complete_replay, release_allows_retry, expired_claims_and_purge, one_claim_wins]
+            [
+                claim_complete_replay,
+                release_allows_retry,
+                expired_claims_and_purge,
+                one_claim_wins
+            ]
         );
     };
 }

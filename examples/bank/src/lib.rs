@@ -1,0 +1,3 @@
+//! The bank example's domain, shared by the binary and its tests.
+
+pub mod domain;
