@@ -12,6 +12,8 @@ mod aggregate;
 mod command;
 mod ctxt;
 mod event;
+mod event_set;
+mod method;
 mod util;
 
 /// Derives `interlock::Event`. See the `interlock` crate.

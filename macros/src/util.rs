@@ -12,9 +12,8 @@ pub(crate) fn default_crate() -> syn::Path {
 /// Parses `crate = "path"`.
 pub(crate) fn parse_crate_path(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
     let lit: syn::LitStr = meta.value()?.parse()?;
-    lit.parse::<syn::Path>().map_err(|_| {
-        syn::Error::new_spanned(&lit, "expected a path such as `crate = \"::interlock\"`")
-    })
+    lit.parse::<syn::Path>()
+        .map_err(|_| syn::Error::new_spanned(&lit, "expected a path such as `crate = \"::interlock\"`"))
 }
 
 /// The error for a duplicated attribute argument.
@@ -23,17 +22,9 @@ pub(crate) fn duplicate(meta: &syn::meta::ParseNestedMeta<'_>, name: &str) -> sy
 }
 
 /// The error for an unknown attribute argument, listing the known ones.
-pub(crate) fn unknown_argument(
-    meta: &syn::meta::ParseNestedMeta<'_>,
-    attribute: &str,
-    known: &[&str],
-) -> syn::Error {
+pub(crate) fn unknown_argument(meta: &syn::meta::ParseNestedMeta<'_>, attribute: &str, known: &[&str]) -> syn::Error {
     let name = meta.path.to_token_stream().to_string().replace(' ', "");
-    let known = known
-        .iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let known = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
     meta.error(format_args!(
         "unknown argument `{name}` in `#[{attribute}]`; expected one of {known}"
     ))
@@ -68,8 +59,7 @@ pub(crate) fn replace_self(ty: &mut syn::Type, self_ty: &syn::Type) {
         }
         fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
             // `Self::Assoc` → `<Agg>::Assoc`
-            if p.qself.is_none() && p.path.segments.len() > 1 && p.path.segments[0].ident == "Self"
-            {
+            if p.qself.is_none() && p.path.segments.len() > 1 && p.path.segments[0].ident == "Self" {
                 let rest: Vec<_> = p.path.segments.iter().skip(1).cloned().collect();
                 let self_ty = self.0;
                 let rest = quote!(#(#rest)::*);
@@ -86,16 +76,10 @@ pub(crate) fn replace_self(ty: &mut syn::Type, self_ty: &syn::Type) {
 
 /// The expansion of a helper attribute used outside its macro: an error on
 /// the attribute, and the item unchanged.
-pub(crate) fn misplaced(
-    attribute: &str,
-    place: &str,
-    args: TokenStream,
-    item: TokenStream,
-) -> TokenStream {
+pub(crate) fn misplaced(attribute: &str, place: &str, args: TokenStream, item: TokenStream) -> TokenStream {
     let span_tokens = if args.is_empty() { item.clone() } else { args };
-    let message = format!(
-        "`#[{attribute}]` only works on {place}; add `#[aggregate(name = \"...\")]` to the impl block"
-    );
+    let message =
+        format!("`#[{attribute}]` only works on {place}; add `#[aggregate(name = \"...\")]` to the impl block");
     let error = syn::Error::new_spanned(first_tokens(span_tokens), message).to_compile_error();
     quote!(#error #item)
 }
@@ -104,6 +88,8 @@ pub(crate) fn misplaced(
 fn first_tokens(tokens: TokenStream) -> TokenStream {
     tokens
         .into_iter()
-        .take_while(|t| !matches!(t, proc_macro2::TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace))
+        .take_while(
+            |t| !matches!(t, proc_macro2::TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace),
+        )
         .collect()
 }

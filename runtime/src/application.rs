@@ -14,20 +14,22 @@ use serde::de::DeserializeOwned;
 use crate::aggregate::{Aggregate, Loaded};
 use crate::cache::AggregateCache;
 use crate::command::{HandledCommand, HandlerError};
-use crate::error::{BuildError, CommandError, LoadError};
+use crate::error::{BuildError, CommandError, LoadError, QueryError};
 use crate::event::EventSet;
-use crate::idempotency::{
-    self, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore,
-};
-use crate::ids::{
-    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp,
-    Version,
-};
+use crate::idempotency::{self, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
+use crate::ids::{AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version};
+use crate::middleware::{CommandContext, Core, Layer, LayerError, Next, Outcome, Rejection};
+use crate::projection::{HandledQuery, Projection, ProjectionHandler};
+use crate::saga::{MemorySagaStateStore, Saga, SagaStateStore};
 use crate::services::Services;
 use crate::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
 use crate::store::{
-    EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent, RecordedEvent,
-    StoreError,
+    BoxFuture, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
+    RecordedEvent, StoreError,
+};
+use crate::subscription::{
+    CheckpointStore, DeadLetter, DeadLetterStore, MemoryCheckpointStore, MemoryDeadLetterStore, Subscriber,
+    SubscriberConfig, SubscriberStatus, SubscriptionError,
 };
 
 type ErasedState = Box<dyn Any + Send>;
@@ -88,14 +90,10 @@ impl<A: Aggregate + Serialize + DeserializeOwned> AggregateConfig<A> {
     /// `every`; loads start from the latest snapshot whose state version is
     /// `A::STATE_VERSION`. `every` must be at least 1.
     pub fn snapshot_every(mut self, every: u64) -> Self {
-        fn encode<A: Serialize + 'static>(
-            state: &(dyn Any + Send),
-        ) -> Option<Result<Vec<u8>, serde_json::Error>> {
+        fn encode<A: Serialize + 'static>(state: &(dyn Any + Send)) -> Option<Result<Vec<u8>, serde_json::Error>> {
             state.downcast_ref::<A>().map(serde_json::to_vec)
         }
-        fn decode<A: DeserializeOwned + Send + 'static>(
-            payload: &[u8],
-        ) -> Result<ErasedState, serde_json::Error> {
+        fn decode<A: DeserializeOwned + Send + 'static>(payload: &[u8]) -> Result<ErasedState, serde_json::Error> {
             serde_json::from_slice::<A>(payload).map(|a| Box::new(a) as ErasedState)
         }
         self.snapshot = Some(SnapshotCodec {
@@ -143,9 +141,91 @@ pub struct ApplicationBuilder {
     store: Option<Arc<dyn EventStore>>,
     snapshots: Option<Arc<dyn SnapshotStore>>,
     idempotency: Option<Arc<dyn IdempotencyStore>>,
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
+    dead_letters: Option<Arc<dyn DeadLetterStore>>,
+    sagas_store: Option<Arc<dyn SagaStateStore>>,
     services: Services,
     aggregates: Vec<(TypeId, Registration)>,
+    projections: Vec<PendingProjection>,
+    sagas: Vec<PendingSaga>,
+    layers: Vec<Arc<dyn Layer>>,
+    interceptors: HashMap<TypeId, Vec<Interceptor>>,
+    query_interceptors: Vec<(Option<TypeId>, QueryInterceptor)>,
     settings: Settings,
+}
+
+type Interceptor = Arc<dyn Fn(&mut dyn Any, &mut CommandContext) -> Result<(), Rejection> + Send + Sync>;
+type QueryInterceptor = Arc<dyn Fn(&dyn Any, &QueryContext) -> Result<(), Rejection> + Send + Sync>;
+
+/// A query on its way to its projection, as interceptors see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryContext {
+    /// The query's Rust type name.
+    pub query: &'static str,
+    /// The projection that answers it.
+    pub projection: &'static str,
+}
+
+/// How a projection is run; see [`ApplicationBuilder::projection_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct ProjectionConfig {
+    inline: bool,
+    subscriber: SubscriberConfig,
+}
+
+impl ProjectionConfig {
+    /// Catch-up: a background subscriber follows the log (the default).
+    pub fn catch_up() -> Self {
+        Self::default()
+    }
+
+    /// Inline: `dispatch` also brings the projection up to the command's
+    /// events before it returns (read-your-writes).
+    pub fn inline() -> Self {
+        Self {
+            inline: true,
+            ..Self::default()
+        }
+    }
+
+    /// Sets retries, failure policy, batch size and poll interval.
+    pub fn subscriber(mut self, config: SubscriberConfig) -> Self {
+        self.subscriber = config;
+        self
+    }
+}
+
+type MakeSubscriber =
+    Box<dyn FnOnce(&SubscriberDeps, std::sync::Weak<Inner>) -> (Arc<Subscriber>, Arc<dyn Any + Send + Sync>) + Send>;
+
+struct PendingProjection {
+    type_id: TypeId,
+    name: &'static str,
+    inline: bool,
+    make: MakeSubscriber,
+}
+
+struct PendingSaga {
+    type_id: TypeId,
+    name: &'static str,
+    make: MakeSubscriber,
+    deadlines: fn(std::sync::Weak<Inner>, Duration, tokio::sync::watch::Receiver<bool>) -> BoxFuture<'static, ()>,
+    poll: Duration,
+}
+
+/// What a subscriber needs from the application.
+pub(crate) struct SubscriberDeps {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) checkpoints: Arc<dyn CheckpointStore>,
+    pub(crate) dead_letters: Arc<dyn DeadLetterStore>,
+}
+
+struct ProjectionEntry {
+    name: &'static str,
+    inline: bool,
+    model: Arc<dyn Any + Send + Sync>,
+    subscriber: Arc<Subscriber>,
 }
 
 impl ApplicationBuilder {
@@ -154,10 +234,155 @@ impl ApplicationBuilder {
             store: None,
             snapshots: None,
             idempotency: None,
+            checkpoints: None,
+            dead_letters: None,
+            sagas_store: None,
             services: Services::new(),
             aggregates: Vec::new(),
+            projections: Vec::new(),
+            sagas: Vec::new(),
+            layers: Vec::new(),
+            interceptors: HashMap::new(),
+            query_interceptors: Vec::new(),
             settings: Settings::default(),
         }
+    }
+
+    /// Registers a catch-up projection: a background subscriber feeds it
+    /// from the global log, resuming from its checkpoint.
+    pub fn projection<P: Projection>(self, projection: P) -> Self {
+        self.projection_with(projection, ProjectionConfig::catch_up())
+    }
+
+    /// Registers a projection with `config` (inline or catch-up, retries,
+    /// failure policy).
+    pub fn projection_with<P: Projection>(mut self, projection: P, config: ProjectionConfig) -> Self {
+        let model = Arc::new(tokio::sync::RwLock::new(projection));
+        let subscriber_config = config.subscriber.clone();
+        let make: MakeSubscriber = Box::new(move |deps, _app| {
+            let filter = EventFilter::all().event_names(<P::Event as EventSet>::NAMES.iter().copied());
+            let subscriber = Subscriber::new(
+                format!("projection:{}", P::NAME),
+                filter,
+                subscriber_config,
+                Arc::clone(&deps.store),
+                Arc::clone(&deps.checkpoints),
+                Arc::clone(&deps.dead_letters),
+                Box::new(ProjectionHandler {
+                    model: Arc::clone(&model),
+                }),
+            );
+            (Arc::new(subscriber), model as Arc<dyn Any + Send + Sync>)
+        });
+        self.projections.retain(|p| p.type_id != TypeId::of::<P>());
+        self.projections.push(PendingProjection {
+            type_id: TypeId::of::<P>(),
+            name: P::NAME,
+            inline: config.inline,
+            make,
+        });
+        self
+    }
+
+    /// Registers saga `S`, with the default subscriber configuration.
+    pub fn saga<S: Saga>(self) -> Self {
+        self.saga_with::<S>(SubscriberConfig::default())
+    }
+
+    /// Registers saga `S`: a background subscriber runs its steps, and a
+    /// poller fires its due deadlines every `config.poll_interval`.
+    pub fn saga_with<S: Saga>(mut self, config: SubscriberConfig) -> Self {
+        let poll = config.poll_interval;
+        let make: MakeSubscriber = Box::new(move |deps, app| {
+            let filter = EventFilter::all().event_names(<S::Event as EventSet>::NAMES.iter().copied());
+            let subscriber = Subscriber::new(
+                format!("saga:{}", S::NAME),
+                filter,
+                config,
+                Arc::clone(&deps.store),
+                Arc::clone(&deps.checkpoints),
+                Arc::clone(&deps.dead_letters),
+                Box::new(crate::saga_runner::SagaHandler::<S>::new(app)),
+            );
+            (Arc::new(subscriber), Arc::new(()) as Arc<dyn Any + Send + Sync>)
+        });
+        self.sagas.retain(|p| p.type_id != TypeId::of::<S>());
+        self.sagas.push(PendingSaga {
+            type_id: TypeId::of::<S>(),
+            name: S::NAME,
+            make,
+            deadlines: crate::saga_runner::deadline_poller::<S>,
+            poll,
+        });
+        self
+    }
+
+    /// Adds a middleware layer around dispatch. The first added is the
+    /// outermost.
+    pub fn layer(mut self, layer: impl Layer) -> Self {
+        self.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// Adds a typed interceptor for command `C`: it runs before the layers,
+    /// may change the command and its options, or reject it.
+    pub fn intercept<C: HandledCommand>(
+        mut self,
+        interceptor: impl Fn(&mut C, &mut CommandContext) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        let erased: Interceptor =
+            Arc::new(
+                move |command: &mut dyn Any, ctx: &mut CommandContext| match command.downcast_mut::<C>() {
+                    Some(c) => interceptor(c, ctx),
+                    None => Ok(()),
+                },
+            );
+        self.interceptors.entry(TypeId::of::<C>()).or_default().push(erased);
+        self
+    }
+
+    /// Adds a typed interceptor for query `Q`.
+    pub fn intercept_query<Q: HandledQuery>(
+        mut self,
+        interceptor: impl Fn(&Q, &QueryContext) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        let erased: QueryInterceptor =
+            Arc::new(
+                move |query: &dyn Any, ctx: &QueryContext| match query.downcast_ref::<Q>() {
+                    Some(q) => interceptor(q, ctx),
+                    None => Ok(()),
+                },
+            );
+        self.query_interceptors.push((Some(TypeId::of::<Q>()), erased));
+        self
+    }
+
+    /// Adds an interceptor for every query.
+    pub fn intercept_queries(
+        mut self,
+        interceptor: impl Fn(&QueryContext) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        let erased: QueryInterceptor = Arc::new(move |_: &dyn Any, ctx: &QueryContext| interceptor(ctx));
+        self.query_interceptors.push((None, erased));
+        self
+    }
+
+    /// The checkpoint store of projections and sagas (in-memory when not set).
+    pub fn checkpoint_store(mut self, store: impl CheckpointStore) -> Self {
+        self.checkpoints = Some(Arc::new(store));
+        self
+    }
+
+    /// The dead-letter store (in-memory when not set).
+    pub fn dead_letter_store(mut self, store: impl DeadLetterStore) -> Self {
+        self.dead_letters = Some(Arc::new(store));
+        self
+    }
+
+    /// The saga state store (in-memory when not set).
+    pub fn saga_state_store(mut self, store: impl SagaStateStore) -> Self {
+        self.sagas_store = Some(Arc::new(store));
+        self
     }
 
     /// Registers aggregate `A` with the default [`AggregateConfig`].
@@ -285,23 +510,83 @@ impl ApplicationBuilder {
                 });
             }
         }
-        Ok(Application {
-            inner: Arc::new(Inner {
-                store: self
-                    .store
-                    .unwrap_or_else(|| Arc::new(MemoryEventStore::new())),
-                snapshots: self
-                    .snapshots
-                    .unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
+        let mut subscriber_names: HashMap<String, &'static str> = HashMap::new();
+        for name in self
+            .projections
+            .iter()
+            .map(|p| format!("projection:{}", p.name))
+            .chain(self.sagas.iter().map(|s| format!("saga:{}", s.name)))
+        {
+            if subscriber_names.insert(name.clone(), "").is_some() {
+                return Err(BuildError::InvalidConfig {
+                    setting: "projection/saga name",
+                    reason: format!("two subscribers are named `{name}`"),
+                });
+            }
+        }
+        let deps = SubscriberDeps {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryEventStore::new())),
+            checkpoints: self
+                .checkpoints
+                .unwrap_or_else(|| Arc::new(MemoryCheckpointStore::new())),
+            dead_letters: self
+                .dead_letters
+                .unwrap_or_else(|| Arc::new(MemoryDeadLetterStore::new())),
+        };
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let projections = self.projections;
+        let sagas = self.sagas;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let mut projection_entries = HashMap::new();
+            let mut saga_entries = HashMap::new();
+            for pending in projections {
+                let (subscriber, model) = (pending.make)(&deps, weak.clone());
+                projection_entries.insert(
+                    pending.type_id,
+                    ProjectionEntry {
+                        name: pending.name,
+                        inline: pending.inline,
+                        model,
+                        subscriber,
+                    },
+                );
+            }
+            let mut deadline_pollers = Vec::new();
+            for pending in sagas {
+                let (subscriber, _) = (pending.make)(&deps, weak.clone());
+                saga_entries.insert(pending.type_id, (pending.name, subscriber));
+                deadline_pollers.push((pending.deadlines, pending.poll));
+            }
+            Inner {
+                store: Arc::clone(&deps.store),
+                snapshots: self.snapshots.unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
                 idempotency: self
                     .idempotency
                     .unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
+                sagas_store: self
+                    .sagas_store
+                    .unwrap_or_else(|| Arc::new(MemorySagaStateStore::new())),
                 cache: AggregateCache::new(self.settings.cache_capacity),
                 services: self.services,
                 aggregates: self.aggregates.into_iter().collect(),
+                inline: projection_entries
+                    .values()
+                    .filter(|p| p.inline)
+                    .map(|p| Arc::clone(&p.subscriber))
+                    .collect(),
+                projections: projection_entries,
+                sagas: saga_entries,
+                deadline_pollers: parking_lot::Mutex::new(deadline_pollers),
+                layers: self.layers,
+                interceptors: self.interceptors,
+                query_interceptors: self.query_interceptors,
                 settings: self.settings,
-            }),
-        })
+                shutdown,
+            }
+        });
+        let app = Application { inner };
+        app.start_background();
+        Ok(app)
     }
 }
 
@@ -396,14 +681,102 @@ impl From<std::time::SystemTime> for AsOf {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<dyn EventStore>,
     snapshots: Arc<dyn SnapshotStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    pub(crate) sagas_store: Arc<dyn SagaStateStore>,
     cache: AggregateCache,
     services: Services,
     aggregates: HashMap<TypeId, Registration>,
+    projections: HashMap<TypeId, ProjectionEntry>,
+    inline: Vec<Arc<Subscriber>>,
+    sagas: HashMap<TypeId, (&'static str, Arc<Subscriber>)>,
+    #[allow(clippy::type_complexity)]
+    deadline_pollers: parking_lot::Mutex<
+        Vec<(
+            fn(std::sync::Weak<Inner>, Duration, tokio::sync::watch::Receiver<bool>) -> BoxFuture<'static, ()>,
+            Duration,
+        )>,
+    >,
+    layers: Vec<Arc<dyn Layer>>,
+    interceptors: HashMap<TypeId, Vec<Interceptor>>,
+    query_interceptors: Vec<(Option<TypeId>, QueryInterceptor)>,
     settings: Settings,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Background subscribers and pollers stop with the last handle.
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// A handle on one subscriber (a projection or a saga): health, dead
+/// letters, replay, resume.
+#[derive(Clone)]
+pub struct SubscriberHandle {
+    subscriber: Arc<Subscriber>,
+}
+
+impl std::fmt::Debug for SubscriberHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberHandle")
+            .field("name", &self.subscriber.name)
+            .finish()
+    }
+}
+
+impl SubscriberHandle {
+    /// The subscriber's name (`projection:<name>` or `saga:<name>`).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.subscriber.name
+    }
+
+    /// Its checkpoint, lag and dead-letter count.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn status(&self) -> Result<SubscriberStatus, SubscriptionError> {
+        self.subscriber.status().await
+    }
+
+    /// Processes everything up to the head of the log now.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails, or the subscriber is stopped.
+    pub async fn catch_up(&self) -> Result<Position, SubscriptionError> {
+        self.subscriber.catch_up(None).await
+    }
+
+    /// The events it parked.
+    ///
+    /// # Errors
+    ///
+    /// When the dead-letter store fails.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SubscriptionError> {
+        self.subscriber.dead_letters().await
+    }
+
+    /// Runs the handler again on every parked event; those that succeed
+    /// leave the dead-letter store. Returns how many succeeded.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn replay_dead_letters(&self) -> Result<usize, SubscriptionError> {
+        self.subscriber.replay_dead_letters().await
+    }
+
+    /// Restarts a subscriber stopped by `FailurePolicy::ParkAndStop`: the
+    /// event it stopped on is tried again.
+    pub async fn resume(&self) {
+        self.subscriber.resume().await;
+    }
 }
 
 /// A running application: dispatches commands to aggregates over the
@@ -438,12 +811,7 @@ impl std::fmt::Debug for Application {
         f.debug_struct("Application")
             .field(
                 "aggregates",
-                &self
-                    .inner
-                    .aggregates
-                    .values()
-                    .map(|r| r.name)
-                    .collect::<Vec<_>>(),
+                &self.inner.aggregates.values().map(|r| r.name).collect::<Vec<_>>(),
             )
             .field("services", &self.inner.services)
             .field("settings", &self.inner.settings)
@@ -463,6 +831,159 @@ impl Application {
         &self.inner.store
     }
 
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    pub(crate) fn saga_store(&self) -> &Arc<dyn SagaStateStore> {
+        &self.inner.sagas_store
+    }
+
+    /// Fires the deadlines of saga `S` that are due now, and returns how
+    /// many fired. The background poller does this every poll interval;
+    /// tests call it to fire deadlines deterministically.
+    ///
+    /// # Errors
+    ///
+    /// The first deadline handler or store failure; deadlines not fired stay
+    /// scheduled.
+    pub async fn fire_due_deadlines<S: Saga>(&self) -> Result<usize, crate::saga::SagaError> {
+        crate::saga_runner::fire_due::<S>(self, Timestamp::now()).await
+    }
+
+    fn start_background(&self) {
+        let inner = &self.inner;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no tokio runtime: projections and sagas are not followed in the background");
+            return;
+        };
+        let subscribers = inner
+            .projections
+            .values()
+            .map(|p| Arc::clone(&p.subscriber))
+            .chain(inner.sagas.values().map(|(_, s)| Arc::clone(s)));
+        for subscriber in subscribers {
+            runtime.spawn(subscriber.follow(inner.shutdown.subscribe()));
+        }
+        for (poller, poll) in inner.deadline_pollers.lock().drain(..) {
+            runtime.spawn(poller(Arc::downgrade(inner), poll, inner.shutdown.subscribe()));
+        }
+    }
+
+    /// Stops the background subscribers and deadline pollers. (They also
+    /// stop when the last clone of the application is dropped.)
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Answers `query` from the projection that handles it.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::NotRegistered`] when the projection is not registered,
+    /// [`QueryError::Rejected`] when an interceptor refuses the query.
+    pub async fn query<Q: HandledQuery>(&self, query: Q) -> Result<Q::Output, QueryError> {
+        let entry = self
+            .inner
+            .projections
+            .get(&TypeId::of::<Q::Projection>())
+            .ok_or(QueryError::NotRegistered {
+                projection: <Q::Projection as Projection>::NAME,
+            })?;
+        if !self.inner.query_interceptors.is_empty() {
+            let ctx = QueryContext {
+                query: std::any::type_name::<Q>(),
+                projection: entry.name,
+            };
+            for (target, interceptor) in &self.inner.query_interceptors {
+                if target.is_none_or(|t| t == TypeId::of::<Q>()) {
+                    interceptor(&query, &ctx).map_err(|r| QueryError::Rejected {
+                        query: ctx.query,
+                        reason: r.0,
+                    })?;
+                }
+            }
+        }
+        let model = Arc::clone(&entry.model)
+            .downcast::<tokio::sync::RwLock<Q::Projection>>()
+            .map_err(|_| QueryError::NotRegistered {
+                projection: <Q::Projection as Projection>::NAME,
+            })?;
+        let guard = model.read().await;
+        Ok(Q::handle(&guard, query).await)
+    }
+
+    /// The subscriber of projection `P`.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscriptionError::NotRegistered`] when `P` is not registered.
+    pub fn projection_handle<P: Projection>(&self) -> Result<SubscriberHandle, SubscriptionError> {
+        self.inner
+            .projections
+            .get(&TypeId::of::<P>())
+            .map(|p| SubscriberHandle {
+                subscriber: Arc::clone(&p.subscriber),
+            })
+            .ok_or(SubscriptionError::NotRegistered(P::NAME))
+    }
+
+    /// The subscriber of saga `S`.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscriptionError::NotRegistered`] when `S` is not registered.
+    pub fn saga_handle<S: Saga>(&self) -> Result<SubscriberHandle, SubscriptionError> {
+        self.inner
+            .sagas
+            .get(&TypeId::of::<S>())
+            .map(|(_, s)| SubscriberHandle {
+                subscriber: Arc::clone(s),
+            })
+            .ok_or(SubscriptionError::NotRegistered(S::NAME))
+    }
+
+    /// The status of every projection and saga, for health checks.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn subscriber_statuses(&self) -> Result<Vec<SubscriberStatus>, SubscriptionError> {
+        let mut statuses = Vec::new();
+        let subscribers = self
+            .inner
+            .projections
+            .values()
+            .map(|p| &p.subscriber)
+            .chain(self.inner.sagas.values().map(|(_, s)| s));
+        for subscriber in subscribers {
+            statuses.push(subscriber.status().await?);
+        }
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(statuses)
+    }
+
+    /// Rebuilds projection `P` from position 0: its read model is replaced
+    /// by `fresh`, its checkpoint reset, and the whole log replayed into it.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscriptionError`] when `P` is not registered or a store fails.
+    pub async fn rebuild_projection<P: Projection>(&self, fresh: P) -> Result<Position, SubscriptionError> {
+        let entry = self
+            .inner
+            .projections
+            .get(&TypeId::of::<P>())
+            .ok_or(SubscriptionError::NotRegistered(P::NAME))?;
+        let model = Arc::clone(&entry.model)
+            .downcast::<tokio::sync::RwLock<P>>()
+            .map_err(|_| SubscriptionError::NotRegistered(P::NAME))?;
+        let mut guard = model.write().await;
+        entry.subscriber.rewind(|| *guard = fresh).await?;
+        drop(guard);
+        entry.subscriber.catch_up(None).await
+    }
+
     /// Dispatches `command` to the aggregate that handles it and returns the
     /// handler's output once its events are committed.
     ///
@@ -470,10 +991,7 @@ impl Application {
     ///
     /// [`CommandError::Domain`] when the handler rejects the command; the
     /// other variants for infrastructure failures.
-    pub async fn dispatch<C: HandledCommand>(
-        &self,
-        command: C,
-    ) -> Result<C::Output, CommandError<C::Error>> {
+    pub async fn dispatch<C: HandledCommand>(&self, command: C) -> Result<C::Output, CommandError<C::Error>> {
         self.dispatch_with(command, DispatchOptions::default())
             .await
             .map(|d| d.output)
@@ -486,21 +1004,63 @@ impl Application {
     /// As [`Application::dispatch`].
     pub async fn dispatch_with<C: HandledCommand>(
         &self,
-        command: C,
+        mut command: C,
         options: DispatchOptions,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let registration = self.registration::<C::Aggregate>()?;
-        let stream = StreamId::new(
-            <C::Aggregate as Aggregate>::NAME,
-            command.aggregate_id().to_stream_key(),
-        );
+        let aggregate_id = command.aggregate_id().to_stream_key();
+        let inner = &*self.inner;
+        if inner.layers.is_empty() && inner.interceptors.is_empty() {
+            let stream = StreamId::new(<C::Aggregate as Aggregate>::NAME, aggregate_id);
+            return self.dispatch_core(registration, stream, command, options).await;
+        }
+        let mut ctx = CommandContext {
+            command: C::NAME,
+            aggregate: <C::Aggregate as Aggregate>::NAME,
+            aggregate_id,
+            options,
+        };
+        if let Some(interceptors) = inner.interceptors.get(&TypeId::of::<C>()) {
+            for interceptor in interceptors {
+                interceptor(&mut command, &mut ctx).map_err(|r| CommandError::Rejected {
+                    layer: "interceptor".into(),
+                    reason: r.0,
+                })?;
+            }
+        }
+        let stream = StreamId::new(ctx.aggregate, ctx.aggregate_id.clone());
+        let core = TypedCore {
+            app: self,
+            registration,
+            stream,
+            command: parking_lot::Mutex::new(command),
+            result: parking_lot::Mutex::new(None),
+        };
+        let layered = Next::new(&inner.layers, &core).run(&mut ctx).await;
+        let result = core.result.into_inner();
+        match (layered, result) {
+            (Err(LayerError::Rejected { layer, reason }), _) => Err(CommandError::Rejected { layer, reason }),
+            (Err(LayerError::Timeout(after)), _) => Err(CommandError::Timeout(after)),
+            (Ok(_), Some(result)) => result,
+            (Ok(_), None) => Err(CommandError::Rejected {
+                layer: "middleware".into(),
+                reason: "a layer returned without running the command".into(),
+            }),
+        }
+    }
+
+    /// Idempotency, then the command loop.
+    async fn dispatch_core<C: HandledCommand>(
+        &self,
+        registration: &Registration,
+        stream: StreamId,
+        command: C,
+        options: DispatchOptions,
+    ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let explicit_id = options.command_id.or_else(|| command.command_id());
         let Some(command_id) = explicit_id else {
-            return self
-                .run(registration, stream, command, CommandId::new(), options)
-                .await;
+            return self.run(registration, stream, command, CommandId::new(), options).await;
         };
-
         // Idempotent path: claim the id, or return its recorded outcome.
         let store = &self.inner.idempotency;
         let lease = self.inner.settings.idempotency_lease;
@@ -535,9 +1095,7 @@ impl Application {
                 }
             }
         }
-        let result = self
-            .run(registration, stream, command, command_id, options)
-            .await;
+        let result = self.run(registration, stream, command, command_id, options).await;
         match &result {
             Ok(done) => {
                 let output = serde_json::to_vec(&done.output);
@@ -550,10 +1108,7 @@ impl Application {
                             version: done.version,
                             output: Bytes::from(output),
                             recorded_at: now,
-                            expires_at: idempotency::after(
-                                now,
-                                self.inner.settings.idempotency_ttl,
-                            ),
+                            expires_at: idempotency::after(now, self.inner.settings.idempotency_ttl),
                         };
                         store.complete(record).await.map_err(CommandError::Store)?;
                     }
@@ -564,10 +1119,7 @@ impl Application {
                     }
                 }
             }
-            Err(_) => store
-                .release(command_id)
-                .await
-                .map_err(CommandError::Store)?,
+            Err(_) => store.release(command_id).await.map_err(CommandError::Store)?,
         }
         result
     }
@@ -595,16 +1147,8 @@ impl Application {
         let settings = &inner.settings;
         let metadata = EventMetadata {
             timestamp: None,
-            correlation_id: Some(
-                options
-                    .correlation_id
-                    .unwrap_or(CorrelationId(command_id.0)),
-            ),
-            causation_id: Some(
-                options
-                    .causation_id
-                    .unwrap_or(CausationId::Command(command_id)),
-            ),
+            correlation_id: Some(options.correlation_id.unwrap_or(CorrelationId(command_id.0))),
+            causation_id: Some(options.causation_id.unwrap_or(CausationId::Command(command_id))),
             command_id: Some(command_id),
             headers: options.headers,
         };
@@ -672,6 +1216,9 @@ impl Application {
                     self.maybe_snapshot(registration, &stream, &state, version, committed.version)
                         .await;
                     inner.cache.put(stream, Box::new(state), committed.version);
+                    if let Some(last) = committed.positions.last() {
+                        self.update_inline(*last).await;
+                    }
                     return Ok(Dispatched {
                         output: decision.output,
                         command_id,
@@ -702,6 +1249,17 @@ impl Application {
             actual: last_conflict.1,
             attempts: settings.max_attempts,
         })
+    }
+
+    /// Brings inline projections up to `position` (read-your-writes). The
+    /// events are committed whatever happens here: a failure is logged, and
+    /// the event dead-lettered by the subscriber's policy.
+    async fn update_inline(&self, position: Position) {
+        for subscriber in &self.inner.inline {
+            if let Err(e) = subscriber.catch_up(Some(position)).await {
+                tracing::warn!(subscriber = %subscriber.name, error = %e, "inline projection not updated");
+            }
+        }
     }
 
     async fn maybe_snapshot<A: Aggregate>(
@@ -750,11 +1308,7 @@ impl Application {
             return Ok((*state, version));
         }
         let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
-        let events = self
-            .inner
-            .store
-            .read_stream(stream, version.next(), None)
-            .await?;
+        let events = self.inner.store.read_stream(stream, version.next(), None).await?;
         fold(registration, stream, state, version, &events, None)
     }
 
@@ -768,10 +1322,7 @@ impl Application {
             return (A::default(), Version::INITIAL);
         };
         match self.inner.snapshots.load(stream).await {
-            Ok(Some(s))
-                if s.state_version == A::STATE_VERSION
-                    && at_most.is_none_or(|v| s.version <= v) =>
-            {
+            Ok(Some(s)) if s.state_version == A::STATE_VERSION && at_most.is_none_or(|v| s.version <= v) => {
                 match (codec.decode)(&s.payload).map(|b| b.downcast::<A>()) {
                     Ok(Ok(state)) => return (*state, s.version),
                     Ok(Err(_)) => {}
@@ -793,18 +1344,11 @@ impl Application {
     /// # Errors
     ///
     /// [`LoadError`] when the store fails or a stored event does not decode.
-    pub async fn load<A: Aggregate>(
-        &self,
-        id: &(impl AggregateId + ?Sized),
-    ) -> Result<Loaded<A>, LoadError> {
+    pub async fn load<A: Aggregate>(&self, id: &(impl AggregateId + ?Sized)) -> Result<Loaded<A>, LoadError> {
         let registration = self.registration::<A>()?;
         let stream = StreamId::new(A::NAME, id.to_stream_key());
         let (state, version) = self.load_snapshot::<A>(registration, &stream, None).await;
-        let events = self
-            .inner
-            .store
-            .read_stream(&stream, version.next(), None)
-            .await?;
+        let events = self.inner.store.read_stream(&stream, version.next(), None).await?;
         let (state, version) = fold(registration, &stream, state, version, &events, None)?;
         Ok(Loaded { state, version })
     }
@@ -824,9 +1368,7 @@ impl Application {
         let stream = StreamId::new(A::NAME, id.to_stream_key());
         let (state, version, until, time) = match as_of.into() {
             AsOf::Version(v) => {
-                let (state, version) = self
-                    .load_snapshot::<A>(registration, &stream, Some(v))
-                    .await;
+                let (state, version) = self.load_snapshot::<A>(registration, &stream, Some(v)).await;
                 (state, version, Some(v), None)
             }
             AsOf::Time(t) => (A::default(), Version::INITIAL, None, Some(t)),
@@ -834,11 +1376,7 @@ impl Application {
         if until.is_some_and(|u| u <= version) {
             return Ok(Loaded { state, version });
         }
-        let events = self
-            .inner
-            .store
-            .read_stream(&stream, version.next(), until)
-            .await?;
+        let events = self.inner.store.read_stream(&stream, version.next(), until).await?;
         let (state, version) = fold(registration, &stream, state, version, &events, time)?;
         Ok(Loaded { state, version })
     }
@@ -867,9 +1405,7 @@ fn fold<A: Aggregate>(
         }
         match A::Event::decode(&recorded.name, recorded.schema_version, &recorded.payload) {
             Ok(event) => state.apply(&event),
-            Err(crate::event::EventDecodeError::UnknownEvent { name })
-                if registration.skip_unknown_events =>
-            {
+            Err(crate::event::EventDecodeError::UnknownEvent { name }) if registration.skip_unknown_events => {
                 tracing::warn!(%stream, version = %recorded.version, event = %name, "skipping unknown event");
             }
             Err(source) => {
@@ -886,4 +1422,40 @@ fn fold<A: Aggregate>(
         version = recorded.version;
     }
     Ok((state, version))
+}
+
+/// The innermost layer: the typed pipeline, its result kept for `dispatch_with`.
+struct TypedCore<'a, C: HandledCommand> {
+    app: &'a Application,
+    registration: &'a Registration,
+    stream: StreamId,
+    command: parking_lot::Mutex<C>,
+    #[allow(clippy::type_complexity)]
+    result: parking_lot::Mutex<Option<Result<Dispatched<C::Output>, CommandError<C::Error>>>>,
+}
+
+impl<C: HandledCommand> Core for TypedCore<'_, C> {
+    fn call<'b>(&'b self, ctx: &'b CommandContext) -> BoxFuture<'b, Outcome> {
+        Box::pin(async move {
+            let command = self.command.lock().clone();
+            let result = self
+                .app
+                .dispatch_core(self.registration, self.stream.clone(), command, ctx.options.clone())
+                .await;
+            let outcome = match &result {
+                Ok(d) => Outcome::Committed {
+                    version: d.version,
+                    command_id: d.command_id,
+                    replayed: d.replayed,
+                },
+                Err(CommandError::Domain(e)) => Outcome::Rejected(e.to_string()),
+                Err(e) => Outcome::Failed {
+                    error: e.to_string(),
+                    retryable: e.is_unavailable(),
+                },
+            };
+            *self.result.lock() = Some(result);
+            outcome
+        })
+    }
 }

@@ -13,9 +13,7 @@ pub enum LoadError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A stored event of the stream could not be decoded.
-    #[error(
-        "cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}"
-    )]
+    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
     Decode {
         /// The aggregate type.
         aggregate: &'static str,
@@ -42,9 +40,7 @@ pub enum LoadError {
         found: Version,
     },
     /// The aggregate type was not registered on the application.
-    #[error(
-        "aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder"
-    )]
+    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
     NotRegistered {
         /// The aggregate name.
         aggregate: &'static str,
@@ -62,9 +58,7 @@ pub enum CommandError<E> {
     #[error("command rejected: {0}")]
     Domain(#[source] E),
     /// The stream kept changing under the command until the attempts ran out.
-    #[error(
-        "conflict on stream `{stream}`: expected version {expected}, found {actual} (after {attempts} attempts)"
-    )]
+    #[error("conflict on stream `{stream}`: expected version {expected}, found {actual} (after {attempts} attempts)")]
     Conflict {
         /// The stream.
         stream: StreamId,
@@ -79,9 +73,7 @@ pub enum CommandError<E> {
     #[error(transparent)]
     Store(StoreError),
     /// A stored event of the aggregate could not be decoded.
-    #[error(
-        "cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}"
-    )]
+    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
     Decode {
         /// The aggregate type.
         aggregate: &'static str,
@@ -127,9 +119,7 @@ pub enum CommandError<E> {
         limit: usize,
     },
     /// The command's aggregate type was not registered on the application.
-    #[error(
-        "aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder"
-    )]
+    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
     NotRegistered {
         /// The aggregate name.
         aggregate: &'static str,
@@ -142,6 +132,17 @@ pub enum CommandError<E> {
     /// Another caller is processing a command with the same id.
     #[error("command `{0}` is being processed by another caller")]
     InProgress(CommandId),
+    /// A middleware layer or interceptor refused the command; nothing was appended.
+    #[error("command refused by {layer}: {reason}")]
+    Rejected {
+        /// The layer or interceptor.
+        layer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The command did not complete within the timeout layer's limit.
+    #[error("command timed out after {0:?}")]
+    Timeout(std::time::Duration),
     /// The recorded outcome of an already processed command cannot be decoded.
     #[error("recorded outcome of command `{command_id}` cannot be decoded: {source}")]
     RecordedOutcome {
@@ -181,13 +182,7 @@ impl<E> From<LoadError> for CommandError<E> {
                 expected,
                 found,
             },
-            LoadError::NotRegistered {
-                aggregate,
-                type_name,
-            } => CommandError::NotRegistered {
-                aggregate,
-                type_name,
-            },
+            LoadError::NotRegistered { aggregate, type_name } => CommandError::NotRegistered { aggregate, type_name },
         }
     }
 }
@@ -205,6 +200,26 @@ impl<E> CommandError<E> {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, CommandError::Store(StoreError::Unavailable { .. }))
     }
+}
+
+/// Why a query failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The projection that answers the query is not registered.
+    #[error("projection `{projection}` is not registered; add `.projection(...)` to the application builder")]
+    NotRegistered {
+        /// The projection.
+        projection: &'static str,
+    },
+    /// An interceptor refused the query.
+    #[error("query `{query}` refused: {reason}")]
+    Rejected {
+        /// The query type.
+        query: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Why `ApplicationBuilder::build` failed.

@@ -153,8 +153,7 @@ pub trait EventSet: Send + Sync + Sized + 'static {
     ///
     /// [`EventDecodeError::UnknownEvent`] when no event of the set has this name,
     /// else as [`Event::decode_payload`].
-    fn decode(name: &str, version: SchemaVersion, payload: &[u8])
-    -> Result<Self, EventDecodeError>;
+    fn decode(name: &str, version: SchemaVersion, payload: &[u8]) -> Result<Self, EventDecodeError>;
 }
 
 /// Support for generated code: decode one version of an event type that
@@ -203,14 +202,12 @@ where
         Old::decode_payload(version, payload)
             .map(New::upcast)
             .map_err(|e| match e {
-                EventDecodeError::UnknownVersion { name, version, .. } => {
-                    EventDecodeError::UnknownVersion {
-                        name,
-                        version,
-                        oldest,
-                        newest: New::VERSION,
-                    }
-                }
+                EventDecodeError::UnknownVersion { name, version, .. } => EventDecodeError::UnknownVersion {
+                    name,
+                    version,
+                    oldest,
+                    newest: New::VERSION,
+                },
                 other => other,
             })
     } else {

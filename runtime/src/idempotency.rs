@@ -41,12 +41,8 @@ pub enum Claim {
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// Claims `command_id` for `lease`, or reports its recorded outcome.
     /// An expired claim (its holder crashed) can be claimed again.
-    fn claim(
-        &self,
-        command_id: CommandId,
-        now: Timestamp,
-        lease: Duration,
-    ) -> BoxFuture<'_, Result<Claim, StoreError>>;
+    fn claim(&self, command_id: CommandId, now: Timestamp, lease: Duration)
+    -> BoxFuture<'_, Result<Claim, StoreError>>;
 
     /// Records the outcome of a claimed command.
     fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -96,9 +92,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     ) -> BoxFuture<'_, Result<Claim, StoreError>> {
         let mut entries = self.entries.lock();
         let claim = match entries.get(&command_id) {
-            Some(Entry::Done(record)) if record.expires_at > now => {
-                Claim::Completed(record.clone())
-            }
+            Some(Entry::Done(record)) if record.expires_at > now => Claim::Completed(record.clone()),
             Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
             _ => {
                 entries.insert(
@@ -114,9 +108,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     }
 
     fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.entries
-            .lock()
-            .insert(record.command_id, Entry::Done(record));
+        self.entries.lock().insert(record.command_id, Entry::Done(record));
         Box::pin(std::future::ready(Ok(())))
     }
 

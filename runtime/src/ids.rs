@@ -10,9 +10,7 @@ use ulid::Ulid;
 /// The version of a stream: the number of events in it, and the version of
 /// its last event. A stream that holds no event is at [`Version::INITIAL`] (0);
 /// its first event has version 1.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Version(pub u64);
 
@@ -42,9 +40,7 @@ impl fmt::Display for Version {
 /// A position in the global log. Strictly increasing in commit order; the
 /// first event of a store is at position 1, [`Position::START`] (0) is before
 /// every event.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 
@@ -160,6 +156,8 @@ pub enum CausationId {
     Command(CommandId),
     /// Caused by an event.
     Event(EventId),
+    /// Caused by a saga deadline firing.
+    Deadline(Ulid),
 }
 
 impl fmt::Display for CausationId {
@@ -167,6 +165,7 @@ impl fmt::Display for CausationId {
         match self {
             CausationId::Command(id) => write!(f, "command:{id}"),
             CausationId::Event(id) => write!(f, "event:{id}"),
+            CausationId::Deadline(id) => write!(f, "deadline:{id}"),
         }
     }
 }

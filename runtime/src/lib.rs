@@ -9,10 +9,15 @@ pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod ids;
+pub mod middleware;
+pub mod projection;
+pub mod saga;
+mod saga_runner;
 pub mod scenario;
 pub mod services;
 pub mod snapshot;
 pub mod store;
+pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -20,24 +25,29 @@ pub mod testing;
 #[doc(inline)]
 pub use crate::aggregate::{Aggregate, Loaded};
 #[doc(inline)]
-pub use crate::application::{
-    AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched,
-};
+pub use crate::application::{AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched};
 #[doc(inline)]
 pub use crate::command::{Command, Decision, HandledCommand, HandlerReturn, IntoEvents, Reply};
 #[doc(inline)]
-pub use crate::error::{BuildError, CommandError, LoadError};
+pub use crate::error::{BuildError, CommandError, LoadError, QueryError};
 #[doc(inline)]
 pub use crate::event::{Event, EventDecodeError, EventSet};
 #[doc(inline)]
 pub use crate::ids::{
-    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId,
-    Timestamp, Version,
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
+#[doc(inline)]
+pub use crate::middleware::{Layer, RetryLayer, TimeoutLayer, TracingLayer};
+#[doc(inline)]
+pub use crate::projection::{EventMeta, HandledQuery, Projection, ProjectionScenario};
+#[doc(inline)]
+pub use crate::saga::{Saga, SagaContext, SagaError, SagaResult, SagaScenario};
 #[doc(inline)]
 pub use crate::scenario::AggregateScenario;
 #[doc(inline)]
 pub use crate::store::{EventMetadata, EventStore, MemoryEventStore, RecordedEvent, StoreError};
+#[doc(inline)]
+pub use crate::subscription::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 
 /// Derives [`Event`](trait@Event) for a serde type.
 ///
@@ -81,9 +91,8 @@ pub use interlock_macros::applies_event;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId,
-        DispatchOptions, Event, EventStore, HandledCommand, Reply, SchemaVersion, Version,
-        aggregate, applies_event, handles_command,
+        Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId, DispatchOptions, Event,
+        EventStore, HandledCommand, Reply, SchemaVersion, Version, aggregate, applies_event, handles_command,
     };
     #[doc(no_inline)]
     pub use serde::{Deserialize, Serialize};
@@ -102,8 +111,7 @@ pub mod __private {
         Command, Decision, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
     };
     pub use crate::event::{
-        EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact,
-        decode_upcast,
+        EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
     };
     pub use crate::ids::{AggregateId, CommandId, SchemaVersion};
     pub use crate::services::{MissingService, ServiceKey, Services};

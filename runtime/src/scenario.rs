@@ -119,10 +119,7 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
     pub fn then_emits(self, expected: impl IntoEvents<A>) -> Self {
         let expected = describe::<A>(&expected.into_events());
         let actual = describe::<A>(&self.decision().events);
-        assert_eq!(
-            actual, expected,
-            "emitted events differ from the expected events"
-        );
+        assert_eq!(actual, expected, "emitted events differ from the expected events");
         self
     }
 

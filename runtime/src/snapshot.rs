@@ -24,17 +24,10 @@ pub struct Snapshot {
 /// Storage of the latest snapshot of each stream.
 pub trait SnapshotStore: Send + Sync + 'static {
     /// The latest snapshot of `stream`, if any.
-    fn load<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>>;
+    fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>>;
 
     /// Stores `snapshot` unless a snapshot of a later version is already stored.
-    fn save<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        snapshot: Snapshot,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn save<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// Snapshots kept in process memory.
@@ -52,19 +45,12 @@ impl MemorySnapshotStore {
 }
 
 impl SnapshotStore for MemorySnapshotStore {
-    fn load<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+    fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
         let snapshot = self.snapshots.read().get(stream).cloned();
         Box::pin(std::future::ready(Ok(snapshot)))
     }
 
-    fn save<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        snapshot: Snapshot,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn save<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
         let mut snapshots = self.snapshots.write();
         match snapshots.get(stream) {
             Some(existing) if existing.version > snapshot.version => {}

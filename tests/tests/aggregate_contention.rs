@@ -67,17 +67,10 @@ async fn sixteen_tasks_on_four_accounts_lose_no_update() {
         let loaded = app.load::<BankAccount>(account).await.expect("load");
         assert_eq!(loaded.state.balance, expected[k]);
         let stream = StreamId::new("bank.account", account.to_string());
-        let events = store
-            .read_stream(&stream, Version(1), None)
-            .await
-            .expect("read");
+        let events = store.read_stream(&stream, Version(1), None).await.expect("read");
         assert_eq!(events.len() as u64, loaded.version.get());
         for (i, e) in events.iter().enumerate() {
-            assert_eq!(
-                e.version,
-                Version(i as u64 + 1),
-                "versions 1..n, no gap or duplicate"
-            );
+            assert_eq!(e.version, Version(i as u64 + 1), "versions 1..n, no gap or duplicate");
         }
     }
     eprintln!("contention: 16 000 commands, {retries} conflict retries");
@@ -148,12 +141,5 @@ async fn without_retries_a_conflict_is_typed_and_appends_nothing() {
     })
     .await
     .expect("after reload");
-    assert_eq!(
-        app.load::<BankAccount>(&account)
-            .await
-            .expect("load")
-            .state
-            .balance,
-        6
-    );
+    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 6);
 }

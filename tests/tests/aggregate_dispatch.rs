@@ -27,13 +27,7 @@ async fn dispatch_appends_events_and_returns_the_reply() {
     })
     .await
     .expect("deposit");
-    let balance: u64 = app
-        .dispatch(Withdraw {
-            account,
-            amount: 30,
-        })
-        .await
-        .expect("withdraw");
+    let balance: u64 = app.dispatch(Withdraw { account, amount: 30 }).await.expect("withdraw");
     assert_eq!(balance, 70);
 
     let loaded = app.load::<BankAccount>(&account).await.expect("load");
@@ -49,24 +43,14 @@ async fn dispatch_appends_events_and_returns_the_reply() {
     let names: Vec<_> = events.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(
         names,
-        [
-            "bank.account_opened",
-            "bank.money_deposited",
-            "bank.money_withdrawn"
-        ]
+        ["bank.account_opened", "bank.money_deposited", "bank.money_withdrawn"]
     );
     assert_eq!(events[1].schema_version, SchemaVersion(2));
     // Metadata: one correlation per command, caused by the command.
     let meta = &events[2].metadata;
     assert!(meta.timestamp.is_some());
-    assert_eq!(
-        meta.correlation_id.map(|c| c.0),
-        meta.command_id.map(|c| c.0)
-    );
-    assert_eq!(
-        meta.causation_id,
-        meta.command_id.map(interlock::CausationId::Command)
-    );
+    assert_eq!(meta.correlation_id.map(|c| c.0), meta.command_id.map(|c| c.0));
+    assert_eq!(meta.causation_id, meta.command_id.map(interlock::CausationId::Command));
 }
 
 #[tokio::test]
@@ -94,9 +78,7 @@ async fn domain_rejection_is_typed_and_appends_nothing() {
     .await
     .expect("deposit");
     assert_eq!(
-        app.dispatch(Withdraw { account, amount: 5 })
-            .await
-            .expect("withdraw"),
+        app.dispatch(Withdraw { account, amount: 5 }).await.expect("withdraw"),
         0
     );
 }
@@ -130,14 +112,7 @@ async fn async_handler_receives_registered_service() {
     app.dispatch(WithdrawWithFee { account, amount: 4 })
         .await
         .expect("withdraw");
-    assert_eq!(
-        app.load::<BankAccount>(&account)
-            .await
-            .expect("load")
-            .state
-            .balance,
-        5
-    );
+    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 5);
 }
 
 #[tokio::test]
@@ -148,10 +123,7 @@ async fn missing_service_fails_the_build() {
         .await
         .expect_err("FeePolicy is missing");
     let text = err.to_string();
-    assert!(
-        text.contains("FeePolicy") && text.contains("bank.account"),
-        "{text}"
-    );
+    assert!(text.contains("FeePolicy") && text.contains("bank.account"), "{text}");
 }
 
 #[tokio::test]
@@ -234,14 +206,7 @@ async fn repeated_command_id_returns_recorded_outcome_and_appends_nothing() {
         .expect("second");
     assert!(!first.replayed && second.replayed);
     assert_eq!(first.version, second.version);
-    assert_eq!(
-        app.load::<BankAccount>(&account)
-            .await
-            .expect("load")
-            .state
-            .balance,
-        7
-    );
+    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 7);
     assert_eq!(app.event_store().head().await.expect("head").get(), 2);
 
     // A rejected command is not recorded: it may be retried with the same id.
@@ -254,10 +219,7 @@ async fn repeated_command_id_returns_recorded_outcome_and_appends_nothing() {
             id: Some(id),
         })
         .await;
-    assert!(matches!(
-        rejected,
-        Err(CommandError::Domain(BankError::NotOpen))
-    ));
+    assert!(matches!(rejected, Err(CommandError::Domain(BankError::NotOpen))));
     app.dispatch(OpenAccount {
         account: other,
         owner: "b".into(),
@@ -293,14 +255,7 @@ async fn concurrent_duplicates_apply_once() {
     for t in tasks {
         t.await.expect("join").expect("dispatch");
     }
-    assert_eq!(
-        app.load::<BankAccount>(&account)
-            .await
-            .expect("load")
-            .state
-            .balance,
-        3
-    );
+    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 3);
 }
 
 #[tokio::test]
@@ -331,11 +286,7 @@ async fn events_stored_as_version_1_upcast_on_load() {
     assert_eq!((state.balance, state.deposits), (40, 1));
 }
 
-async fn app_with_raw(
-    name: &'static str,
-    version: u32,
-    payload: &'static str,
-) -> (Application, Ulid) {
+async fn app_with_raw(name: &'static str, version: u32, payload: &'static str) -> (Application, Ulid) {
     let store = MemoryEventStore::new();
     let account = Ulid::new();
     let stream = StreamId::new("bank.account", account.to_string());
@@ -367,25 +318,12 @@ async fn corrupt_stored_events_give_typed_errors_naming_the_event() {
     for (name, version, payload, expect) in [
         ("bank.money_deposited", 2, "{not json", "does not decode"),
         ("bank.money_deposited", 2, r#"{"amount":1}"#, "currency"),
-        (
-            "bank.money_deposited",
-            3,
-            r#"{"amount":1}"#,
-            "no schema version v3",
-        ),
-        (
-            "bank.money_deposited",
-            0,
-            r#"{"amount":1}"#,
-            "no schema version v0",
-        ),
+        ("bank.money_deposited", 3, r#"{"amount":1}"#, "no schema version v3"),
+        ("bank.money_deposited", 0, r#"{"amount":1}"#, "no schema version v0"),
         ("bank.unknown", 1, "{}", "unknown event name"),
     ] {
         let (app, account) = app_with_raw(name, version, payload).await;
-        let err = app
-            .load::<BankAccount>(&account)
-            .await
-            .expect_err("corrupt");
+        let err = app.load::<BankAccount>(&account).await.expect_err("corrupt");
         match &err {
             LoadError::Decode {
                 aggregate,
@@ -401,10 +339,7 @@ async fn corrupt_stored_events_give_typed_errors_naming_the_event() {
             }
             other => panic!("expected a decode error, got {other}"),
         }
-        let text = format!(
-            "{err} / {:?}",
-            std::error::Error::source(&err).map(ToString::to_string)
-        );
+        let text = format!("{err} / {:?}", std::error::Error::source(&err).map(ToString::to_string));
         assert!(text.contains(expect), "{text}");
         // Dispatch surfaces the same failure as a typed command error.
         let err = app
@@ -476,10 +411,7 @@ async fn oversized_events_are_rejected_before_writing() {
         })
         .await
         .expect_err("too large");
-    assert!(
-        matches!(err, CommandError::EventTooLarge { limit: 32, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, CommandError::EventTooLarge { limit: 32, .. }), "{err}");
     assert_eq!(app.event_store().head().await.expect("head").get(), 0);
 }
 

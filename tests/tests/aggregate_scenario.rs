@@ -10,9 +10,7 @@ fn account() -> Ulid {
 #[test]
 fn deposit_on_open_account_emits_the_event() {
     AggregateScenario::<BankAccount>::new()
-        .given(AccountOpened {
-            owner: "ada".into(),
-        })
+        .given(AccountOpened { owner: "ada".into() })
         .when(Deposit {
             account: account(),
             amount: 10,
@@ -29,9 +27,7 @@ fn deposit_on_open_account_emits_the_event() {
 fn withdraw_replies_with_the_new_balance() {
     AggregateScenario::<BankAccount>::new()
         .given((
-            AccountOpened {
-                owner: "ada".into(),
-            },
+            AccountOpened { owner: "ada".into() },
             MoneyDeposited {
                 amount: 50,
                 currency: "EUR".into(),
@@ -48,9 +44,7 @@ fn withdraw_replies_with_the_new_balance() {
 #[test]
 fn overdraft_is_rejected() {
     AggregateScenario::<BankAccount>::new()
-        .given(AccountOpened {
-            owner: "ada".into(),
-        })
+        .given(AccountOpened { owner: "ada".into() })
         .when(Withdraw {
             account: account(),
             amount: 1,
@@ -85,10 +79,7 @@ fn async_handlers_with_services_run_without_a_runtime() {
             account: account(),
             amount: 5,
         })
-        .then_emits(vec![
-            MoneyWithdrawn { amount: 5 },
-            MoneyWithdrawn { amount: 2 },
-        ])
+        .then_emits(vec![MoneyWithdrawn { amount: 5 }, MoneyWithdrawn { amount: 2 }])
         .then_state(|s| assert_eq!(s.balance, 3));
 }
 
@@ -123,8 +114,7 @@ fn a_missing_service_names_the_service() {
 #[test]
 fn upcaster_chain_decodes_old_payloads() {
     let e =
-        <MoneyDeposited as interlock::Event>::decode_payload(SchemaVersion(1), br#"{"amount":3}"#)
-            .expect("v1 upcasts");
+        <MoneyDeposited as interlock::Event>::decode_payload(SchemaVersion(1), br#"{"amount":3}"#).expect("v1 upcasts");
     assert_eq!(
         e,
         MoneyDeposited {
@@ -132,7 +122,6 @@ fn upcaster_chain_decodes_old_payloads() {
             currency: "EUR".into()
         }
     );
-    let err = <MoneyDeposited as interlock::Event>::decode_payload(SchemaVersion(5), b"{}")
-        .expect_err("too new");
+    let err = <MoneyDeposited as interlock::Event>::decode_payload(SchemaVersion(5), b"{}").expect_err("too new");
     assert!(err.to_string().contains("v1 to v2"), "{err}");
 }

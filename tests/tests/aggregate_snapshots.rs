@@ -25,11 +25,7 @@ impl SnapshotStore for SharedSnapshots {
     }
 }
 
-async fn app(
-    store: Arc<MemoryEventStore>,
-    snapshots: Arc<MemorySnapshotStore>,
-    cache: usize,
-) -> Application {
+async fn app(store: Arc<MemoryEventStore>, snapshots: Arc<MemorySnapshotStore>, cache: usize) -> Application {
     Application::builder()
         .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(5))
         .service(FeePolicy { fee: 0 })
@@ -63,11 +59,7 @@ async fn snapshots_are_taken_every_n_events_and_used_on_load() {
         .expect("deposit");
     }
     let stream = StreamId::new("bank.account", account.to_string());
-    let snap = snapshots
-        .load(&stream)
-        .await
-        .expect("load")
-        .expect("a snapshot");
+    let snap = snapshots.load(&stream).await.expect("load").expect("a snapshot");
     assert_eq!(snap.version, Version(10));
     assert_eq!(snap.state_version, 1);
 
@@ -116,10 +108,7 @@ async fn snapshots_of_another_state_version_are_ignored() {
     .expect("deposit");
     let stream = StreamId::new("bank.account", account.to_string());
     for (state_version, payload) in [
-        (
-            99,
-            r#"{"open":true,"owner":"bad","balance":1000,"deposits":0}"#,
-        ),
+        (99, r#"{"open":true,"owner":"bad","balance":1000,"deposits":0}"#),
         (1, "{corrupt"),
     ] {
         snapshots
@@ -134,14 +123,8 @@ async fn snapshots_of_another_state_version_are_ignored() {
             )
             .await
             .expect("save");
-        let loaded = app
-            .load::<BankAccount>(&account)
-            .await
-            .expect("load from events");
-        assert_eq!(
-            (loaded.state.owner.as_str(), loaded.state.balance),
-            ("s", 4)
-        );
+        let loaded = app.load::<BankAccount>(&account).await.expect("load from events");
+        assert_eq!((loaded.state.owner.as_str(), loaded.state.balance), ("s", 4));
     }
 }
 
@@ -150,18 +133,8 @@ async fn a_stale_cache_entry_costs_a_retry_not_an_update() {
     // Two applications over one store: each caches what it wrote, so each
     // one's cache goes stale when the other writes.
     let store = Arc::new(MemoryEventStore::new());
-    let a = app(
-        Arc::clone(&store),
-        Arc::new(MemorySnapshotStore::new()),
-        100,
-    )
-    .await;
-    let b = app(
-        Arc::clone(&store),
-        Arc::new(MemorySnapshotStore::new()),
-        100,
-    )
-    .await;
+    let a = app(Arc::clone(&store), Arc::new(MemorySnapshotStore::new()), 100).await;
+    let b = app(Arc::clone(&store), Arc::new(MemorySnapshotStore::new()), 100).await;
     let account = Ulid::new();
     a.dispatch(OpenAccount {
         account,
@@ -184,20 +157,6 @@ async fn a_stale_cache_entry_costs_a_retry_not_an_update() {
             .expect("deposit");
         assert_eq!(done.version, Version(i + 2));
     }
-    assert_eq!(
-        a.load::<BankAccount>(&account)
-            .await
-            .expect("load")
-            .state
-            .balance,
-        20
-    );
-    assert_eq!(
-        b.load::<BankAccount>(&account)
-            .await
-            .expect("load")
-            .state
-            .balance,
-        20
-    );
+    assert_eq!(a.load::<BankAccount>(&account).await.expect("load").state.balance, 20);
+    assert_eq!(b.load::<BankAccount>(&account).await.expect("load").state.balance, 20);
 }

@@ -4,12 +4,8 @@ use interlock::MemoryEventStore;
 use interlock::idempotency::MemoryIdempotencyStore;
 use interlock::snapshot::MemorySnapshotStore;
 
-interlock::event_store_conformance!(memory_event_store, || async {
-    Some(MemoryEventStore::new())
-});
-interlock::snapshot_store_conformance!(memory_snapshot_store, || async {
-    Some(MemorySnapshotStore::new())
-});
+interlock::event_store_conformance!(memory_event_store, || async { Some(MemoryEventStore::new()) });
+interlock::snapshot_store_conformance!(memory_snapshot_store, || async { Some(MemorySnapshotStore::new()) });
 interlock::idempotency_store_conformance!(memory_idempotency_store, || async {
     Some(MemoryIdempotencyStore::new())
 });

@@ -171,9 +171,7 @@ mod tests {
     fn withdrawing_more_than_the_balance_is_refused() {
         AggregateScenario::<BankAccount>::new()
             .given((
-                AccountOpened {
-                    owner: "ada".into(),
-                },
+                AccountOpened { owner: "ada".into() },
                 MoneyDeposited {
                     amount: 5,
                     currency: "EUR".into(),

@@ -52,21 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     }
 
-    let left = app
-        .dispatch(Withdraw {
-            account,
-            amount: 30,
-        })
-        .await?;
+    let left = app.dispatch(Withdraw { account, amount: 30 }).await?;
     println!("ada withdrew 30, balance left: {left}");
 
-    match app
-        .dispatch(Withdraw {
-            account,
-            amount: 1_000,
-        })
-        .await
-    {
+    match app.dispatch(Withdraw { account, amount: 1_000 }).await {
         Err(CommandError::Domain(BankError::InsufficientFunds { balance, requested })) => {
             println!("refused: withdraw {requested} with a balance of {balance}");
         }

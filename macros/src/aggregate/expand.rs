@@ -14,31 +14,12 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let agg = &model.self_ty;
     let name = &model.name;
     let state_version = model.state_version;
-    let events = quote!(__InterlockEvents);
+    let events = format_ident!("__InterlockEvents");
 
     let event_types: Vec<&syn::Type> = model.appliers.iter().map(|a| &a.event).collect();
-    let variants: Vec<syn::Ident> = (0..event_types.len())
-        .map(|i| format_ident!("__E{}", i))
-        .collect();
     let appliers = model.appliers.iter().map(|a| &a.method);
-
-    // Two event types of one aggregate cannot share a name.
-    let mut name_checks = Vec::new();
-    for (i, a) in event_types.iter().enumerate() {
-        for b in event_types.iter().skip(i + 1) {
-            let message = format!(
-                "events `{}` and `{}` of aggregate `{}` have the same event name; an aggregate applies only the newest version of an event (older versions reach it through `upcast_from`), and names must be unique",
-                type_text(a),
-                type_text(b),
-                type_text(agg)
-            );
-            name_checks.push(quote_spanned! {b.span()=>
-                if #p::const_str_eq(<#a as #p::Event>::NAME, <#b as #p::Event>::NAME) {
-                    ::core::panic!(#message)
-                }
-            });
-        }
-    }
+    let (event_set, variants) =
+        crate::event_set::expand(&p, &events, &event_types, &format!("aggregate `{}`", type_text(agg)));
 
     let conversions = event_types.iter().zip(&variants).map(|(ty, variant)| {
         quote! {
@@ -116,49 +97,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
 
     quote! {
         const _: () = {
-            #[doc(hidden)]
-            #[allow(non_camel_case_types)]
-            pub enum #events {
-                #(#variants(#event_types),)*
-            }
-
-            const _: () = {
-                #(#name_checks)*
-            };
-
-            #[automatically_derived]
-            impl #p::EventSet for #events {
-                const NAMES: &'static [&'static str] = &[#(<#event_types as #p::Event>::NAME),*];
-
-                fn name(&self) -> &'static str {
-                    match *self {
-                        #(#events::#variants(_) => <#event_types as #p::Event>::NAME,)*
-                    }
-                }
-
-                fn encode(&self) -> #p::Result<#p::EncodedEvent, #p::serde_json::Error> {
-                    match self {
-                        #(#events::#variants(event) => #p::Ok(#p::EncodedEvent {
-                            name: <#event_types as #p::Event>::NAME,
-                            version: <#event_types as #p::Event>::VERSION,
-                            payload: #p::Bytes::from(<#event_types as #p::Event>::encode_payload(event)?),
-                        }),)*
-                    }
-                }
-
-                fn decode(
-                    name: &str,
-                    version: #p::SchemaVersion,
-                    payload: &[u8],
-                ) -> #p::Result<Self, #p::EventDecodeError> {
-                    #(
-                        if name == <#event_types as #p::Event>::NAME {
-                            return <#event_types as #p::Event>::decode_payload(version, payload).map(#events::#variants);
-                        }
-                    )*
-                    #p::Err(#p::EventDecodeError::UnknownEvent { name: name.into() })
-                }
-            }
+            #event_set
 
             #[automatically_derived]
             impl #p::Aggregate for #agg {

@@ -34,10 +34,7 @@ pub(crate) fn check(cx: &mut Ctxt, input: &CommandInput<'_>) {
         }
     }
     for extra in input.command_ids.iter().skip(1) {
-        cx.error_spanned(
-            extra.attr,
-            "only one field can be the `#[command_id]` of a command",
-        );
+        cx.error_spanned(extra.attr, "only one field can be the `#[command_id]` of a command");
     }
     if let Some(name) = &input.name
         && name.value().trim().is_empty()

@@ -48,9 +48,9 @@ impl<'a> EventInput<'a> {
                         return Err(util::duplicate(&meta, "version"));
                     }
                     let lit: syn::LitInt = meta.value()?.parse()?;
-                    let value = lit.base10_parse::<u32>().map_err(|_| {
-                        syn::Error::new_spanned(&lit, "the version is a whole number from 1")
-                    })?;
+                    let value = lit
+                        .base10_parse::<u32>()
+                        .map_err(|_| syn::Error::new_spanned(&lit, "the version is a whole number from 1"))?;
                     parsed.version = Some((value, lit.span()));
                 } else if meta.path.is_ident("upcast_from") {
                     if parsed.upcast_from.is_some() {

@@ -11,11 +11,7 @@ pub(crate) fn expand(input: &EventInput<'_>) -> TokenStream {
     let krate = &input.krate;
     let p = quote!(#krate::__private);
     let ident = input.ident;
-    let name = input
-        .name
-        .as_ref()
-        .map(syn::LitStr::value)
-        .unwrap_or_default();
+    let name = input.name.as_ref().map(syn::LitStr::value).unwrap_or_default();
     let version = input.version.map_or(1, |(v, _)| v);
 
     let (oldest, decode, chain_check) = match &input.upcast_from {

@@ -6,8 +6,7 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::{
-    BoxFuture, Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
-    RewrittenEvent, StoreError,
+    BoxFuture, Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, StoreError,
 };
 use crate::ids::{Position, StreamId, Version};
 
@@ -169,17 +168,8 @@ impl EventStore for MemoryEventStore {
         Box::pin(std::future::ready(Ok(events)))
     }
 
-    fn stream_version<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Version, StoreError>> {
-        let version = Version(
-            self.inner
-                .read()
-                .streams
-                .get(stream)
-                .map_or(0, |s| s.len() as u64),
-        );
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+        let version = Version(self.inner.read().streams.get(stream).map_or(0, |s| s.len() as u64));
         Box::pin(std::future::ready(Ok(version)))
     }
 
@@ -188,17 +178,9 @@ impl EventStore for MemoryEventStore {
         Box::pin(std::future::ready(Ok(head)))
     }
 
-    fn rewrite(
-        &self,
-        position: Position,
-        event: RewrittenEvent,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut inner = self.inner.write();
-        let result = match position
-            .0
-            .checked_sub(1)
-            .and_then(|i| inner.log.get_mut(i as usize))
-        {
+        let result = match position.0.checked_sub(1).and_then(|i| inner.log.get_mut(i as usize)) {
             Some(stored) => {
                 stored.name = event.name;
                 stored.schema_version = event.schema_version;

@@ -13,8 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp,
-    Version,
+    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
 
 pub use memory::MemoryEventStore;
@@ -269,10 +268,7 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>>;
 
     /// The version of `stream` (`Version::INITIAL` when it has no events).
-    fn stream_version<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Version, StoreError>>;
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>>;
 
     /// The position of the last event readers may see.
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
@@ -283,11 +279,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when no event is at `position`.
-    fn rewrite(
-        &self,
-        position: Position,
-        event: RewrittenEvent,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// A channel that changes whenever the head moves, for live
     /// subscriptions; `None` when the store can only be polled.
@@ -321,20 +313,13 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
         (**self).read_all(after, limit, filter)
     }
-    fn stream_version<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> BoxFuture<'a, Result<Version, StoreError>> {
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
         (**self).stream_version(stream)
     }
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         (**self).head()
     }
-    fn rewrite(
-        &self,
-        position: Position,
-        event: RewrittenEvent,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).rewrite(position, event)
     }
     fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {

@@ -7,12 +7,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp,
-    Version,
+    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
-use crate::store::{
-    EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, RewrittenEvent, StoreError,
-};
+use crate::store::{EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, RewrittenEvent, StoreError};
 
 fn stream(kind: &str) -> StreamId {
     StreamId::new(kind, ulid::Ulid::new().to_string())
@@ -49,11 +46,7 @@ pub async fn append_and_read_back<S: EventStore>(store: S) {
     assert_eq!(committed.positions.len(), 2);
     assert!(committed.positions[0] < committed.positions[1]);
     let committed2 = store
-        .append(
-            &s,
-            ExpectedVersion::Exact(Version(2)),
-            vec![event("e.three", 3)],
-        )
+        .append(&s, ExpectedVersion::Exact(Version(2)), vec![event("e.three", 3)])
         .await
         .expect("append");
     assert_eq!(committed2.version, Version(3));
@@ -89,10 +82,7 @@ pub async fn metadata_round_trips<S: EventStore>(store: S) {
     e.schema_version = SchemaVersion(3);
     e.metadata = metadata.clone();
     let id = e.event_id;
-    store
-        .append(&s, ExpectedVersion::Any, vec![e])
-        .await
-        .expect("append");
+    store.append(&s, ExpectedVersion::Any, vec![e]).await.expect("append");
     let read = store.read_stream(&s, Version(1), None).await.expect("read");
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].event_id, id);
@@ -104,10 +94,7 @@ pub async fn metadata_round_trips<S: EventStore>(store: S) {
     };
     let mut e2 = event("e.meta", 8);
     e2.metadata = caused_by_event.clone();
-    store
-        .append(&s, ExpectedVersion::Any, vec![e2])
-        .await
-        .expect("append");
+    store.append(&s, ExpectedVersion::Any, vec![e2]).await.expect("append");
     let read = store.read_stream(&s, Version(2), None).await.expect("read");
     assert_eq!(read[0].metadata, caused_by_event);
 }
@@ -116,13 +103,7 @@ pub async fn metadata_round_trips<S: EventStore>(store: S) {
 pub async fn empty_stream<S: EventStore>(store: S) {
     let s = stream("conf.empty");
     assert_eq!(store.stream_version(&s).await.expect("version"), Version(0));
-    assert!(
-        store
-            .read_stream(&s, Version(1), None)
-            .await
-            .expect("read")
-            .is_empty()
-    );
+    assert!(store.read_stream(&s, Version(1), None).await.expect("read").is_empty());
 }
 
 /// Appending no events changes nothing and still checks the version.
@@ -141,9 +122,7 @@ pub async fn empty_append_is_a_no_op<S: EventStore>(store: S) {
     assert!(committed.positions.is_empty());
     assert_eq!(store.head().await.expect("head"), head);
     assert!(matches!(
-        store
-            .append(&s, ExpectedVersion::Exact(Version(0)), Vec::new())
-            .await,
+        store.append(&s, ExpectedVersion::Exact(Version(0)), Vec::new()).await,
         Err(StoreError::Conflict { .. })
     ));
 }
@@ -158,11 +137,7 @@ pub async fn expected_version_conflict<S: EventStore>(store: S) {
     let head = store.head().await.expect("head");
     for expected in [Version(0), Version(2), Version(7)] {
         match store
-            .append(
-                &s,
-                ExpectedVersion::Exact(expected),
-                vec![event("e", 2), event("e", 3)],
-            )
+            .append(&s, ExpectedVersion::Exact(expected), vec![event("e", 2), event("e", 3)])
             .await
         {
             Err(StoreError::Conflict {
@@ -197,41 +172,21 @@ pub async fn expected_any<S: EventStore>(store: S) {
 pub async fn read_stream_ranges<S: EventStore>(store: S) {
     let s = stream("conf.range");
     let events = (1..=10).map(|i| event("e", i)).collect();
-    store
-        .append(&s, ExpectedVersion::Any, events)
-        .await
-        .expect("append");
-    let versions =
-        |r: Vec<crate::store::RecordedEvent>| r.iter().map(|e| e.version.0).collect::<Vec<_>>();
+    store.append(&s, ExpectedVersion::Any, events).await.expect("append");
+    let versions = |r: Vec<crate::store::RecordedEvent>| r.iter().map(|e| e.version.0).collect::<Vec<_>>();
     assert_eq!(
         versions(store.read_stream(&s, Version(4), None).await.expect("read")),
         (4..=10).collect::<Vec<_>>()
     );
     assert_eq!(
-        versions(
-            store
-                .read_stream(&s, Version(2), Some(Version(5)))
-                .await
-                .expect("read")
-        ),
+        versions(store.read_stream(&s, Version(2), Some(Version(5))).await.expect("read")),
         vec![2, 3, 4, 5]
     );
     assert_eq!(
-        versions(
-            store
-                .read_stream(&s, Version(0), Some(Version(2)))
-                .await
-                .expect("read")
-        ),
+        versions(store.read_stream(&s, Version(0), Some(Version(2))).await.expect("read")),
         vec![1, 2]
     );
-    assert!(
-        store
-            .read_stream(&s, Version(11), None)
-            .await
-            .expect("read")
-            .is_empty()
-    );
+    assert!(store.read_stream(&s, Version(11), None).await.expect("read").is_empty());
     assert!(
         store
             .read_stream(&s, Version(6), Some(Version(5)))
@@ -263,14 +218,7 @@ pub async fn streams_are_isolated_by_aggregate_type<S: EventStore>(store: S) {
         .append(&b, ExpectedVersion::Exact(Version(0)), vec![event("e", 2)])
         .await
         .expect("append");
-    assert_eq!(
-        store
-            .read_stream(&a, Version(1), None)
-            .await
-            .expect("read")
-            .len(),
-        1
-    );
+    assert_eq!(store.read_stream(&a, Version(1), None).await.expect("read").len(), 1);
     assert_eq!(
         n_of(&store.read_stream(&b, Version(1), None).await.expect("read")[0].payload),
         2
@@ -284,11 +232,7 @@ pub async fn global_order_and_paging<S: EventStore>(store: S) {
     for round in 0..4 {
         for (i, s) in streams.iter().enumerate() {
             store
-                .append(
-                    s,
-                    ExpectedVersion::Any,
-                    vec![event("e.g", round * 10 + i as u64)],
-                )
+                .append(s, ExpectedVersion::Any, vec![event("e.g", round * 10 + i as u64)])
                 .await
                 .expect("append");
         }
@@ -323,33 +267,18 @@ pub async fn filters<S: EventStore>(store: S) {
     let a = StreamId::new(kind_a.clone(), "1");
     let b = StreamId::new(kind_b.clone(), "1");
     store
-        .append(
-            &a,
-            ExpectedVersion::Any,
-            vec![event("f.x", 1), event("f.y", 2)],
-        )
+        .append(&a, ExpectedVersion::Any, vec![event("f.x", 1), event("f.y", 2)])
         .await
         .expect("append");
     store
-        .append(
-            &b,
-            ExpectedVersion::Any,
-            vec![event("f.x", 3), event("f.z", 4)],
-        )
+        .append(&b, ExpectedVersion::Any, vec![event("f.x", 3), event("f.z", 4)])
         .await
         .expect("append");
     let by_type = store
-        .read_all(
-            start,
-            100,
-            &EventFilter::all().aggregate_types([kind_a.clone()]),
-        )
+        .read_all(start, 100, &EventFilter::all().aggregate_types([kind_a.clone()]))
         .await
         .expect("read");
-    assert_eq!(
-        by_type.iter().map(|e| n_of(&e.payload)).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(by_type.iter().map(|e| n_of(&e.payload)).collect::<Vec<_>>(), vec![1, 2]);
     let by_name = store
         .read_all(
             start,
@@ -368,16 +297,11 @@ pub async fn filters<S: EventStore>(store: S) {
         .read_all(
             start,
             100,
-            &EventFilter::all()
-                .event_names(["f.x"])
-                .aggregate_types([kind_b]),
+            &EventFilter::all().event_names(["f.x"]).aggregate_types([kind_b]),
         )
         .await
         .expect("read");
-    assert_eq!(
-        both.iter().map(|e| n_of(&e.payload)).collect::<Vec<_>>(),
-        vec![3]
-    );
+    assert_eq!(both.iter().map(|e| n_of(&e.payload)).collect::<Vec<_>>(), vec![3]);
     // A limit counts matching events, not scanned ones.
     let limited = store
         .read_all(start, 1, &EventFilter::all().event_names(["f.z"]))
@@ -399,9 +323,7 @@ pub async fn atomic_batch_under_race<S: EventStore>(store: S) {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
                 let batch = (0..3).map(|i| event("e.batch", writer * 100 + i)).collect();
-                store
-                    .append(&s, ExpectedVersion::Exact(Version(0)), batch)
-                    .await
+                store.append(&s, ExpectedVersion::Exact(Version(0)), batch).await
             }));
         }
         let mut ok = 0;
@@ -443,11 +365,7 @@ pub async fn concurrent_appends_lose_nothing<S: EventStore>(store: S) {
                 loop {
                     let v = store.stream_version(s).await.expect("version");
                     match store
-                        .append(
-                            s,
-                            ExpectedVersion::Exact(v),
-                            vec![event("e.c", t * 1000 + i)],
-                        )
+                        .append(s, ExpectedVersion::Exact(v), vec![event("e.c", t * 1000 + i)])
                         .await
                     {
                         Ok(_) => break,
@@ -470,9 +388,7 @@ pub async fn concurrent_appends_lose_nothing<S: EventStore>(store: S) {
         all.extend(read.iter().map(|e| n_of(&e.payload)));
     }
     all.sort_unstable();
-    let mut expected: Vec<u64> = (0..TASKS)
-        .flat_map(|t| (0..EACH).map(move |i| t * 1000 + i))
-        .collect();
+    let mut expected: Vec<u64> = (0..TASKS).flat_map(|t| (0..EACH).map(move |i| t * 1000 + i)).collect();
     expected.sort_unstable();
     assert_eq!(all, expected, "every acknowledged event once");
 }
@@ -522,11 +438,7 @@ pub async fn application_contention<S: EventStore>(store: S) {
         let loaded = app.load::<Tally>(id.as_str()).await.expect("load");
         assert_eq!(loaded.state.total, expected[k], "no lost update on {id}");
         let s = StreamId::new(<Tally as crate::Aggregate>::NAME, id.clone());
-        let read = app
-            .event_store()
-            .read_stream(&s, Version(1), None)
-            .await
-            .expect("read");
+        let read = app.event_store().read_stream(&s, Version(1), None).await.expect("read");
         for (i, e) in read.iter().enumerate() {
             assert_eq!(e.version, Version(i as u64 + 1));
         }
@@ -539,11 +451,7 @@ pub async fn application_contention<S: EventStore>(store: S) {
 pub async fn rewrite_in_place<S: EventStore>(store: S) {
     let s = stream("conf.rewrite");
     let c = store
-        .append(
-            &s,
-            ExpectedVersion::Any,
-            vec![event("old.name", 1), event("keep", 2)],
-        )
+        .append(&s, ExpectedVersion::Any, vec![event("old.name", 1), event("keep", 2)])
         .await
         .expect("append");
     let before = store.read_stream(&s, Version(1), None).await.expect("read");

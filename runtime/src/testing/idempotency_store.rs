@@ -26,14 +26,8 @@ fn record(id: CommandId, expires_at: Timestamp) -> IdempotencyRecord {
 pub async fn claim_complete_replay<S: IdempotencyStore>(store: S) {
     let id = CommandId::new();
     let lease = Duration::from_secs(30);
-    assert_eq!(
-        store.claim(id, T0, lease).await.expect("claim"),
-        Claim::Claimed
-    );
-    assert_eq!(
-        store.claim(id, T0, lease).await.expect("claim"),
-        Claim::InProgress
-    );
+    assert_eq!(store.claim(id, T0, lease).await.expect("claim"), Claim::Claimed);
+    assert_eq!(store.claim(id, T0, lease).await.expect("claim"), Claim::InProgress);
     let rec = record(id, Timestamp(T0.0 + 3600 * SECOND));
     store.complete(rec.clone()).await.expect("complete");
     assert_eq!(
@@ -53,36 +47,21 @@ pub async fn claim_complete_replay<S: IdempotencyStore>(store: S) {
 pub async fn release_allows_retry<S: IdempotencyStore>(store: S) {
     let id = CommandId::new();
     let lease = Duration::from_secs(30);
-    assert_eq!(
-        store.claim(id, T0, lease).await.expect("claim"),
-        Claim::Claimed
-    );
+    assert_eq!(store.claim(id, T0, lease).await.expect("claim"), Claim::Claimed);
     store.release(id).await.expect("release");
-    assert_eq!(
-        store.claim(id, T0, lease).await.expect("claim"),
-        Claim::Claimed
-    );
+    assert_eq!(store.claim(id, T0, lease).await.expect("claim"), Claim::Claimed);
 }
 
 /// An expired claim (its holder died) is claimable; expired records purge.
 pub async fn expired_claims_and_purge<S: IdempotencyStore>(store: S) {
     let lease = Duration::from_secs(30);
     let crashed = CommandId::new();
-    assert_eq!(
-        store.claim(crashed, T0, lease).await.expect("claim"),
-        Claim::Claimed
-    );
+    assert_eq!(store.claim(crashed, T0, lease).await.expect("claim"), Claim::Claimed);
     let later = Timestamp(T0.0 + 31 * SECOND);
-    assert_eq!(
-        store.claim(crashed, later, lease).await.expect("claim"),
-        Claim::Claimed
-    );
+    assert_eq!(store.claim(crashed, later, lease).await.expect("claim"), Claim::Claimed);
 
     let done = CommandId::new();
-    assert_eq!(
-        store.claim(done, T0, lease).await.expect("claim"),
-        Claim::Claimed
-    );
+    assert_eq!(store.claim(done, T0, lease).await.expect("claim"), Claim::Claimed);
     store
         .complete(record(done, Timestamp(T0.0 + 10 * SECOND)))
         .await
@@ -112,10 +91,7 @@ pub async fn one_claim_wins<S: IdempotencyStore>(store: S) {
     for _ in 0..16 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            store
-                .claim(id, T0, Duration::from_secs(30))
-                .await
-                .expect("claim")
+            store.claim(id, T0, Duration::from_secs(30)).await.expect("claim")
         }));
     }
     let mut claimed = 0;

@@ -64,9 +64,7 @@ pub fn skip_or_fail(what: &str) {
     if services_required() {
         panic!("{what}: the backend service is not reachable and INTERLOCK_REQUIRE_SERVICES=1");
     }
-    eprintln!(
-        "!!!!!!!! SKIPPED {what}: backend service not reachable (set its URL variable to run it) !!!!!!!!"
-    );
+    eprintln!("!!!!!!!! SKIPPED {what}: backend service not reachable (set its URL variable to run it) !!!!!!!!");
 }
 
 /// Generates one `#[test]` per case of a suite, in a module named `$name`.

@@ -31,14 +31,8 @@ pub async fn save_and_load<S: SnapshotStore>(store: S) {
 pub async fn latest_wins<S: SnapshotStore>(store: S) {
     let s = stream();
     store.save(&s, snapshot(10, 1, "{}")).await.expect("save");
-    store
-        .save(&s, snapshot(20, 1, r#"{"v":20}"#))
-        .await
-        .expect("save");
-    store
-        .save(&s, snapshot(15, 1, r#"{"v":15}"#))
-        .await
-        .expect("save");
+    store.save(&s, snapshot(20, 1, r#"{"v":20}"#)).await.expect("save");
+    store.save(&s, snapshot(15, 1, r#"{"v":15}"#)).await.expect("save");
     assert_eq!(
         store.load(&s).await.expect("load"),
         Some(snapshot(20, 1, r#"{"v":20}"#))
@@ -48,17 +42,8 @@ pub async fn latest_wins<S: SnapshotStore>(store: S) {
 /// Snapshots of different streams do not mix.
 pub async fn streams_are_isolated<S: SnapshotStore>(store: S) {
     let (a, b) = (stream(), stream());
-    store
-        .save(&a, snapshot(1, 1, r#"{"a":1}"#))
-        .await
-        .expect("save");
+    store.save(&a, snapshot(1, 1, r#"{"a":1}"#)).await.expect("save");
     assert_eq!(store.load(&b).await.expect("load"), None);
-    store
-        .save(&b, snapshot(2, 1, r#"{"b":2}"#))
-        .await
-        .expect("save");
-    assert_eq!(
-        store.load(&a).await.expect("load"),
-        Some(snapshot(1, 1, r#"{"a":1}"#))
-    );
+    store.save(&b, snapshot(2, 1, r#"{"b":2}"#)).await.expect("save");
+    assert_eq!(store.load(&a).await.expect("load"), Some(snapshot(1, 1, r#"{"a":1}"#)));
 }
