@@ -14,6 +14,8 @@ mod ctxt;
 mod event;
 mod event_set;
 mod method;
+mod projection;
+mod saga;
 mod util;
 
 /// Derives `interlock::Event`. See the `interlock` crate.
@@ -34,12 +36,77 @@ pub fn aggregate(args: TokenStream, item: TokenStream) -> TokenStream {
     aggregate::expand(args.into(), item.into()).into()
 }
 
+/// Turns an impl block into a projection. See the `interlock` crate.
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    projection::expand(args.into(), item.into()).into()
+}
+
+/// Turns an impl block into a saga. See the `interlock` crate.
+#[proc_macro_attribute]
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    saga::expand(args.into(), item.into()).into()
+}
+
+/// Marks an event handler inside a `#[projection]` impl block.
+#[proc_macro_attribute]
+pub fn handles_event(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced(
+        "handles_event",
+        "a method inside a `#[projection]` impl block",
+        "#[projection]",
+        args.into(),
+        item.into(),
+    )
+    .into()
+}
+
+/// Marks a query handler inside a `#[projection]` impl block.
+#[proc_macro_attribute]
+pub fn handles_query(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced(
+        "handles_query",
+        "a method inside a `#[projection]` impl block",
+        "#[projection]",
+        args.into(),
+        item.into(),
+    )
+    .into()
+}
+
+/// Marks a step inside a `#[saga]` impl block.
+#[proc_macro_attribute]
+pub fn saga_step(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced(
+        "saga_step",
+        "a method inside a `#[saga]` impl block",
+        "#[saga]",
+        args.into(),
+        item.into(),
+    )
+    .into()
+}
+
+/// Marks a deadline handler inside a `#[saga]` impl block.
+#[proc_macro_attribute]
+pub fn saga_deadline(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced(
+        "saga_deadline",
+        "a method inside a `#[saga]` impl block",
+        "#[saga]",
+        args.into(),
+        item.into(),
+    )
+    .into()
+}
+
 /// Marks a command handler inside an `#[aggregate]` impl block.
 #[proc_macro_attribute]
 pub fn handles_command(args: TokenStream, item: TokenStream) -> TokenStream {
     util::misplaced(
         "handles_command",
         "a method inside an `#[aggregate]` impl block",
+        "#[aggregate(name = \"...\")]",
         args.into(),
         item.into(),
     )
@@ -52,6 +119,7 @@ pub fn applies_event(args: TokenStream, item: TokenStream) -> TokenStream {
     util::misplaced(
         "applies_event",
         "a method inside an `#[aggregate]` impl block",
+        "#[aggregate(name = \"...\")]",
         args.into(),
         item.into(),
     )

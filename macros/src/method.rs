@@ -4,6 +4,8 @@
 
 use quote::ToTokens;
 
+use crate::util::type_text;
+
 use crate::ctxt::Ctxt;
 
 /// The receiver of a method, as written.
@@ -182,4 +184,49 @@ pub(crate) fn contains_impl_trait(ty: &syn::Type) -> bool {
         })
     }
     walk(ty.to_token_stream())
+}
+
+/// The `&Event` first parameter of an applier or event handler, with at
+/// most `max` parameters in all.
+pub(crate) fn event_param(
+    cx: &mut Ctxt,
+    params: &[syn::PatType],
+    ident: &syn::Ident,
+    what: &str,
+    example: &str,
+    max: usize,
+) -> Option<syn::Type> {
+    let example = example.replace("NAME", &ident.to_string());
+    let Some(first) = params.first() else {
+        cx.error_spanned(
+            ident,
+            format_args!("{what} `{ident}` takes the event after the receiver: `{example}`"),
+        );
+        return None;
+    };
+    for extra in params.iter().skip(max) {
+        cx.error_spanned(
+            extra,
+            format_args!("{what} `{ident}` takes no more parameters; remove this one: `{example}`"),
+        );
+    }
+    match shared_ref_target(&first.ty) {
+        Some(target) if params.len() <= max => Some(target.clone()),
+        Some(_) => None,
+        None => {
+            let written = match &*first.ty {
+                syn::Type::Reference(r) => &*r.elem,
+                other => other,
+            };
+            cx.error_spanned(
+                &first.ty,
+                format_args!(
+                    "{what} `{ident}` takes the event by reference: `{}: &{}`",
+                    first.pat.to_token_stream(),
+                    type_text(written)
+                ),
+            );
+            None
+        }
+    }
 }

@@ -76,10 +76,15 @@ pub(crate) fn replace_self(ty: &mut syn::Type, self_ty: &syn::Type) {
 
 /// The expansion of a helper attribute used outside its macro: an error on
 /// the attribute, and the item unchanged.
-pub(crate) fn misplaced(attribute: &str, place: &str, args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn misplaced(
+    attribute: &str,
+    place: &str,
+    outer: &str,
+    args: TokenStream,
+    item: TokenStream,
+) -> TokenStream {
     let span_tokens = if args.is_empty() { item.clone() } else { args };
-    let message =
-        format!("`#[{attribute}]` only works on {place}; add `#[aggregate(name = \"...\")]` to the impl block");
+    let message = format!("`#[{attribute}]` only works on {place}; add `{outer}` to the impl block");
     let error = syn::Error::new_spanned(first_tokens(span_tokens), message).to_compile_error();
     quote!(#error #item)
 }
@@ -92,4 +97,104 @@ fn first_tokens(tokens: TokenStream) -> TokenStream {
             |t| !matches!(t, proc_macro2::TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace),
         )
         .collect()
+}
+
+/// The arguments of `#[projection]` and `#[saga]`: an optional stable name
+/// and `crate = "..."`.
+pub(crate) struct NameArgs {
+    pub(crate) name: Option<syn::LitStr>,
+    pub(crate) krate: syn::Path,
+}
+
+impl NameArgs {
+    pub(crate) fn parse(cx: &mut crate::ctxt::Ctxt, args: TokenStream, attribute: &str) -> Self {
+        let mut parsed = NameArgs {
+            name: None,
+            krate: default_crate(),
+        };
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("name") {
+                if parsed.name.is_some() {
+                    return Err(duplicate(&meta, "name"));
+                }
+                parsed.name = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("crate") {
+                parsed.krate = parse_crate_path(&meta)?;
+            } else {
+                return Err(unknown_argument(&meta, attribute, &["name", "crate"]));
+            }
+            Ok(())
+        });
+        if let Err(e) = syn::parse::Parser::parse2(parser, args) {
+            cx.syn_error(e);
+        }
+        parsed
+    }
+
+    /// The name given, or the type's own name.
+    pub(crate) fn name_or_type(&self, cx: &mut crate::ctxt::Ctxt, self_ty: &syn::Type) -> String {
+        match &self.name {
+            Some(lit) if lit.value().trim().is_empty() => {
+                cx.error_spanned(lit, "the name cannot be empty");
+                String::new()
+            }
+            Some(lit) => lit.value(),
+            None => match self_ty {
+                syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+                other => type_text(other),
+            },
+        }
+    }
+}
+
+/// Parses the item of an impl-block macro; anything but an impl block is an
+/// error that keeps the item (`Err` holds the tokens to return).
+pub(crate) fn parse_impl_block(
+    cx: &mut crate::ctxt::Ctxt,
+    item: TokenStream,
+    attribute: &str,
+    example: &str,
+) -> Result<syn::ItemImpl, TokenStream> {
+    match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Impl(item)) => Ok(item),
+        Ok(other) => {
+            cx.error_spanned(
+                item_head(&other),
+                format_args!("`#[{attribute}]` goes on an impl block: `{example}`"),
+            );
+            let errors = std::mem::take(cx).into_compile_errors();
+            Err(quote!(#errors #other))
+        }
+        Err(e) => {
+            let error = e.to_compile_error();
+            Err(quote!(#error #item))
+        }
+    }
+}
+
+/// The tokens naming an item, without its body.
+fn item_head(item: &syn::Item) -> TokenStream {
+    match item {
+        syn::Item::Struct(s) => {
+            let (token, ident) = (&s.struct_token, &s.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Enum(e) => {
+            let (token, ident) = (&e.enum_token, &e.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Fn(f) => {
+            let (token, ident) = (&f.sig.fn_token, &f.sig.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Trait(t) => {
+            let (token, ident) = (&t.trait_token, &t.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Mod(m) => {
+            let (token, ident) = (&m.mod_token, &m.ident);
+            quote!(#token #ident)
+        }
+        other => first_tokens(other.to_token_stream()),
+    }
 }

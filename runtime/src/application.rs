@@ -152,6 +152,7 @@ pub struct ApplicationBuilder {
     interceptors: HashMap<TypeId, Vec<Interceptor>>,
     query_interceptors: Vec<(Option<TypeId>, QueryInterceptor)>,
     settings: Settings,
+    background: bool,
 }
 
 type Interceptor = Arc<dyn Fn(&mut dyn Any, &mut CommandContext) -> Result<(), Rejection> + Send + Sync>;
@@ -245,7 +246,18 @@ impl ApplicationBuilder {
             interceptors: HashMap::new(),
             query_interceptors: Vec::new(),
             settings: Settings::default(),
+            background: true,
         }
+    }
+
+    /// Whether `build()` starts the background followers of projections and
+    /// sagas and the deadline pollers (default `true`). Without them,
+    /// subscribers run only when driven: inline projections by dispatch,
+    /// the others by [`SubscriberHandle::catch_up`] and
+    /// [`Application::fire_due_deadlines`] (deterministic tests, batch jobs).
+    pub fn background(mut self, enabled: bool) -> Self {
+        self.background = enabled;
+        self
     }
 
     /// Registers a catch-up projection: a background subscriber feeds it
@@ -585,7 +597,9 @@ impl ApplicationBuilder {
             }
         });
         let app = Application { inner };
-        app.start_background();
+        if self.background {
+            app.start_background();
+        }
         Ok(app)
     }
 }
@@ -753,6 +767,15 @@ impl SubscriberHandle {
         self.subscriber.catch_up(None).await
     }
 
+    /// Processes events until the checkpoint reaches `position` (or the head).
+    ///
+    /// # Errors
+    ///
+    /// When a store fails, or the subscriber is stopped.
+    pub async fn catch_up_to(&self, position: Position) -> Result<Position, SubscriptionError> {
+        self.subscriber.catch_up(Some(position)).await
+    }
+
     /// The events it parked.
     ///
     /// # Errors
@@ -833,6 +856,10 @@ impl Application {
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }
+    }
+
+    pub(crate) fn services(&self) -> &Services {
+        &self.inner.services
     }
 
     pub(crate) fn saga_store(&self) -> &Arc<dyn SagaStateStore> {

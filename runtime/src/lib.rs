@@ -25,7 +25,10 @@ pub mod testing;
 #[doc(inline)]
 pub use crate::aggregate::{Aggregate, Loaded};
 #[doc(inline)]
-pub use crate::application::{AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched};
+pub use crate::application::{
+    AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched, ProjectionConfig,
+    QueryContext, SubscriberHandle,
+};
 #[doc(inline)]
 pub use crate::command::{Command, Decision, HandledCommand, HandlerReturn, IntoEvents, Reply};
 #[doc(inline)]
@@ -81,6 +84,43 @@ pub use interlock_macros::aggregate;
 #[doc(inline)]
 pub use interlock_macros::handles_command;
 
+/// Turns an impl block into a projection: `#[handles_event]` methods
+/// (`&mut self, &Event`, optionally `&EventMeta`; sync or `async`; returning
+/// `()` or `Result<(), E>`) fold events into a read model, `#[handles_query]`
+/// methods (`&self, Query`) answer typed queries.
+///
+/// `#[projection(name = "...")]`: the stable name of its checkpoint
+/// (the type's name by default).
+#[doc(inline)]
+pub use interlock_macros::projection;
+
+/// Marks an event handler inside a `#[projection]` impl block.
+#[doc(inline)]
+pub use interlock_macros::handles_event;
+
+/// Marks a query handler inside a `#[projection]` impl block.
+#[doc(inline)]
+pub use interlock_macros::handles_query;
+
+/// Turns an impl block over a serde state type into a saga:
+/// `#[saga_step(start | end, key = field)]` methods
+/// (`&mut self, &Event, &mut SagaContext`) react to events of the instance
+/// named by the event's `field`; `#[saga_deadline]` (or
+/// `#[saga_deadline(end)]`) methods run when a scheduled deadline fires.
+///
+/// `#[saga(name = "...")]`: the stable name of its state and checkpoint
+/// (the type's name by default).
+#[doc(inline)]
+pub use interlock_macros::saga;
+
+/// Marks a step inside a `#[saga]` impl block.
+#[doc(inline)]
+pub use interlock_macros::saga_step;
+
+/// Marks a deadline handler inside a `#[saga]` impl block.
+#[doc(inline)]
+pub use interlock_macros::saga_deadline;
+
 /// Marks an event applier inside an `#[aggregate]` impl block:
 /// `fn name(&mut self, event: &E)`.
 #[doc(inline)]
@@ -92,7 +132,9 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
         Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId, DispatchOptions, Event,
-        EventStore, HandledCommand, Reply, SchemaVersion, Version, aggregate, applies_event, handles_command,
+        EventMeta, EventStore, HandledCommand, HandledQuery, Projection, ProjectionConfig, ProjectionScenario, Reply,
+        Saga, SagaContext, SagaError, SagaResult, SagaScenario, SchemaVersion, Timestamp, Version, aggregate,
+        applies_event, handles_command, handles_event, handles_query, projection, saga, saga_deadline, saga_step,
     };
     #[doc(no_inline)]
     pub use serde::{Deserialize, Serialize};
@@ -114,6 +156,38 @@ pub mod __private {
         EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
     };
     pub use crate::ids::{AggregateId, CommandId, SchemaVersion};
+    pub use crate::projection::{EventMeta, HandledQuery, Projection};
+    pub use crate::saga::{Saga, SagaContext, SagaError, SagaResult, SagaRoute, StepKind};
+    pub use crate::subscription::{EventHandlerResult, HandlerFailure};
+
+    /// The key of a saga instance, from the event's key field.
+    pub fn saga_key<K: AggregateId + ?Sized>(key: &K) -> ::std::string::String {
+        key.to_stream_key()
+    }
+
+    /// What a saga step may return: `()` or a `SagaResult`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be returned by a saga step",
+        note = "a saga step returns nothing or `SagaResult` (`Result<(), SagaError>`; `?` converts any error)"
+    )]
+    pub trait IntoSagaResult {
+        /// The result.
+        ///
+        /// # Errors
+        ///
+        /// The step's error.
+        fn into_saga_result(self) -> SagaResult;
+    }
+    impl IntoSagaResult for () {
+        fn into_saga_result(self) -> SagaResult {
+            Ok(())
+        }
+    }
+    impl IntoSagaResult for SagaResult {
+        fn into_saga_result(self) -> SagaResult {
+            self
+        }
+    }
     pub use crate::services::{MissingService, ServiceKey, Services};
     pub use bytes::Bytes;
     pub use core::convert::Infallible;

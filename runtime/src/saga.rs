@@ -297,6 +297,7 @@ enum Mode {
     Recording {
         dispatched: Vec<(&'static str, Box<dyn Any + Send>)>,
         responders: std::sync::Arc<HashMap<TypeId, Responder>>,
+        services: std::sync::Arc<crate::services::Services>,
     },
 }
 
@@ -358,6 +359,15 @@ impl SagaContext {
         self.cause.correlation
     }
 
+    /// A service registered on the application (or the scenario), if any.
+    #[must_use]
+    pub fn service<T: Any>(&self) -> Option<&T> {
+        match &self.mode {
+            Mode::Live(app) => app.services().get::<T>().ok(),
+            Mode::Recording { services, .. } => services.get::<T>().ok(),
+        }
+    }
+
     /// Dispatches a command. Its id is derived from the saga, the key, the
     /// event (or deadline) being handled and the dispatch's index in the
     /// step, so a step that runs again for the same event dispatches the
@@ -385,7 +395,9 @@ impl SagaContext {
                 }
                 app.dispatch_with(command, options).await.map(|d| d.output)
             }
-            Mode::Recording { dispatched, responders } => {
+            Mode::Recording {
+                dispatched, responders, ..
+            } => {
                 let response = responders
                     .get(&TypeId::of::<C>())
                     .and_then(|respond| respond(&command))
@@ -464,6 +476,7 @@ impl SagaContext {
 #[must_use]
 pub struct SagaScenario<S: Saga> {
     state: Option<S>,
+    services: std::sync::Arc<crate::services::Services>,
     responders: std::sync::Arc<HashMap<TypeId, Responder>>,
     ended: bool,
 }
@@ -490,6 +503,7 @@ impl<S: Saga> SagaScenario<S> {
     pub fn new() -> Self {
         Self {
             state: None,
+            services: std::sync::Arc::new(crate::services::Services::new()),
             responders: std::sync::Arc::new(HashMap::new()),
             ended: false,
         }
@@ -506,6 +520,12 @@ impl<S: Saga> SagaScenario<S> {
                 .map(|c| Box::new(respond(c)) as Box<dyn Any + Send>)
         });
         std::sync::Arc::make_mut(&mut self.responders).insert(TypeId::of::<C>(), responder);
+        self
+    }
+
+    /// Registers a service that steps read with `ctx.service::<T>()`.
+    pub fn service<T: Any + Send + Sync>(mut self, service: T) -> Self {
+        std::sync::Arc::make_mut(&mut self.services).insert(service);
         self
     }
 
@@ -586,6 +606,7 @@ impl<S: Saga> SagaScenario<S> {
             Mode::Recording {
                 dispatched: Vec::new(),
                 responders: std::sync::Arc::clone(&self.responders),
+                services: std::sync::Arc::clone(&self.services),
             },
             S::NAME,
             key,

@@ -429,7 +429,12 @@ impl Subscriber {
                 self.save(&mut progress, reached.0).await?;
             }
             if !full {
-                return Ok(progress.checkpoint);
+                // Handlers (sagas) may have appended events meanwhile: go on
+                // until the log stops moving.
+                let now = self.store.head().await.map_err(|e| self.store_error(e))?;
+                if now <= progress.checkpoint || until.is_some_and(|u| progress.checkpoint >= u) {
+                    return Ok(progress.checkpoint);
+                }
             }
         }
     }

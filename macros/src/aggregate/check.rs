@@ -213,7 +213,7 @@ fn check_applier(cx: &mut Ctxt, applier: &Method, self_ty: &syn::Type) -> Option
         );
         ok = false;
     }
-    let event = event_param(
+    let event = method::event_param(
         cx,
         &applier.params,
         ident,
@@ -227,49 +227,4 @@ fn check_applier(cx: &mut Ctxt, applier: &Method, self_ty: &syn::Type) -> Option
         method: ident.clone(),
         event,
     })
-}
-
-/// The `&Event` first parameter of an applier or event handler, with at
-/// most `max` parameters in all.
-pub(crate) fn event_param(
-    cx: &mut Ctxt,
-    params: &[syn::PatType],
-    ident: &syn::Ident,
-    what: &str,
-    example: &str,
-    max: usize,
-) -> Option<syn::Type> {
-    let example = example.replace("NAME", &ident.to_string());
-    let Some(first) = params.first() else {
-        cx.error_spanned(
-            ident,
-            format_args!("{what} `{ident}` takes the event after the receiver: `{example}`"),
-        );
-        return None;
-    };
-    for extra in params.iter().skip(max) {
-        cx.error_spanned(
-            extra,
-            format_args!("{what} `{ident}` takes no more parameters; remove this one: `{example}`"),
-        );
-    }
-    match method::shared_ref_target(&first.ty) {
-        Some(target) if params.len() <= max => Some(target.clone()),
-        Some(_) => None,
-        None => {
-            let written = match &*first.ty {
-                syn::Type::Reference(r) => &*r.elem,
-                other => other,
-            };
-            cx.error_spanned(
-                &first.ty,
-                format_args!(
-                    "{what} `{ident}` takes the event by reference: `{}: &{}`",
-                    first.pat.to_token_stream(),
-                    type_text(written)
-                ),
-            );
-            None
-        }
-    }
 }

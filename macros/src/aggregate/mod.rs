@@ -13,20 +13,14 @@ use crate::ctxt::Ctxt;
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut cx = Ctxt::new();
     let args = ast::AggregateArgs::parse(&mut cx, args);
-    let item = match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Impl(item)) => item,
-        Ok(other) => {
-            cx.error_spanned(
-                item_head(&other),
-                "`#[aggregate]` goes on an impl block of the state type: `#[aggregate(name = \"...\")] impl MyAggregate { ... }`",
-            );
-            let errors = cx.into_compile_errors();
-            return quote!(#errors #other);
-        }
-        Err(e) => {
-            let error = e.to_compile_error();
-            return quote!(#error #item);
-        }
+    let item = match crate::util::parse_impl_block(
+        &mut cx,
+        item,
+        "aggregate",
+        "#[aggregate(name = \"...\")] impl MyAggregate { ... }",
+    ) {
+        Ok(item) => item,
+        Err(tokens) => return tokens,
     };
     let (parsed, stripped) = ast::AggregateInput::from_syn(&mut cx, args, item);
     let model = check::check(&mut cx, &parsed);
@@ -38,32 +32,4 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let generated = expand::expand(&model);
     quote!(#stripped #generated)
-}
-
-/// The tokens naming an item, without its body.
-fn item_head(item: &syn::Item) -> TokenStream {
-    match item {
-        syn::Item::Struct(s) => {
-            let (token, ident) = (&s.struct_token, &s.ident);
-            quote!(#token #ident)
-        }
-        syn::Item::Enum(e) => {
-            let (token, ident) = (&e.enum_token, &e.ident);
-            quote!(#token #ident)
-        }
-        syn::Item::Fn(f) => {
-            let sig = &f.sig;
-            let (token, ident) = (&sig.fn_token, &sig.ident);
-            quote!(#token #ident)
-        }
-        syn::Item::Trait(t) => {
-            let (token, ident) = (&t.trait_token, &t.ident);
-            quote!(#token #ident)
-        }
-        syn::Item::Mod(m) => {
-            let (token, ident) = (&m.mod_token, &m.ident);
-            quote!(#token #ident)
-        }
-        other => quote!(#other),
-    }
 }

@@ -1,0 +1,82 @@
+//! The code `#[projection]` generates: the event set, the `Projection`
+//! impl dispatching to the handlers, one `HandledQuery` impl per query.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::check::Model;
+use crate::util::type_text;
+
+pub(crate) fn expand(model: &Model) -> TokenStream {
+    let krate = &model.krate;
+    let p = quote!(#krate::__private);
+    let ty = &model.self_ty;
+    let name = &model.name;
+    let events = format_ident!("__InterlockProjectionEvents");
+    let event_types: Vec<&syn::Type> = model.handlers.iter().map(|h| &h.event).collect();
+    let (event_set, variants) =
+        crate::event_set::expand(&p, &events, &event_types, &format!("projection `{}`", type_text(ty)));
+
+    let arms = model.handlers.iter().zip(&variants).map(|(h, variant)| {
+        let method = &h.method;
+        let meta = h.takes_meta.then(|| quote!(, meta));
+        let call = quote!(#ty::#method(self, &event #meta));
+        let call = if h.is_async { quote!(#call.await) } else { call };
+        let ret = &h.ret;
+        let result = quote_spanned!(ret.span()=> <#ret as #p::EventHandlerResult>::into_result(#call));
+        quote!(#events::#variant(event) => #result,)
+    });
+
+    let queries = model.queries.iter().map(|q| {
+        let query = &q.query;
+        let output = &q.output;
+        let method = &q.method;
+        let call = quote!(#ty::#method(projection, query));
+        let call = if q.is_async { quote!(#call.await) } else { call };
+        let handle = quote_spanned! {output.span()=>
+            #[allow(clippy::manual_async_fn)]
+            fn handle(
+                projection: &#ty,
+                query: Self,
+            ) -> impl #p::Future<Output = #output> + ::core::marker::Send + '_ {
+                async move { #call }
+            }
+        };
+        quote_spanned! {query.span()=>
+            #[automatically_derived]
+            impl #p::HandledQuery for #query {
+                type Projection = #ty;
+                type Output = #output;
+                #handle
+            }
+        }
+    });
+
+    quote! {
+        const _: () = {
+            #event_set
+
+            #[automatically_derived]
+            impl #p::Projection for #ty {
+                const NAME: &'static str = #name;
+                type Event = #events;
+
+                #[allow(clippy::manual_async_fn, unused_variables)]
+                fn handle<'a>(
+                    &'a mut self,
+                    event: #events,
+                    meta: &'a #p::EventMeta,
+                ) -> impl #p::Future<Output = #p::Result<(), #p::HandlerFailure>> + ::core::marker::Send + 'a {
+                    async move {
+                        match event {
+                            #(#arms)*
+                        }
+                    }
+                }
+            }
+
+            #(#queries)*
+        };
+    }
+}
