@@ -105,12 +105,26 @@ impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
 ///
 /// # Examples
 ///
-/// ```ignore
-/// ProjectionScenario::new(Balances::default())
-///     .given(MoneyDeposited { amount: 5, .. })
-///     .then_query(GetBalance { account }, Some(5));
 /// ```
-#[must_use]
+/// # use interlock::prelude::*;
+/// # #[derive(Event, Serialize, Deserialize)] #[event(name = "deposited")] struct Deposited { amount: u64 }
+/// # struct Total;
+/// #[derive(Default)]
+/// struct Sum { total: u64 }
+///
+/// #[projection]
+/// impl Sum {
+///     #[handles_event]
+///     fn deposited(&mut self, e: &Deposited) { self.total += e.amount }
+///     #[handles_query]
+///     fn total(&self, _q: Total) -> u64 { self.total }
+/// }
+///
+/// ProjectionScenario::new(Sum::default())
+///     .given(Deposited { amount: 5 })
+///     .given(Deposited { amount: 2 })
+///     .then_query(Total, 7);
+/// ```
 pub struct ProjectionScenario<P: Projection> {
     projection: P,
     position: u64,
@@ -119,6 +133,7 @@ pub struct ProjectionScenario<P: Projection> {
 
 impl<P: Projection> ProjectionScenario<P> {
     /// A scenario over `projection`.
+    #[must_use = "feed events with `given` and check with `then_query`"]
     pub fn new(projection: P) -> Self {
         Self {
             projection,
@@ -140,6 +155,7 @@ impl<P: Projection> ProjectionScenario<P> {
     /// When the projection does not handle the event's type, or its handler fails.
     #[track_caller]
     #[allow(clippy::panic)]
+    #[must_use = "check the read model with `then_query` or `then`"]
     pub fn given<E: crate::event::Event>(mut self, event: E) -> Self {
         self.position += 1;
         let payload = match event.encode_payload() {

@@ -487,8 +487,7 @@ impl<S: Saga> Default for SagaScenario<S> {
     }
 }
 
-/// The result of [`SagaScenario::when`].
-#[must_use]
+/// The result of [`SagaScenario::when`], checked with `then_*`.
 pub struct SagaOutcome<S: Saga> {
     scenario: SagaScenario<S>,
     result: Result<(), String>,
@@ -541,6 +540,7 @@ impl<S: Saga> SagaScenario<S> {
 
     /// Runs the step for `event`, recording what it dispatches and schedules.
     #[track_caller]
+    #[must_use = "check the outcome with a `then_*` method"]
     pub fn when<E: Event>(mut self, event: E) -> SagaOutcome<S> {
         let payload = match event.encode_payload() {
             Ok(p) => p,
@@ -578,6 +578,7 @@ impl<S: Saga> SagaScenario<S> {
 
     /// Fires a deadline on the current instance.
     #[track_caller]
+    #[must_use = "check the outcome with a `then_*` method"]
     pub fn when_deadline<D: Event>(mut self, deadline: D) -> SagaOutcome<S> {
         let payload = match deadline.encode_payload() {
             Ok(p) => p,
