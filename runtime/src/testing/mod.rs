@@ -13,8 +13,11 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // assertions are the point
 
+pub mod checkpoint_store;
+pub mod dead_letter_store;
 pub mod event_store;
 pub mod idempotency_store;
+pub mod saga_state_store;
 pub mod snapshot_store;
 
 use std::future::Future;
@@ -150,6 +153,48 @@ macro_rules! idempotency_store_conformance {
                 expired_claims_and_purge,
                 one_claim_wins
             ]
+        );
+    };
+}
+
+/// Runs the [`CheckpointStore`](crate::subscription::CheckpointStore)
+/// conformance suite as tests in module `$name`.
+#[macro_export]
+macro_rules! checkpoint_store_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            checkpoint_store,
+            $name,
+            $factory,
+            [save_and_load, reset_to_start, subscribers_are_isolated]
+        );
+    };
+}
+
+/// Runs the [`DeadLetterStore`](crate::subscription::DeadLetterStore)
+/// conformance suite as tests in module `$name`.
+#[macro_export]
+macro_rules! dead_letter_store_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            dead_letter_store,
+            $name,
+            $factory,
+            [park_and_list, repark_replaces, remove]
+        );
+    };
+}
+
+/// Runs the [`SagaStateStore`](crate::saga::SagaStateStore) conformance
+/// suite as tests in module `$name`.
+#[macro_export]
+macro_rules! saga_state_store_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            saga_state_store,
+            $name,
+            $factory,
+            [create_save_load, optimistic_versioning, deadlines]
         );
     };
 }
