@@ -55,8 +55,8 @@ pub(crate) fn expand(
             }
 
             fn encode(&self) -> #p::Result<#p::EncodedEvent, #p::serde_json::Error> {
-                match self {
-                    #(#name::#variants(event) => #p::Ok(#p::EncodedEvent {
+                match *self {
+                    #(#name::#variants(ref event) => #p::Ok(#p::EncodedEvent {
                         name: <#types as #p::Event>::NAME,
                         version: <#types as #p::Event>::VERSION,
                         payload: #p::Bytes::from(<#types as #p::Event>::encode_payload(event)?),

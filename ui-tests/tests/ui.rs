@@ -10,4 +10,6 @@ fn ui() {
     t.compile_fail("tests/command/*.rs");
     t.compile_fail("tests/aggregate/*.rs");
     t.compile_fail("tests/dispatch/*.rs");
+    t.compile_fail("tests/projection/*.rs");
+    t.compile_fail("tests/saga/*.rs");
 }

@@ -106,8 +106,8 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 type Event = #events;
 
                 fn apply(&mut self, event: &#events) {
-                    match event {
-                        #(#events::#variants(event) => #agg::#appliers(self, event),)*
+                    match *event {
+                        #(#events::#variants(ref event) => #agg::#appliers(self, event),)*
                     }
                 }
 

@@ -44,7 +44,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             .key
             .as_ref()
             .map(|k| quote_spanned!(k.span()=> #p::saga_key(&#event.#k)));
-        quote!(#events::#variant(#event) => #p::SagaRoute { key: #key, kind: #kind },)
+        quote!(#events::#variant(ref #event) => #p::SagaRoute { key: #key, kind: #kind },)
     });
     let step_arms = model.steps.iter().zip(&variants).map(|(step, variant)| {
         let call = call(&p, ty, step, &event);
@@ -68,7 +68,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 type Deadline = #deadlines;
 
                 fn route(event: &#events) -> #p::SagaRoute {
-                    match event {
+                    match *event {
                         #(#routes)*
                     }
                 }

@@ -77,6 +77,79 @@ impl State {
     }
 }
 
+struct Total;
+
+#[derive(Default)]
+struct Sum {
+    n: u64,
+}
+
+#[projection(name = "h.sum")]
+impl Sum {
+    #[handles_event]
+    async fn applied(&mut self, e: &V2, _meta: &EventMeta) -> ::std::result::Result<(), No> {
+        self.n += e.n;
+        ::std::result::Result::Ok(())
+    }
+
+    #[handles_query]
+    fn total(&self, _q: Total) -> u64 {
+        self.n
+    }
+}
+
+#[derive(Default)]
+struct QueriesOnly;
+
+struct Ping;
+
+#[projection]
+impl QueriesOnly {
+    #[handles_query]
+    async fn ping(&self, _q: Ping) {}
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "h.deadline")]
+struct Deadline {
+    id: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Process {
+    seen: u64,
+}
+
+#[saga(name = "h.process")]
+impl Process {
+    #[saga_step(start, key = n)]
+    async fn started(&mut self, e: &V2, ctx: &mut SagaContext) -> SagaResult {
+        self.seen += e.n;
+        ctx.schedule_after(::std::time::Duration::from_secs(1), Deadline { id: e.n });
+        ::std::result::Result::Ok(())
+    }
+
+    #[saga_deadline(end)]
+    fn deadline(&mut self, d: &Deadline) {
+        self.seen += d.id;
+    }
+}
+
+#[derive(Default)]
+struct NoEvents;
+
+#[derive(Command, Clone)]
+struct Noop {
+    #[aggregate_id]
+    id: u64,
+}
+
+#[aggregate(name = "h.no_events")]
+impl NoEvents {
+    #[handles_command]
+    fn noop(&self, _c: Noop) {}
+}
+
 async fn run(app: &::interlock::Application) -> ::std::result::Result<u64, ::interlock::CommandError<No>> {
     app.dispatch(Do { id: 1, cid: ::std::option::Option::None }).await
 }
@@ -85,4 +158,7 @@ fn main() {
     let _ = interlock::mem::size_of::<u8>();
     let _ = run;
     let _ = Tuple(1);
+    let _ = Noop { id: 1 };
+    let _ = Total;
+    let _ = Ping;
 }

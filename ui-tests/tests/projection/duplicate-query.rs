@@ -1,0 +1,30 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    account: Ulid,
+    amount: u64,
+}
+
+struct GetTotal;
+
+#[derive(Default)]
+struct Totals {
+    total: u64,
+}
+
+#[projection]
+impl Totals {
+    #[handles_query]
+    fn total(&self, _q: GetTotal) -> u64 {
+        self.total
+    }
+
+    #[handles_query]
+    fn total_again(&self, _q: GetTotal) -> u64 {
+        self.total
+    }
+}
+
+fn main() {}

@@ -1,0 +1,26 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    account: Ulid,
+    amount: u64,
+}
+
+struct GetTotal;
+
+#[derive(Default)]
+struct Totals {
+    total: u64,
+}
+
+#[projection]
+impl Totals {
+    #[handles_event]
+    fn deposited(&mut self, e: &Deposited) -> u64 {
+        self.total += e.amount;
+        self.total
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use interlock::prelude::*;
+
+#[projection]
+struct Totals {
+    total: u64,
+}
+
+fn main() {}

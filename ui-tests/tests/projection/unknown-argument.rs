@@ -1,0 +1,25 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "bank.deposited")]
+struct Deposited {
+    account: Ulid,
+    amount: u64,
+}
+
+struct GetTotal;
+
+#[derive(Default)]
+struct Totals {
+    total: u64,
+}
+
+#[projection(name = "totals", inline = true)]
+impl Totals {
+    #[handles_event]
+    fn deposited(&mut self, e: &Deposited) {
+        self.total += e.amount;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,41 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "transfer.requested")]
+struct TransferRequested {
+    transfer_id: Ulid,
+    amount: u64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "transfer.settled")]
+struct TransferSettled {
+    transfer_id: Ulid,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Transfer {
+    amount: u64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "transfer.timed_out")]
+struct TimedOut {
+    transfer_id: Ulid,
+}
+
+#[saga]
+impl Transfer {
+    #[saga_step(start, key = transfer_id)]
+    async fn requested(&mut self, e: &TransferRequested, _ctx: &mut SagaContext) -> SagaResult {
+        self.amount = e.amount;
+        Ok(())
+    }
+
+    #[saga_deadline(key = transfer_id)]
+    async fn timed_out(&mut self, _d: &TimedOut) -> SagaResult {
+        Ok(())
+    }
+}
+
+fn main() {}

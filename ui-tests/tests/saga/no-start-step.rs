@@ -1,0 +1,29 @@
+use interlock::prelude::*;
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "transfer.requested")]
+struct TransferRequested {
+    transfer_id: Ulid,
+    amount: u64,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "transfer.settled")]
+struct TransferSettled {
+    transfer_id: Ulid,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Transfer {
+    amount: u64,
+}
+
+#[saga]
+impl Transfer {
+    #[saga_step(end, key = transfer_id)]
+    async fn settled(&mut self, _e: &TransferSettled, _ctx: &mut SagaContext) -> SagaResult {
+        Ok(())
+    }
+}
+
+fn main() {}
