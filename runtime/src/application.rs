@@ -153,6 +153,8 @@ pub struct ApplicationBuilder {
     query_interceptors: Vec<(Option<TypeId>, QueryInterceptor)>,
     settings: Settings,
     background: bool,
+    publish_to: Vec<(String, Arc<dyn crate::transport::EventTransport>)>,
+    consume_from: Option<(Arc<dyn crate::transport::EventTransport>, String)>,
 }
 
 type Interceptor = Arc<dyn Fn(&mut dyn Any, &mut CommandContext) -> Result<(), Rejection> + Send + Sync>;
@@ -247,7 +249,29 @@ impl ApplicationBuilder {
             query_interceptors: Vec::new(),
             settings: Settings::default(),
             background: true,
+            publish_to: Vec::new(),
+            consume_from: None,
         }
+    }
+
+    /// Relays every committed event of this application's log to
+    /// `transport`, at least once, from a checkpoint named `relay:<name>`.
+    pub fn publish_to(mut self, name: impl Into<String>, transport: impl crate::transport::EventTransport) -> Self {
+        self.publish_to.push((name.into(), Arc::new(transport)));
+        self
+    }
+
+    /// Feeds this application's projections and sagas from `transport`
+    /// (as consumer `consumer`) instead of from its own event store; their
+    /// checkpoints are the producer's global positions, so re-deliveries
+    /// are skipped. Inline projections are fed from the transport too.
+    pub fn consume_from(
+        mut self,
+        consumer: impl Into<String>,
+        transport: impl crate::transport::EventTransport,
+    ) -> Self {
+        self.consume_from = Some((Arc::new(transport), consumer.into()));
+        self
     }
 
     /// Whether `build()` starts the background followers of projections and
@@ -569,7 +593,25 @@ impl ApplicationBuilder {
                 saga_entries.insert(pending.type_id, (pending.name, subscriber));
                 deadline_pollers.push((pending.deadlines, pending.poll));
             }
+            let relays = self
+                .publish_to
+                .into_iter()
+                .map(|(name, transport)| {
+                    Arc::new(Subscriber::new(
+                        format!("relay:{name}"),
+                        EventFilter::all(),
+                        SubscriberConfig::default(),
+                        Arc::clone(&deps.store),
+                        Arc::clone(&deps.checkpoints),
+                        Arc::clone(&deps.dead_letters),
+                        Box::new(crate::transport::RelayHandler { transport }),
+                    ))
+                })
+                .collect();
+            let consuming = self.consume_from.is_some();
             Inner {
+                relays,
+                consume_from: self.consume_from,
                 store: Arc::clone(&deps.store),
                 snapshots: self.snapshots.unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
                 idempotency: self
@@ -583,7 +625,7 @@ impl ApplicationBuilder {
                 aggregates: self.aggregates.into_iter().collect(),
                 inline: projection_entries
                     .values()
-                    .filter(|p| p.inline)
+                    .filter(|p| p.inline && !consuming)
                     .map(|p| Arc::clone(&p.subscriber))
                     .collect(),
                 projections: projection_entries,
@@ -696,6 +738,8 @@ impl From<std::time::SystemTime> for AsOf {
 }
 
 pub(crate) struct Inner {
+    relays: Vec<Arc<Subscriber>>,
+    consume_from: Option<(Arc<dyn crate::transport::EventTransport>, String)>,
     store: Arc<dyn EventStore>,
     snapshots: Arc<dyn SnapshotStore>,
     idempotency: Arc<dyn IdempotencyStore>,
@@ -884,17 +928,72 @@ impl Application {
             tracing::warn!("no tokio runtime: projections and sagas are not followed in the background");
             return;
         };
-        let subscribers = inner
-            .projections
-            .values()
-            .map(|p| Arc::clone(&p.subscriber))
-            .chain(inner.sagas.values().map(|(_, s)| Arc::clone(s)));
-        for subscriber in subscribers {
-            runtime.spawn(subscriber.follow(inner.shutdown.subscribe()));
+        for relay in &inner.relays {
+            runtime.spawn(Arc::clone(relay).follow(inner.shutdown.subscribe()));
+        }
+        if inner.consume_from.is_some() {
+            runtime.spawn(consume_loop(Arc::downgrade(inner), inner.shutdown.subscribe()));
+        } else {
+            let subscribers = inner
+                .projections
+                .values()
+                .map(|p| Arc::clone(&p.subscriber))
+                .chain(inner.sagas.values().map(|(_, s)| Arc::clone(s)));
+            for subscriber in subscribers {
+                runtime.spawn(subscriber.follow(inner.shutdown.subscribe()));
+            }
         }
         for (poller, poll) in inner.deadline_pollers.lock().drain(..) {
             runtime.spawn(poller(Arc::downgrade(inner), poll, inner.shutdown.subscribe()));
         }
+    }
+
+    /// Publishes the log's events not yet relayed to every `publish_to`
+    /// transport; returns the last position relayed. (The background relay
+    /// does this whenever the log moves.)
+    ///
+    /// # Errors
+    ///
+    /// When the store or the transport fails.
+    pub async fn publish_pending(&self) -> Result<Position, SubscriptionError> {
+        let mut last = Position::START;
+        for relay in &self.inner.relays {
+            last = relay.catch_up(None).await?;
+        }
+        Ok(last)
+    }
+
+    /// Receives up to `max` events from the `consume_from` transport (waiting
+    /// up to `wait`), feeds them to every projection and saga, and
+    /// acknowledges them; returns how many were received. (The background
+    /// consumer does this in a loop.)
+    ///
+    /// # Errors
+    ///
+    /// When the transport or a store fails, or a subscriber is stopped: the
+    /// deliveries are then not acknowledged and come again.
+    pub async fn consume_transport(&self, max: usize, wait: Duration) -> Result<usize, SubscriptionError> {
+        let Some((transport, consumer)) = &self.inner.consume_from else {
+            return Ok(0);
+        };
+        let store_error = |source| SubscriptionError::Store {
+            subscriber: format!("consumer:{consumer}"),
+            source,
+        };
+        let deliveries = transport.receive(consumer, max, wait).await.map_err(store_error)?;
+        for delivery in &deliveries {
+            let subscribers = self
+                .inner
+                .projections
+                .values()
+                .map(|p| &p.subscriber)
+                .chain(self.inner.sagas.values().map(|(_, s)| s));
+            for subscriber in subscribers {
+                subscriber.deliver(&delivery.event).await?;
+            }
+            transport.ack(consumer, delivery.offset).await.map_err(store_error)?;
+        }
+        Ok(deliveries.len())
     }
 
     /// Stops the background subscribers and deadline pollers. (They also
@@ -1484,5 +1583,23 @@ impl<C: HandledCommand> Core for TypedCore<'_, C> {
             *self.result.lock() = Some(result);
             outcome
         })
+    }
+}
+
+/// Feeds the application's subscribers from its transport until shutdown.
+async fn consume_loop(app: std::sync::Weak<Inner>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(inner) = app.upgrade() else { return };
+        let app = Application::from_inner(inner);
+        match app.consume_transport(256, Duration::from_millis(200)).await {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "consuming the transport failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }

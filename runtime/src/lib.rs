@@ -21,6 +21,7 @@ pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod transport;
 
 #[doc(inline)]
 pub use crate::aggregate::{Aggregate, Loaded};

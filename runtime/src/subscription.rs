@@ -483,6 +483,48 @@ impl Subscriber {
         self.dead_letters.park(letter).await.map_err(|e| self.store_error(e))
     }
 
+    /// Handles one event delivered from a transport, unless the checkpoint
+    /// is already past it; then moves the checkpoint to it. Events the
+    /// filter does not select only move the checkpoint.
+    pub(crate) async fn deliver(&self, event: &RecordedEvent) -> Result<(), SubscriptionError> {
+        let mut progress = self.progress.lock().await;
+        if !progress.loaded {
+            progress.checkpoint = self
+                .checkpoints
+                .load(&self.name)
+                .await
+                .map_err(|e| self.store_error(e))?
+                .unwrap_or(Position::START);
+            progress.loaded = true;
+        }
+        if let Some(reason) = &progress.stopped {
+            return Err(SubscriptionError::Stopped {
+                subscriber: self.name.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if event.position <= progress.checkpoint {
+            return Ok(()); // a re-delivery
+        }
+        if self.filter.matches(event)
+            && let Err(failure) = self.handle_with_retry(event).await
+        {
+            self.park(event, &failure).await?;
+            if self.config.on_failure == FailurePolicy::ParkAndStop {
+                let reason = format!(
+                    "event `{}` at position {} failed: {}",
+                    event.name, event.position, failure.0
+                );
+                progress.stopped = Some(reason.clone());
+                return Err(SubscriptionError::Stopped {
+                    subscriber: self.name.clone(),
+                    reason,
+                });
+            }
+        }
+        self.save(&mut progress, event.position.0).await
+    }
+
     /// Runs the handler again on every parked event; removes those that now
     /// succeed. Returns how many succeeded.
     pub(crate) async fn replay_dead_letters(&self) -> Result<usize, SubscriptionError> {

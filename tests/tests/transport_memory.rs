@@ -1,0 +1,165 @@
+//! Events relayed through a transport feed another application instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use interlock::prelude::*;
+use interlock::transport::{EventTransport, MemoryTransport};
+use transfer_example::accounts::*;
+use transfer_example::balances::{Balances, GetBalance};
+
+struct Shared(Arc<MemoryTransport>);
+
+impl EventTransport for Shared {
+    fn publish<'a>(
+        &'a self,
+        events: &'a [interlock::RecordedEvent],
+    ) -> interlock::store::BoxFuture<'a, Result<(), interlock::StoreError>> {
+        self.0.publish(events)
+    }
+    fn receive<'a>(
+        &'a self,
+        consumer: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::transport::Delivery>, interlock::StoreError>> {
+        self.0.receive(consumer, max, wait)
+    }
+    fn ack<'a>(
+        &'a self,
+        consumer: &'a str,
+        offset: u64,
+    ) -> interlock::store::BoxFuture<'a, Result<(), interlock::StoreError>> {
+        self.0.ack(consumer, offset)
+    }
+}
+
+async fn producer(transport: &Arc<MemoryTransport>) -> Application {
+    Application::builder()
+        .aggregate::<Account>()
+        .publish_to("bus", Shared(transport.clone()))
+        .background(false)
+        .build()
+        .await
+        .expect("build")
+}
+
+async fn consumer(transport: &Arc<MemoryTransport>, name: &str) -> Application {
+    Application::builder()
+        .projection(Balances::default())
+        .consume_from(name, Shared(transport.clone()))
+        .background(false)
+        .build()
+        .await
+        .expect("build")
+}
+
+#[tokio::test]
+async fn a_projection_in_another_instance_is_fed_through_the_transport() {
+    let transport = Arc::new(MemoryTransport::new());
+    let orders = producer(&transport).await;
+    let reports = consumer(&transport, "reports").await;
+    let account = Ulid::new();
+    orders
+        .dispatch(OpenAccount {
+            account,
+            owner: "t".into(),
+        })
+        .await
+        .expect("open");
+    orders.dispatch(Deposit { account, amount: 70 }).await.expect("deposit");
+    orders.publish_pending().await.expect("relay");
+
+    assert_eq!(
+        reports.consume_transport(100, Duration::ZERO).await.expect("consume"),
+        2
+    );
+    assert_eq!(reports.query(GetBalance { account }).await.expect("query"), Some(70));
+    // Everything was acknowledged: nothing comes again.
+    assert_eq!(
+        reports.consume_transport(100, Duration::ZERO).await.expect("consume"),
+        0
+    );
+
+    // A restarted relay publishes again from its checkpoint; the transport
+    // and the consumer's checkpoint keep the event from counting twice.
+    orders.dispatch(Deposit { account, amount: 5 }).await.expect("deposit");
+    let events = orders
+        .event_store()
+        .read_all(interlock::Position::START, 100, &interlock::store::EventFilter::all())
+        .await
+        .expect("read");
+    transport.publish(&events).await.expect("publish again");
+    orders.publish_pending().await.expect("relay");
+    reports.consume_transport(100, Duration::ZERO).await.expect("consume");
+    assert_eq!(reports.query(GetBalance { account }).await.expect("query"), Some(75));
+}
+
+#[tokio::test]
+async fn unacknowledged_deliveries_come_again_and_each_consumer_has_its_own_cursor() {
+    let transport = Arc::new(MemoryTransport::new());
+    let orders = producer(&transport).await;
+    let account = Ulid::new();
+    orders
+        .dispatch(OpenAccount {
+            account,
+            owner: "t".into(),
+        })
+        .await
+        .expect("open");
+    orders.dispatch(Deposit { account, amount: 9 }).await.expect("deposit");
+    orders.publish_pending().await.expect("relay");
+
+    let first = transport.receive("audit", 10, Duration::ZERO).await.expect("receive");
+    let again = transport.receive("audit", 10, Duration::ZERO).await.expect("receive");
+    assert_eq!(first, again, "not acknowledged: delivered again");
+    transport.ack("audit", first[0].offset).await.expect("ack");
+    assert_eq!(
+        transport
+            .receive("audit", 10, Duration::ZERO)
+            .await
+            .expect("receive")
+            .len(),
+        1
+    );
+
+    let reports = consumer(&transport, "reports").await;
+    assert_eq!(
+        reports.consume_transport(100, Duration::ZERO).await.expect("consume"),
+        2
+    );
+    assert_eq!(reports.query(GetBalance { account }).await.expect("query"), Some(9));
+}
+
+#[tokio::test]
+async fn background_relay_and_consumer_follow_without_being_driven() {
+    let transport = Arc::new(MemoryTransport::new());
+    let orders = Application::builder()
+        .aggregate::<Account>()
+        .publish_to("bus", Shared(transport.clone()))
+        .build()
+        .await
+        .expect("build");
+    let reports = Application::builder()
+        .projection(Balances::default())
+        .consume_from("reports", Shared(transport.clone()))
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    orders
+        .dispatch(OpenAccount {
+            account,
+            owner: "t".into(),
+        })
+        .await
+        .expect("open");
+    orders.dispatch(Deposit { account, amount: 3 }).await.expect("deposit");
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while reports.query(GetBalance { account }).await.expect("query") != Some(3) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "the consumer saw the deposit");
+}
