@@ -918,8 +918,13 @@ impl Application {
     ///
     /// The first deadline handler or store failure; deadlines not fired stay
     /// scheduled.
-    pub async fn fire_due_deadlines<S: Saga>(&self) -> Result<usize, crate::saga::SagaError> {
-        crate::saga_runner::fire_due::<S>(self, Timestamp::now()).await
+    pub async fn fire_due_deadlines<S: Saga>(&self) -> Result<usize, SubscriptionError> {
+        crate::saga_runner::fire_due::<S>(self, Timestamp::now())
+            .await
+            .map_err(|e| SubscriptionError::Deadline {
+                saga: S::NAME,
+                source: e.0,
+            })
     }
 
     fn start_background(&self) {

@@ -320,6 +320,15 @@ pub enum SubscriptionError {
         /// Why.
         reason: String,
     },
+    /// A saga deadline handler failed; the deadline stays scheduled.
+    #[error("deadline of saga `{saga}` failed: {source}")]
+    Deadline {
+        /// The saga.
+        saga: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// No subscriber of that type is registered.
     #[error("`{0}` is not registered on the application")]
     NotRegistered(&'static str),
