@@ -446,6 +446,20 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Uses `backend` for every store: events, snapshots, idempotency,
+    /// checkpoints, dead letters and saga state (a SQL backend, say).
+    pub fn backend<B>(self, backend: B) -> Self
+    where
+        B: EventStore + SnapshotStore + IdempotencyStore + CheckpointStore + DeadLetterStore + SagaStateStore + Clone,
+    {
+        self.event_store(backend.clone())
+            .snapshot_store(backend.clone())
+            .idempotency_store(backend.clone())
+            .checkpoint_store(backend.clone())
+            .dead_letter_store(backend.clone())
+            .saga_state_store(backend)
+    }
+
     /// The event store (in-memory when not set).
     pub fn event_store(mut self, store: impl EventStore) -> Self {
         self.store = Some(Arc::new(store));

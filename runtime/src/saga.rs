@@ -200,8 +200,8 @@ impl MemorySagaStateStore {
     }
 }
 
-/// The conflict error of a saga instance.
-pub(crate) fn saga_conflict(saga: &str, key: &str, expected: Version, actual: Version) -> StoreError {
+/// The conflict error of a saga instance (for `SagaStateStore` implementations).
+pub fn saga_conflict(saga: &str, key: &str, expected: Version, actual: Version) -> StoreError {
     StoreError::Conflict {
         stream: StreamId::new(format!("saga.{saga}"), key),
         expected: ExpectedVersion::Exact(expected),

@@ -245,3 +245,48 @@ pub mod bank {
         }
     }
 }
+
+pub mod services {
+    //! Connections to the test services: PostgreSQL from
+    //! `INTERLOCK_POSTGRES_URL`, a fresh schema per store so runs never
+    //! collide. Unset: `None` (the test prints a loud skip, or fails under
+    //! `INTERLOCK_REQUIRE_SERVICES=1`).
+
+    use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+
+    /// A PostgreSQL store in a schema of its own, or `None` without a URL.
+    pub async fn postgres() -> Option<PostgresStore> {
+        let url = std::env::var("INTERLOCK_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+        let schema = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let config = PostgresConfig::new(url).schema(schema).max_connections(8);
+        match PostgresStore::open(config).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                if interlock::testing::services_required() {
+                    panic!("PostgreSQL is required but cannot be opened: {e}");
+                }
+                eprintln!("!!!!!!!! PostgreSQL not reachable: {e}");
+                None
+            }
+        }
+    }
+
+    /// A SQLite store in a fresh file under the system temp directory.
+    pub async fn sqlite_file() -> Option<SqliteStore> {
+        let path = std::env::temp_dir().join(format!("interlock-test-{}.db", ulid::Ulid::new()));
+        Some(
+            SqliteStore::open(SqliteConfig::file(path))
+                .await
+                .expect("open SQLite file"),
+        )
+    }
+
+    /// A private in-memory SQLite store.
+    pub async fn sqlite_memory() -> Option<SqliteStore> {
+        Some(
+            SqliteStore::open(SqliteConfig::memory())
+                .await
+                .expect("open SQLite in memory"),
+        )
+    }
+}

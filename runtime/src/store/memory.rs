@@ -89,7 +89,11 @@ impl MemoryEventStore {
         let mut version = actual;
         let mut positions = Vec::with_capacity(events.len());
         let indexes = inner.streams.entry(stream.clone()).or_default();
-        for (offset, e) in events.into_iter().enumerate() {
+        let now = crate::ids::Timestamp::now();
+        for (offset, mut e) in events.into_iter().enumerate() {
+            if e.metadata.timestamp.is_none() {
+                e.metadata.timestamp = Some(now);
+            }
             version = version.next();
             let index = first_index + offset;
             let position = Position(index as u64 + 1);

@@ -236,7 +236,8 @@ pub enum StoreError {
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` atomically if the stream is at `expected`:
     /// either every event is appended, with consecutive versions and
-    /// increasing positions, or none is.
+    /// increasing positions, or none is. An event whose metadata has no
+    /// timestamp is stamped with the time of recording.
     ///
     /// # Errors
     ///

@@ -88,6 +88,7 @@ pub async fn metadata_round_trips<S: EventStore>(store: S) {
     assert_eq!(read[0].event_id, id);
     assert_eq!(read[0].schema_version, SchemaVersion(3));
     assert_eq!(read[0].metadata, metadata);
+    // A missing timestamp is set to the time of recording.
     let caused_by_event = EventMetadata {
         causation_id: Some(CausationId::Event(id)),
         ..EventMetadata::default()
@@ -96,7 +97,18 @@ pub async fn metadata_round_trips<S: EventStore>(store: S) {
     e2.metadata = caused_by_event.clone();
     store.append(&s, ExpectedVersion::Any, vec![e2]).await.expect("append");
     let read = store.read_stream(&s, Version(2), None).await.expect("read");
-    assert_eq!(read[0].metadata, caused_by_event);
+    let recorded = read[0].metadata.timestamp.expect("the store records the time");
+    assert!(
+        (recorded.0 - Timestamp::now().0).abs() < 3_600_000_000,
+        "recorded at {recorded}"
+    );
+    assert_eq!(
+        read[0].metadata,
+        EventMetadata {
+            timestamp: Some(recorded),
+            ..caused_by_event
+        }
+    );
 }
 
 /// A stream with no events is at version 0 and reads empty.

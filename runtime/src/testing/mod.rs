@@ -22,37 +22,28 @@ pub mod snapshot_store;
 
 use std::future::Future;
 
-/// Runs one conformance check on a multi-threaded runtime. `store` is
-/// `None` when the backend is unreachable: a skip, or a failure when
-/// `INTERLOCK_REQUIRE_SERVICES=1`.
-pub fn run<S, F, Fut>(suite: &str, case: &str, store: Option<S>, check: F)
+/// Runs one conformance check on a multi-threaded runtime, with a store the
+/// factory makes on that runtime (connection pools are tied to the runtime
+/// that opened them). A factory returning `None` (an unreachable backend)
+/// is a loud skip, or a failure when `INTERLOCK_REQUIRE_SERVICES=1`.
+pub fn run<S, M, MFut, F, Fut>(suite: &str, case: &str, factory: M, check: F)
 where
+    M: FnOnce() -> MFut,
+    MFut: Future<Output = Option<S>>,
     F: FnOnce(S) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(store) = store else {
-        skip_or_fail(&format!("{suite}::{case}"));
-        return;
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(check(store));
-}
-
-/// Builds a store with `factory` on a throwaway runtime.
-pub fn make<S, F, Fut>(factory: F) -> Option<S>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Option<S>>,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(factory())
+    runtime.block_on(async move {
+        match factory().await {
+            Some(store) => check(store).await,
+            None => skip_or_fail(&format!("{suite}::{case}")),
+        }
+    });
 }
 
 /// Whether tests must fail instead of skipping when a service is missing.
@@ -81,13 +72,7 @@ macro_rules! __conformance_tests {
             $(
                 #[test]
                 fn $case() {
-                    let store = $crate::testing::make($factory);
-                    $crate::testing::run(
-                        stringify!($name),
-                        stringify!($case),
-                        store,
-                        $crate::testing::$suite::$case,
-                    );
+                    $crate::testing::run(stringify!($name), stringify!($case), $factory, $crate::testing::$suite::$case);
                 }
             )*
         }
