@@ -1,0 +1,436 @@
+//! SQL backends beyond the conformance suites: gap safety, contention
+//! through the application, corrupt rows, injection attempts, unreachable
+//! servers, live notifications, health and statistics.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use interlock::prelude::*;
+use interlock::store::{EventFilter, ExpectedVersion, NewEvent};
+use interlock::{CommandError, EventId, EventStore, LoadError, Position, StoreError, StreamId};
+use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+use interlock_tests::bank::*;
+use interlock_tests::services::{postgres, sqlite_file};
+
+fn skip(what: &str) {
+    interlock::testing::skip_or_fail(what);
+}
+
+fn event(name: &'static str, version: u32, payload: &str) -> NewEvent {
+    NewEvent {
+        event_id: EventId::new(),
+        name: name.into(),
+        schema_version: SchemaVersion(version),
+        payload: payload.as_bytes().to_vec().into(),
+        metadata: Default::default(),
+    }
+}
+
+/// RELIABILITY.md gap safety: 8 writers append concurrently while a reader
+/// follows the global log; it sees every committed event once, in order.
+async fn gap_safety(store: impl EventStore + Clone) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 100;
+    let start = store.head().await.expect("head");
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let stream = StreamId::new("gap.writer", format!("{w}-{}", Ulid::new()));
+            for i in 0..EACH {
+                let batch = if i % 5 == 0 {
+                    vec![event("gap.e", 1, "{}"), event("gap.e", 1, "{}")]
+                } else {
+                    vec![event("gap.e", 1, "{}")]
+                };
+                store
+                    .append(&stream, ExpectedVersion::Any, batch)
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let filter = EventFilter::all().aggregate_types(["gap.writer"]);
+            let mut after = start;
+            let mut seen = Vec::new();
+            let expected = WRITERS * (EACH + EACH / 5);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while seen.len() < expected && tokio::time::Instant::now() < deadline {
+                let page = store.read_all(after, 37, &filter).await.expect("read");
+                for e in &page {
+                    assert!(e.position > after, "positions only move forward");
+                    after = e.position;
+                    seen.push(e.event_id);
+                }
+                if page.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            seen
+        })
+    };
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let seen = reader.await.expect("reader");
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no event twice");
+    let all = store
+        .read_all(start, 100_000, &EventFilter::all().aggregate_types(["gap.writer"]))
+        .await
+        .expect("read");
+    assert_eq!(
+        seen,
+        all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        "every event, in position order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_gap_safety() {
+    let Some(store) = postgres().await else {
+        return skip("postgres_gap_safety");
+    };
+    gap_safety(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_gap_safety() {
+    let Some(store) = sqlite_file().await else { return };
+    gap_safety(store).await;
+}
+
+/// 16 tasks on 4 accounts through the application, with conflict retry.
+async fn contention<B>(backend: B)
+where
+    B: interlock::EventStore
+        + interlock::snapshot::SnapshotStore
+        + interlock::idempotency::IdempotencyStore
+        + interlock::subscription::CheckpointStore
+        + interlock::subscription::DeadLetterStore
+        + interlock::saga::SagaStateStore
+        + Clone,
+{
+    const EACH: u64 = 60;
+    let app = Application::builder()
+        .aggregate::<BankAccount>()
+        .service(FeePolicy { fee: 0 })
+        .backend(backend)
+        .max_attempts(10_000)
+        .build()
+        .await
+        .expect("build");
+    let accounts: Vec<Ulid> = (0..4).map(|_| Ulid::new()).collect();
+    for &account in &accounts {
+        app.dispatch(OpenAccount {
+            account,
+            owner: "c".into(),
+        })
+        .await
+        .expect("open");
+    }
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let (app, accounts) = (app.clone(), accounts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sums = [0u64; 4];
+            for i in 0..EACH {
+                let k = ((t + i) % 4) as usize;
+                let amount = t * 1000 + i + 1;
+                app.dispatch(Deposit {
+                    account: accounts[k],
+                    amount,
+                    id: None,
+                })
+                .await
+                .expect("deposit");
+                sums[k] += amount;
+            }
+            sums
+        }));
+    }
+    let mut expected = [0u64; 4];
+    for t in tasks {
+        for (k, v) in t.await.expect("join").into_iter().enumerate() {
+            expected[k] += v;
+        }
+    }
+    for (k, account) in accounts.iter().enumerate() {
+        let loaded = app.load::<BankAccount>(account).await.expect("load");
+        assert_eq!(loaded.state.balance, expected[k], "no lost update");
+        let events = app
+            .event_store()
+            .read_stream(&StreamId::new("bank.account", account.to_string()), Version(1), None)
+            .await
+            .expect("read");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.version, Version(i as u64 + 1));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_contention_loses_no_update() {
+    let Some(store) = postgres().await else {
+        return skip("postgres_contention_loses_no_update");
+    };
+    contention(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_contention_loses_no_update() {
+    let Some(store) = sqlite_file().await else { return };
+    contention(store).await;
+}
+
+async fn corrupt_rows(store: impl EventStore + Clone) {
+    for (name, version, payload, expect) in [
+        ("bank.money_deposited", 2, "{not json", "does not decode"),
+        ("bank.unknown", 1, "{}", "unknown event name"),
+        ("bank.money_deposited", 9, r#"{"amount":1}"#, "no schema version v9"),
+        ("bank.money_deposited", 2, r#"{"amount":1}"#, "currency"),
+    ] {
+        let account = Ulid::new();
+        let stream = StreamId::new("bank.account", account.to_string());
+        store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(Version(0)),
+                vec![
+                    event("bank.account_opened", 1, r#"{"owner":"o"}"#),
+                    event(name, version, payload),
+                ],
+            )
+            .await
+            .expect("append");
+        let app = Application::builder()
+            .aggregate::<BankAccount>()
+            .service(FeePolicy { fee: 0 })
+            .event_store(store.clone())
+            .build()
+            .await
+            .expect("build");
+        match app.load::<BankAccount>(&account).await {
+            Err(LoadError::Decode {
+                aggregate: "bank.account",
+                id,
+                version: Version(2),
+                event,
+                source,
+                ..
+            }) => {
+                assert_eq!((id, event), (account.to_string(), name.to_owned()));
+                assert!(source.to_string().contains(expect), "{source}");
+            }
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+        let err = app
+            .dispatch(Withdraw { account, amount: 1 })
+            .await
+            .expect_err("corrupt");
+        assert!(matches!(err, CommandError::Decode { .. }), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn postgres_corrupt_rows_are_typed_errors() {
+    let Some(store) = postgres().await else {
+        return skip("postgres_corrupt_rows_are_typed_errors");
+    };
+    corrupt_rows(store.clone()).await;
+    // Metadata that is not JSON, written behind the store's back.
+    let mut tx = store.begin().await.expect("begin");
+    let table = format!("\"{}\".\"interlock_events\"", store.config().schema);
+    let sql = format!(
+        "INSERT INTO {table} (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
+         VALUES (1000000, 'bad', 'bank.account', 'broken', 1, 'bank.account_opened', 1, '\\x7b7d', '{{oops', 0)"
+    );
+    sqlx_exec(&mut tx, sql).await;
+    tx.commit().await.expect("commit");
+    let err = store
+        .read_stream(&StreamId::new("bank.account", "broken"), Version(1), None)
+        .await
+        .expect_err("corrupt");
+    assert!(
+        matches!(&err, StoreError::Corrupt { backend: "postgres", location, .. } if location.contains("broken")),
+        "{err}"
+    );
+}
+
+async fn sqlx_exec(tx: &mut interlock_sql::sqlx::Transaction<'static, interlock_sql::sqlx::Postgres>, sql: String) {
+    interlock_sql::sqlx::query(interlock_sql::sqlx::AssertSqlSafe(sql))
+        .execute(&mut **tx)
+        .await
+        .expect("insert");
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_rows_are_typed_errors() {
+    let Some(store) = sqlite_file().await else { return };
+    corrupt_rows(store.clone()).await;
+    let mut tx = store.begin().await.expect("begin");
+    interlock_sql::sqlx::query(
+        "INSERT INTO interlock_events (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
+         VALUES (1000000, 'not-a-ulid', 'bank.account', 'broken', 1, 'bank.account_opened', 1, x'7b7d', '{}', 0)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+    let err = store
+        .read_stream(&StreamId::new("bank.account", "broken"), Version(1), None)
+        .await
+        .expect_err("corrupt");
+    assert!(
+        matches!(&err, StoreError::Corrupt { backend: "sqlite", reason, .. } if reason.contains("event id")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn injection_through_configured_names_is_rejected() {
+    for prefix in ["x; DROP TABLE interlock_events; --", "a\"b", "A", "1x", "x y", "x'--"] {
+        let err = SqliteStore::open(SqliteConfig::memory().table_prefix(prefix))
+            .await
+            .expect_err("rejected");
+        assert!(err.to_string().contains("invalid table prefix"), "{err}");
+        let pg =
+            PostgresStore::open(PostgresConfig::new("postgres://u@127.0.0.1:5432/test").table_prefix(prefix)).await;
+        assert!(pg.expect_err("rejected").to_string().contains("invalid table prefix"));
+        let pg = PostgresStore::open(PostgresConfig::new("postgres://u@127.0.0.1:5432/test").schema(prefix)).await;
+        assert!(pg.expect_err("rejected").to_string().contains("invalid schema"));
+    }
+    // Values are bound, never spliced: a hostile aggregate id is just data.
+    let store = SqliteStore::open(SqliteConfig::memory()).await.expect("open");
+    let hostile = StreamId::new("bank.account", "x'); DROP TABLE interlock_events; --");
+    store
+        .append(&hostile, ExpectedVersion::Any, vec![event("e", 1, "{}")])
+        .await
+        .expect("append");
+    let read = store.read_stream(&hostile, Version(1), None).await.expect("read");
+    assert_eq!(read[0].stream, hostile);
+    assert_eq!(store.head().await.expect("head"), Position(1));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_at_open_with_a_redacted_url() {
+    let config =
+        PostgresConfig::new("postgres://bob:hunter2@127.0.0.1:1/test").connect_timeout(Duration::from_millis(500));
+    let err = PostgresStore::open(config.clone()).await.expect_err("unreachable");
+    let shown = format!("{err} / {err:?} / {config:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Unavailable {
+                backend: "postgres",
+                ..
+            }
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("127.0.0.1:1") && shown.contains("bob:***@"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let err = PostgresStore::open(PostgresConfig::new("mysql://bob:hunter2@x/y"))
+        .await
+        .expect_err("bad url");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let err = SqliteStore::open(SqliteConfig::file("/nonexistent-dir/x/y.db"))
+        .await
+        .expect_err("no such dir");
+    assert!(
+        matches!(err, StoreError::Unavailable { backend: "sqlite", .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_notifications_wake_subscribers_of_another_instance() {
+    let Some(writer) = postgres().await else {
+        return skip("postgres_notifications_wake_subscribers");
+    };
+    // A second store on the same schema: its head watch moves only by NOTIFY.
+    let config = writer.config().clone();
+    let reader = PostgresStore::open(config).await.expect("open");
+    let mut head = reader.watch_head().expect("PostgreSQL offers a head watch");
+    let stream = StreamId::new("notify.test", "1");
+    let committed = writer
+        .append(&stream, ExpectedVersion::Any, vec![event("e", 1, "{}")])
+        .await
+        .expect("append");
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while *head.borrow_and_update() < committed.positions[0] {
+            head.changed().await.expect("watch");
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "the other instance was notified");
+}
+
+#[tokio::test]
+async fn health_and_statistics() {
+    let store = SqliteStore::open(SqliteConfig::memory()).await.expect("open");
+    let app = Application::builder()
+        .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(2))
+        .service(FeePolicy { fee: 0 })
+        .backend(store.clone())
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    app.dispatch(OpenAccount {
+        account,
+        owner: "h".into(),
+    })
+    .await
+    .expect("open");
+    app.dispatch(Deposit {
+        account,
+        amount: 1,
+        id: None,
+    })
+    .await
+    .expect("deposit");
+    let health = store.health_check().await;
+    assert!(health.reachable && health.schema_version == Some(1), "{health:?}");
+    let stats = store.statistics().await.expect("stats");
+    assert_eq!((stats.events, stats.streams, stats.snapshots), (2, 1, 1));
+    assert_eq!(stats.events_by_name.get("bank.money_deposited"), Some(&1));
+    assert_eq!(stats.events_by_aggregate_type.get("bank.account"), Some(&2));
+    if let Some(pg) = postgres().await {
+        let health = pg.health_check().await;
+        assert!(health.reachable && health.pool_size >= 1, "{health:?}");
+        assert_eq!(pg.statistics().await.expect("stats").events, 0);
+    }
+}
+
+#[tokio::test]
+async fn sqlite_state_survives_reopening() {
+    let path = std::env::temp_dir().join(format!("interlock-reopen-{}.db", Ulid::new()));
+    let account = Ulid::new();
+    for (run, expected) in [(1, 10), (2, 20)] {
+        let store = SqliteStore::open(SqliteConfig::file(&path)).await.expect("open");
+        let app = app_on(store).await;
+        if run == 1 {
+            app.dispatch(OpenAccount {
+                account,
+                owner: "r".into(),
+            })
+            .await
+            .expect("open");
+        }
+        app.dispatch(Deposit {
+            account,
+            amount: 10,
+            id: None,
+        })
+        .await
+        .expect("deposit");
+        assert_eq!(
+            app.load::<BankAccount>(&account).await.expect("load").state.balance,
+            expected
+        );
+    }
+}
