@@ -1,0 +1,52 @@
+//! A child process for the crash tests: appends batches of three events to
+//! fresh streams in a loop and prints `ack <aggregate id> <version>` after
+//! each commit, until it is killed.
+//!
+//! `crash_appender sqlite <path>` or `crash_appender postgres <url> <schema>`.
+
+use std::io::Write;
+
+use interlock::store::{EventMetadata, ExpectedVersion, NewEvent};
+use interlock::{EventId, EventStore, SchemaVersion, StreamId};
+use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+
+fn batch() -> Vec<NewEvent> {
+    (0..3)
+        .map(|i| NewEvent {
+            event_id: EventId::new(),
+            name: "crash.appended".into(),
+            schema_version: SchemaVersion(1),
+            payload: format!(r#"{{"i":{i}}}"#).into_bytes().into(),
+            metadata: EventMetadata::default(),
+        })
+        .collect()
+}
+
+async fn run(store: impl EventStore) -> Result<(), Box<dyn std::error::Error>> {
+    let stdout = std::io::stdout();
+    loop {
+        let stream = StreamId::new("crash.stream", ulid::Ulid::new().to_string());
+        let committed = store
+            .append(&stream, ExpectedVersion::Exact(interlock::Version(0)), batch())
+            .await?;
+        let mut out = stdout.lock();
+        writeln!(out, "ack {} {}", stream.aggregate_id(), committed.version)?;
+        out.flush()?;
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("sqlite") => {
+            let path = args.get(2).ok_or("missing path")?;
+            run(SqliteStore::open(SqliteConfig::file(path)).await?).await
+        }
+        Some("postgres") => {
+            let (url, schema) = (args.get(2).ok_or("missing url")?, args.get(3).ok_or("missing schema")?);
+            run(PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str())).await?).await
+        }
+        _ => Err("usage: crash_appender sqlite <path> | postgres <url> <schema>".into()),
+    }
+}

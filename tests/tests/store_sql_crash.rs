@@ -1,0 +1,123 @@
+//! RELIABILITY.md: SIGKILL during appends. A child process appends batches
+//! of three events and prints each acknowledged (stream, version); it is
+//! killed at a random moment, the store is reopened, and every acknowledged
+//! event must be there and no batch partial. 20 rounds per backend.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use interlock::store::EventFilter;
+use interlock::{EventStore, Position};
+use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+
+const ROUNDS: usize = 20;
+
+/// Starts the child, lets it run for a pseudo-random time after its first
+/// acknowledgement, kills it with SIGKILL, and returns what it acknowledged.
+fn run_and_kill(args: &[&str], round: usize) -> Vec<(String, u64)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_appender"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the appender");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    // Wait for the first acknowledgement (the store is open), then run on.
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the appender acknowledges");
+    acked.push(first);
+    let run_for = Duration::from_millis(20 + (round as u64 * 37) % 180);
+    let until = Instant::now() + run_for;
+    while Instant::now() < until {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(5)) {
+            acked.push(line);
+        }
+    }
+    child.kill().expect("SIGKILL"); // std's kill() sends SIGKILL on Unix
+    let _ = child.wait();
+    // Lines already written before the kill are acknowledged too.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        acked.push(line);
+    }
+    let _ = reader.join();
+    acked
+        .into_iter()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("ack"), Some(id), Some(v)) => Some((id.to_owned(), v.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+async fn verify(store: &impl EventStore, acked: &[(String, u64)]) {
+    let events = store
+        .read_all(
+            Position::START,
+            usize::MAX >> 1,
+            &EventFilter::all().aggregate_types(["crash.stream"]),
+        )
+        .await
+        .expect("read");
+    let mut per_stream: HashMap<&str, u64> = HashMap::new();
+    for e in &events {
+        *per_stream.entry(e.stream.aggregate_id()).or_default() += 1;
+    }
+    for (id, version) in acked {
+        assert_eq!(*version, 3);
+        assert_eq!(
+            per_stream.get(id.as_str()),
+            Some(&3),
+            "acknowledged batch of {id} is present and whole"
+        );
+    }
+    for (id, count) in &per_stream {
+        assert_eq!(*count, 3, "stream {id} holds a whole batch, not part of one");
+    }
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+}
+
+#[tokio::test]
+async fn sqlite_sigkill_during_appends_loses_no_acknowledged_event() {
+    let path = std::env::temp_dir().join(format!("interlock-crash-{}.db", ulid::Ulid::new()));
+    let path_text = path.to_string_lossy().to_string();
+    let mut total = 0;
+    for round in 0..ROUNDS {
+        let acked = run_and_kill(&["sqlite", &path_text], round);
+        total += acked.len();
+        let store = SqliteStore::open(SqliteConfig::file(&path)).await.expect("reopen");
+        verify(&store, &acked).await;
+    }
+    assert!(total >= ROUNDS, "the appender made progress");
+}
+
+#[tokio::test]
+async fn postgres_sigkill_during_appends_loses_no_acknowledged_event() {
+    let Some(url) = std::env::var("INTERLOCK_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        return interlock::testing::skip_or_fail("postgres_sigkill_during_appends");
+    };
+    let schema = format!("crash_{}", ulid::Ulid::new().to_string().to_lowercase());
+    for round in 0..ROUNDS {
+        let acked = run_and_kill(&["postgres", &url, &schema], round);
+        let store = PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str()))
+            .await
+            .expect("reopen");
+        verify(&store, &acked).await;
+    }
+}
