@@ -209,7 +209,6 @@ impl PostgresStore {
 
     /// The settings the store was opened with (the URL's password redacted
     /// when shown).
-    #[must_use]
     pub fn config(&self) -> &PostgresConfig {
         &self.inner.config
     }

@@ -145,7 +145,6 @@ impl SqliteStore {
     }
 
     /// The settings the store was opened with.
-    #[must_use]
     pub fn config(&self) -> &SqliteConfig {
         &self.inner.config
     }

@@ -1,88 +1,126 @@
-//! Bank accounts on Interlock: `cargo run -p bank-example`.
+//! Bank accounts on Interlock, stored in a SQLite file:
+//! `cargo run -p bank-example`. Run it twice: the second run finds the
+//! accounts of the first (the file is `bank-example.db` in the system temp
+//! directory, or `INTERLOCK_SQLITE_PATH`).
 
 use bank_example::domain::{BankAccount, BankError, Deposit, OpenAccount, Withdraw};
 use interlock::prelude::*;
 use interlock::store::{ExpectedVersion, NewEvent};
-use interlock::{CommandError, EventId, MemoryEventStore, StreamId};
+use interlock::{CommandError, EventId, StreamId};
+use interlock_sql::{SqliteConfig, SqliteStore};
+
+/// The example's two accounts keep the same ids from run to run.
+const ADA: &str = "01JAAAAAAAAAAAAAAAAAAAAADA";
+const GRACE: &str = "01JAAAAAAAAAAAAAAAAAAGRACE";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // An old store holds an account written before deposits had a currency
-    // (schema version 1 of `bank.money_deposited`).
-    let store = MemoryEventStore::new();
-    let legacy = Ulid::new();
-    store
-        .append(
-            &StreamId::new("bank.account", legacy.to_string()),
-            ExpectedVersion::Exact(Version(0)),
-            vec![
-                raw("bank.account_opened", 1, r#"{"owner":"grace"}"#),
-                raw("bank.money_deposited", 1, r#"{"amount":250}"#),
-            ],
-        )
-        .await?;
+    let config = match SqliteConfig::from_env() {
+        Ok(config) => config,
+        Err(interlock_sql::ConfigError::MissingVariable(_)) => {
+            SqliteConfig::file(std::env::temp_dir().join("bank-example.db"))
+        }
+        Err(invalid) => return Err(invalid.into()),
+    };
+    println!("store: {:?}", config.location);
+    let store = SqliteStore::open(config).await?;
+    let (ada, grace) = (ADA.parse::<Ulid>()?, GRACE.parse::<Ulid>()?);
+
+    // An account written before deposits had a currency (schema version 1
+    // of `bank.money_deposited`), as an older release would have stored it.
+    let legacy = StreamId::new("bank.account", grace.to_string());
+    if store.stream_version(&legacy).await? == Version(0) {
+        store
+            .append(
+                &legacy,
+                ExpectedVersion::Exact(Version(0)),
+                vec![
+                    raw("bank.account_opened", 1, r#"{"owner":"grace"}"#),
+                    raw("bank.money_deposited", 1, r#"{"amount":250}"#),
+                ],
+            )
+            .await?;
+    }
 
     let app = Application::builder()
-        .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(100))
-        .event_store(store)
+        .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(10))
+        .backend(store)
         .build()
         .await?;
 
-    let account = Ulid::new();
-    app.dispatch(OpenAccount {
-        account,
-        owner: "ada".into(),
-    })
-    .await?;
+    let before = app.load::<BankAccount>(&ada).await?;
+    if before.state.open {
+        println!(
+            "found ada's account from an earlier run: balance {} at version {}",
+            before.state.balance, before.version
+        );
+    } else {
+        app.dispatch(OpenAccount {
+            account: ada,
+            owner: "ada".into(),
+        })
+        .await?;
+        println!("opened ada's account");
+    }
+
     app.dispatch(Deposit {
-        account,
+        account: ada,
         amount: 100,
         request: None,
     })
     .await?;
-
     // A client retries a deposit with the same request id: applied once.
     let request = Some(CommandId::new());
     for _ in 0..3 {
         app.dispatch(Deposit {
-            account,
+            account: ada,
             amount: 40,
             request,
         })
         .await?;
     }
+    let left = app
+        .dispatch(Withdraw {
+            account: ada,
+            amount: 30,
+        })
+        .await?;
+    println!("ada deposited 100 and 40 (sent three times), withdrew 30: balance {left}");
 
-    let left = app.dispatch(Withdraw { account, amount: 30 }).await?;
-    println!("ada withdrew 30, balance left: {left}");
-
-    match app.dispatch(Withdraw { account, amount: 1_000 }).await {
+    match app
+        .dispatch(Withdraw {
+            account: ada,
+            amount: 1_000_000,
+        })
+        .await
+    {
         Err(CommandError::Domain(BankError::InsufficientFunds { balance, requested })) => {
             println!("refused: withdraw {requested} with a balance of {balance}");
         }
         other => return Err(format!("expected a refusal, got {other:?}").into()),
     }
 
-    let ada = app.load::<BankAccount>(&account).await?;
+    let after = app.load::<BankAccount>(&ada).await?;
+    let earlier = app.load_as_of::<BankAccount>(&ada, before.version).await?;
     println!(
-        "account {} of {}: balance {} at version {}",
-        account, ada.state.owner, ada.state.balance, ada.version
+        "as of version {} (before this run) the balance was {}",
+        before.version, earlier.state.balance
     );
-    let before = app.load_as_of::<BankAccount>(&account, Version(2)).await?;
-    println!("as of version 2 the balance was {}", before.state.balance);
 
     // The legacy account's version-1 deposit is upcast on load.
     app.dispatch(Deposit {
-        account: legacy,
+        account: grace,
         amount: 50,
         request: None,
     })
     .await?;
-    let grace = app.load::<BankAccount>(&legacy).await?;
+    let grace_state = app.load::<BankAccount>(&grace).await?;
     println!(
-        "legacy account of {}: balance {} (250 from a version-1 event, upcast)",
-        grace.state.owner, grace.state.balance
+        "grace's legacy account: balance {} (250 of it from a version-1 event, upcast)",
+        grace_state.state.balance
     );
-    if ada.state.balance != 110 || grace.state.balance != 300 {
+
+    if after.state.balance != before.state.balance + 110 || earlier.state.balance != before.state.balance {
         return Err("unexpected balances".into());
     }
     Ok(())
