@@ -434,3 +434,64 @@ async fn sqlite_state_survives_reopening() {
         );
     }
 }
+
+/// Concurrent appends share transactions; each keeps its exact outcome.
+async fn group_commit_outcomes(store: impl EventStore + Clone) {
+    let mut tasks = Vec::new();
+    for i in 0..48u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = StreamId::new("group.commit", format!("{i}-{}", Ulid::new()));
+            if i % 3 == 0 {
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![event("g", 1, "{}")])
+                    .await
+                    .expect("seed");
+            }
+            // Every third stream is at version 1, the others are new; every
+            // second append expects the wrong version.
+            let expected = if i % 2 == 0 {
+                Version(if i % 3 == 0 { 1 } else { 0 })
+            } else {
+                Version(7)
+            };
+            let outcome = store
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(expected),
+                    vec![event("g", 1, "{}"), event("g", 1, "{}")],
+                )
+                .await;
+            (i, stream, outcome)
+        }));
+    }
+    for t in tasks {
+        let (i, stream, outcome) = t.await.expect("join");
+        let seeded = u64::from(i % 3 == 0);
+        match (i % 2 == 0, outcome) {
+            (true, Ok(c)) => assert_eq!(c.version, Version(seeded + 2)),
+            (false, Err(StoreError::Conflict { actual, .. })) => assert_eq!(actual, Version(seeded)),
+            (ok, other) => panic!("append {i} (should succeed: {ok}) ended {other:?}"),
+        }
+        let stored = store.read_stream(&stream, Version(1), None).await.expect("read").len() as u64;
+        assert_eq!(stored, seeded + if i % 2 == 0 { 2 } else { 0 });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_keeps_every_outcome_exact() {
+    for config in [
+        SqliteConfig::memory(),
+        SqliteConfig::memory().group_commit(1, Duration::ZERO),
+        SqliteConfig::memory().group_commit(16, Duration::from_millis(2)),
+    ] {
+        group_commit_outcomes(SqliteStore::open(config).await.expect("open")).await;
+    }
+    if let Some(pg) = postgres().await {
+        group_commit_outcomes(pg.clone()).await;
+        let waiting = PostgresStore::open(pg.config().clone().group_commit(32, Duration::from_millis(2)))
+            .await
+            .expect("open");
+        group_commit_outcomes(waiting).await;
+    }
+}

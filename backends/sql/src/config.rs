@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::group::GroupCommit;
+
 /// Why a configuration cannot be used. Reported when the store is opened,
 /// never at first use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,6 +189,8 @@ pub struct SqliteConfig {
     pub max_connections: u32,
     /// Prefix of every table name (default `interlock_`).
     pub table_prefix: String,
+    /// Group commit of concurrent appends (default on, 64 per transaction).
+    pub group_commit: GroupCommit,
 }
 
 impl SqliteConfig {
@@ -198,6 +202,7 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(5),
             max_connections: 4,
             table_prefix: "interlock_".into(),
+            group_commit: GroupCommit::default(),
         }
     }
 
@@ -242,6 +247,9 @@ impl SqliteConfig {
         if let Some(p) = env("INTERLOCK_TABLE_PREFIX") {
             config.table_prefix = p;
         }
+        if let Some(n) = env_u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
+            config.group_commit.max_batch = n as usize;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -270,6 +278,13 @@ impl SqliteConfig {
         self
     }
 
+    /// Sets group commit: at most `max_batch` appends per transaction (1
+    /// turns it off), waiting up to `max_wait` for more.
+    pub fn group_commit(mut self, max_batch: usize, max_wait: Duration) -> Self {
+        self.group_commit = GroupCommit { max_batch, max_wait };
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -280,6 +295,12 @@ impl SqliteConfig {
         if self.max_connections == 0 {
             return Err(ConfigError::InvalidValue {
                 setting: "max connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.group_commit.max_batch == 0 {
+            return Err(ConfigError::InvalidValue {
+                setting: "group commit batch",
                 reason: "must be at least 1".into(),
             });
         }
@@ -322,6 +343,8 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// Per-statement limit set on every connection (default 30 s).
     pub statement_timeout: Option<Duration>,
+    /// Group commit of concurrent appends (default on, 64 per transaction).
+    pub group_commit: GroupCommit,
 }
 
 impl PostgresConfig {
@@ -335,6 +358,7 @@ impl PostgresConfig {
             min_connections: 0,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(30)),
+            group_commit: GroupCommit::default(),
         }
     }
 
@@ -363,6 +387,9 @@ impl PostgresConfig {
         }
         if let Some(t) = env_millis("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "statement timeout")? {
             config.statement_timeout = (!t.is_zero()).then_some(t);
+        }
+        if let Some(n) = env_u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
+            config.group_commit.max_batch = n as usize;
         }
         config.validate()?;
         Ok(config)
@@ -398,6 +425,13 @@ impl PostgresConfig {
         self
     }
 
+    /// Sets group commit: at most `max_batch` appends per transaction (1
+    /// turns it off), waiting up to `max_wait` for more.
+    pub fn group_commit(mut self, max_batch: usize, max_wait: Duration) -> Self {
+        self.group_commit = GroupCommit { max_batch, max_wait };
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -417,6 +451,12 @@ impl PostgresConfig {
             return Err(ConfigError::InvalidValue {
                 setting: "min connections",
                 reason: "cannot exceed max connections".into(),
+            });
+        }
+        if self.group_commit.max_batch == 0 {
+            return Err(ConfigError::InvalidValue {
+                setting: "group commit batch",
+                reason: "must be at least 1".into(),
             });
         }
         if self.connect_timeout.is_zero() {

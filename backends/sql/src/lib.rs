@@ -29,6 +29,7 @@
 
 mod admin;
 pub mod config;
+mod group;
 pub mod health;
 mod sql;
 mod store;
@@ -42,6 +43,8 @@ mod sqlite;
 
 #[doc(inline)]
 pub use crate::config::{ConfigError, PostgresConfig, SecretUrl, SqliteConfig, SqliteLocation};
+#[doc(inline)]
+pub use crate::group::GroupCommit;
 #[doc(inline)]
 pub use crate::health::{Health, Statistics};
 #[cfg(feature = "postgres")]

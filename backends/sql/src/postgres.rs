@@ -29,6 +29,7 @@ pub struct PostgresStore {
 }
 
 struct Inner {
+    committer: crate::group::Committer,
     pool: PgPool,
     queries: Queries,
     config: PostgresConfig,
@@ -92,13 +93,21 @@ impl PostgresStore {
         let schema = config.schema.clone();
         let queries = Queries::new(Tables::new(Some(&schema), &config.table_prefix));
         let channel = format!("{schema}_{}events", config.table_prefix);
+        let group_commit = config.group_commit;
         let store = Self {
-            inner: Arc::new(Inner {
-                pool,
-                queries,
-                channel,
-                head: watch::channel(Position::START).0,
-                config,
+            inner: Arc::new_cyclic(|weak: &Weak<Inner>| {
+                let weak = weak.clone();
+                let committer = crate::group::Committer::start("postgres", group_commit, move || {
+                    weak.upgrade().map(|inner| PostgresStore { inner })
+                });
+                Inner {
+                    committer,
+                    pool,
+                    queries,
+                    channel,
+                    head: watch::channel(Position::START).0,
+                    config,
+                }
             }),
         };
         let create_schema = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
@@ -109,6 +118,7 @@ impl PostgresStore {
             }
         }
         store.migrate().await?;
+
         store.start_listener().await;
         Ok(store)
     }
@@ -153,6 +163,10 @@ impl PostgresStore {
                 }
             }
         });
+    }
+
+    pub(crate) fn committer(&self) -> &crate::group::Committer {
+        &self.inner.committer
     }
 
     pub(crate) fn pool(&self) -> &PgPool {

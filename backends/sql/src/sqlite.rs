@@ -33,6 +33,7 @@ pub struct SqliteStore {
 }
 
 struct Inner {
+    committer: crate::group::Committer,
     pool: SqlitePool,
     queries: Queries,
     config: SqliteConfig,
@@ -103,11 +104,28 @@ impl SqliteStore {
                 source: format!("cannot open {:?}: {e}", config.location).into(),
             })?;
         let queries = Queries::new(Tables::new(None, &config.table_prefix));
+        let group_commit = config.group_commit;
         let store = Self {
-            inner: Arc::new(Inner { pool, queries, config }),
+            inner: Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+                let weak = weak.clone();
+                let committer = crate::group::Committer::start("sqlite", group_commit, move || {
+                    weak.upgrade().map(|inner| SqliteStore { inner })
+                });
+                Inner {
+                    committer,
+                    pool,
+                    queries,
+                    config,
+                }
+            }),
         };
         store.migrate().await?;
+
         Ok(store)
+    }
+
+    pub(crate) fn committer(&self) -> &crate::group::Committer {
+        &self.inner.committer
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

@@ -138,40 +138,27 @@ macro_rules! impl_sql_store {
                     expected: ExpectedVersion,
                     events: Vec<NewEvent>,
                 ) -> Result<Committed, StoreError> {
+                    self.committer().submit(stream, expected, events).await
+                }
+
+                /// Inserts one append's events at the next positions, on a
+                /// connection inside the batch's transaction. The counter row
+                /// is locked until commit: appends commit in position order,
+                /// so no reader sees a position before an earlier one is
+                /// visible (gap safety).
+                async fn insert_events(
+                    &self,
+                    conn: &mut <$db as sqlx::Database>::Connection,
+                    stream: &StreamId,
+                    actual: Version,
+                    events: Vec<NewEvent>,
+                ) -> Result<(Version, Vec<Position>, i64), sqlx::Error> {
                     let q = self.queries();
-                    let mut tx = self.begin_write().await.map_err(|e| self.err(e))?;
-                    let actual: i64 = sqlx::query_scalar(AssertSqlSafe(q.stream_version.clone()))
-                        .bind(stream.aggregate_type())
-                        .bind(stream.aggregate_id())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    let actual = Version(u64_of(actual));
-                    if let ExpectedVersion::Exact(v) = expected
-                        && v != actual
-                    {
-                        return Err(StoreError::Conflict {
-                            stream: stream.clone(),
-                            expected,
-                            actual,
-                        });
-                    }
-                    if events.is_empty() {
-                        return Ok(Committed {
-                            stream: stream.clone(),
-                            version: actual,
-                            positions: Vec::new(),
-                        });
-                    }
-                    // The counter row is locked until commit: appends commit
-                    // in position order, so no reader ever sees a position
-                    // before an earlier one is visible (gap safety).
                     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
                     let last: i64 = sqlx::query_scalar(AssertSqlSafe(q.bump_positions.clone()))
                         .bind(count)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(e))?;
+                        .fetch_one(&mut *conn)
+                        .await?;
                     let first = last - count + 1;
                     let now = Timestamp::now();
                     let mut version = actual;
@@ -183,11 +170,10 @@ macro_rules! impl_sql_store {
                         if metadata.timestamp.is_none() {
                             metadata.timestamp = Some(now);
                         }
-                        let metadata_json = serde_json::to_string(&metadata).map_err(|e| StoreError::Backend {
-                            backend: self.dialect().backend(),
-                            source: Box::new(e),
-                        })?;
-                        let inserted = sqlx::query(AssertSqlSafe(q.insert_event.clone()))
+                        let recorded_at = metadata.timestamp.map_or(now.0, |t| t.0);
+                        let metadata_json =
+                            serde_json::to_string(&metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                        sqlx::query(AssertSqlSafe(q.insert_event.clone()))
                             .bind(position)
                             .bind(event.event_id.to_string())
                             .bind(stream.aggregate_type())
@@ -197,31 +183,170 @@ macro_rules! impl_sql_store {
                             .bind(i64::from(event.schema_version.0))
                             .bind(event.payload.as_ref())
                             .bind(metadata_json)
-                            .bind(metadata.timestamp.map_or(now.0, |t| t.0))
-                            .execute(&mut *tx)
-                            .await;
-                        match inserted {
-                            Ok(_) => positions.push(Position(u64_of(position))),
-                            Err(e) if is_unique_violation(&e) => {
-                                drop(tx);
-                                let actual = self.current_version(stream).await?;
-                                return Err(StoreError::Conflict {
-                                    stream: stream.clone(),
-                                    expected,
-                                    actual,
-                                });
+                            .bind(recorded_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        positions.push(Position(u64_of(position)));
+                    }
+                    Ok((version, positions, last))
+                }
+
+                async fn version_in(
+                    &self,
+                    conn: &mut <$db as sqlx::Database>::Connection,
+                    stream: &StreamId,
+                ) -> Result<Version, sqlx::Error> {
+                    let v: i64 = sqlx::query_scalar(AssertSqlSafe(self.queries().stream_version.clone()))
+                        .bind(stream.aggregate_type())
+                        .bind(stream.aggregate_id())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Ok(Version(u64_of(v)))
+                }
+
+                /// Commits a batch of appends in one transaction, each in a
+                /// savepoint; answers every request exactly.
+                async fn commit_appends(&self, batch: Vec<crate::group::AppendRequest>) {
+                    use std::collections::HashMap;
+                    let backend = self.dialect().backend();
+                    let mut tx = match self.begin_write().await {
+                        Ok(tx) => tx,
+                        Err(e) => {
+                            let unavailable = matches!(store_error(backend, e), StoreError::Unavailable { .. });
+                            for request in batch {
+                                let _ =
+                                    request
+                                        .reply
+                                        .send(Err(failed(backend, unavailable, "cannot begin a transaction")));
                             }
-                            Err(e) => return Err(self.err(e)),
+                            return;
+                        }
+                    };
+                    let mut versions: HashMap<StreamId, Version> = HashMap::new();
+                    let mut committed = Vec::with_capacity(batch.len());
+                    let mut last_position = None;
+                    for request in batch {
+                        let crate::group::AppendRequest {
+                            stream,
+                            expected,
+                            events,
+                            reply,
+                        } = request;
+                        let actual = match versions.get(&stream) {
+                            Some(v) => Ok(*v),
+                            None => self.version_in(&mut *tx, &stream).await,
+                        };
+                        let actual = match actual {
+                            Ok(v) => v,
+                            Err(e) => {
+                                let _ = reply.send(Err(self.err(e)));
+                                continue;
+                            }
+                        };
+                        if let ExpectedVersion::Exact(v) = expected
+                            && v != actual
+                        {
+                            let _ = reply.send(Err(StoreError::Conflict {
+                                stream,
+                                expected,
+                                actual,
+                            }));
+                            continue;
+                        }
+                        if events.is_empty() {
+                            let _ = reply.send(Ok(Committed {
+                                stream,
+                                version: actual,
+                                positions: Vec::new(),
+                            }));
+                            continue;
+                        }
+                        let mut savepoint = match sqlx::Connection::begin(&mut *tx).await {
+                            Ok(sp) => sp,
+                            Err(e) => {
+                                let _ = reply.send(Err(self.err(e)));
+                                continue;
+                            }
+                        };
+                        match self.insert_events(&mut *savepoint, &stream, actual, events).await {
+                            Ok((version, positions, last)) => match savepoint.commit().await {
+                                Ok(()) => {
+                                    versions.insert(stream.clone(), version);
+                                    last_position = Some(last);
+                                    committed.push((
+                                        reply,
+                                        Committed {
+                                            stream,
+                                            version,
+                                            positions,
+                                        },
+                                    ));
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(self.err(e)));
+                                }
+                            },
+                            Err(e) => {
+                                let _ = savepoint.rollback().await;
+                                if is_unique_violation(&e) {
+                                    // Another process appended to the stream first.
+                                    let actual = self.version_in(&mut *tx, &stream).await.unwrap_or(actual);
+                                    versions.insert(stream.clone(), actual);
+                                    let _ = reply.send(Err(StoreError::Conflict {
+                                        stream,
+                                        expected,
+                                        actual,
+                                    }));
+                                } else {
+                                    let _ = reply.send(Err(self.err(e)));
+                                }
+                            }
                         }
                     }
-                    self.after_append(&mut tx, last).await.map_err(|e| self.err(e))?;
-                    tx.commit().await.map_err(|e| self.err(e))?;
-                    self.appended(Position(u64_of(last)));
-                    Ok(Committed {
-                        stream: stream.clone(),
-                        version,
-                        positions,
-                    })
+                    let outcome = match last_position {
+                        Some(last) => match self.after_append(&mut tx, last).await {
+                            Ok(()) => tx.commit().await,
+                            Err(e) => Err(e),
+                        },
+                        None => tx.commit().await,
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            if let Some(last) = last_position {
+                                self.appended(Position(u64_of(last)));
+                            }
+                            for (reply, done) in committed {
+                                let _ = reply.send(Ok(done));
+                            }
+                        }
+                        Err(e) => {
+                            let unavailable = matches!(store_error(backend, e), StoreError::Unavailable { .. });
+                            for (reply, _) in committed {
+                                let _ = reply.send(Err(failed(backend, unavailable, "the commit failed")));
+                            }
+                        }
+                    }
+                }
+            }
+
+            /// An error for one of several appends whose shared step failed.
+            fn failed(backend: &'static str, unavailable: bool, what: &'static str) -> StoreError {
+                if unavailable {
+                    StoreError::Unavailable {
+                        backend,
+                        source: what.into(),
+                    }
+                } else {
+                    StoreError::Backend {
+                        backend,
+                        source: what.into(),
+                    }
+                }
+            }
+
+            impl crate::group::CommitBatch for $store {
+                fn commit_batch(&self, batch: Vec<crate::group::AppendRequest>) -> BoxFuture<'_, ()> {
+                    Box::pin(self.commit_appends(batch))
                 }
             }
 
