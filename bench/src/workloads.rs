@@ -263,10 +263,11 @@ async fn w2(options: &Options) -> Result<(), Error> {
 }
 
 /// Round trips of one dispatch on PostgreSQL in the common case (cached
-/// aggregate, one event): BEGIN, stream version, bump the position counter,
-/// SAVEPOINT, INSERT, RELEASE, NOTIFY, COMMIT. (Read off the append path in
-/// `backends/sql/src/store.rs`; see the issue note for the plan to make it one.)
-const STATEMENTS_PER_COMMAND: u32 = 8;
+/// aggregate, one event): the group committer's one-statement batch append
+/// (`PostgresStore::fast_append`, autocommit). Read off the code path; the
+/// savepoint path (8) runs only after a unique violation or for two appends
+/// to one stream in a batch.
+const STATEMENTS_PER_COMMAND: u32 = 1;
 
 /// W3: PostgreSQL, 16 tasks on disjoint accounts, 50 000 commands.
 async fn w3(options: &Options) -> Result<(), Error> {

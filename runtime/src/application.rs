@@ -107,6 +107,8 @@ impl<A: Aggregate + Serialize + DeserializeOwned> AggregateConfig<A> {
 
 struct Registration {
     name: &'static str,
+    /// The name, shared by every stream id of the aggregate (no allocation per command).
+    shared_name: Arc<str>,
     type_name: &'static str,
     snapshot: Option<SnapshotCodec>,
     skip_unknown_events: bool,
@@ -430,6 +432,7 @@ impl ApplicationBuilder {
     pub fn aggregate_with<A: Aggregate>(mut self, config: AggregateConfig<A>) -> Self {
         let registration = Registration {
             name: A::NAME,
+            shared_name: Arc::from(A::NAME),
             type_name: std::any::type_name::<A>(),
             snapshot: config.snapshot,
             skip_unknown_events: config.skip_unknown_events,
@@ -1156,7 +1159,7 @@ impl Application {
         let aggregate_id = command.aggregate_id().to_stream_key();
         let inner = &*self.inner;
         if inner.layers.is_empty() && inner.interceptors.is_empty() {
-            let stream = StreamId::new(<C::Aggregate as Aggregate>::NAME, aggregate_id);
+            let stream = StreamId::new(Arc::clone(&registration.shared_name), aggregate_id);
             return self.dispatch_core(registration, stream, command, options).await;
         }
         let mut ctx = CommandContext {
@@ -1173,7 +1176,7 @@ impl Application {
                 })?;
             }
         }
-        let stream = StreamId::new(ctx.aggregate, ctx.aggregate_id.clone());
+        let stream = StreamId::new(Arc::clone(&registration.shared_name), ctx.aggregate_id.clone());
         let core = TypedCore {
             app: self,
             registration,
@@ -1298,11 +1301,8 @@ impl Application {
             headers: options.headers,
         };
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
+        let (mut state, mut version) = self.load_latest::<C::Aggregate>(registration, &stream, true).await?;
         for attempt in 1..=settings.max_attempts {
-            // After a conflict the cached state is stale: read the store.
-            let (mut state, version) = self
-                .load_latest::<C::Aggregate>(registration, &stream, attempt == 1)
-                .await?;
             let decision = match C::handle(&state, command.clone(), &inner.services).await {
                 Ok(d) => d,
                 Err(HandlerError::Domain(e)) => {
@@ -1381,6 +1381,14 @@ impl Application {
                     if attempt > 2 {
                         tokio::task::yield_now().await;
                     }
+                    // The state is right up to `version`: bring it forward with
+                    // the events written since, instead of reloading it all.
+                    let newer = inner
+                        .store
+                        .read_stream(&stream, version.next(), None)
+                        .await
+                        .map_err(CommandError::Store)?;
+                    (state, version) = fold(registration, &stream, state, version, &newer, None)?;
                 }
                 Err(e) => {
                     inner.cache.invalidate(&stream);

@@ -30,6 +30,8 @@ pub struct PostgresStore {
 
 struct Inner {
     committer: crate::group::Committer,
+    /// The one-statement batch append.
+    fast_append: Arc<str>,
     pool: PgPool,
     queries: Queries,
     config: PostgresConfig,
@@ -100,8 +102,10 @@ impl PostgresStore {
                 let committer = crate::group::Committer::start("postgres", group_commit, move || {
                     weak.upgrade().map(|inner| PostgresStore { inner })
                 });
+                let fast_append = fast_append_sql(&queries.tables);
                 Inner {
                     committer,
+                    fast_append,
                     pool,
                     queries,
                     channel,
@@ -198,6 +202,159 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Commits a batch of appends to distinct streams in one statement (one
+    /// round trip, autocommit): every expected version is checked, the
+    /// position counter bumped once, the accepted appends' events inserted,
+    /// and listeners notified. Returns the batch untouched when it must take
+    /// the savepoint path instead: two appends to one stream, or a unique
+    /// violation (another process appended first; nothing was written).
+    pub(crate) async fn fast_append(
+        &self,
+        batch: Vec<crate::group::AppendRequest>,
+    ) -> Option<Vec<crate::group::AppendRequest>> {
+        let distinct: std::collections::HashSet<&interlock::StreamId> = batch.iter().map(|r| &r.stream).collect();
+        if distinct.len() != batch.len() {
+            return Some(batch);
+        }
+        let now = interlock::Timestamp::now();
+        let mut types = Vec::with_capacity(batch.len());
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut expected = Vec::with_capacity(batch.len());
+        let mut counts = Vec::with_capacity(batch.len());
+        let events: usize = batch.iter().map(|r| r.events.len()).sum();
+        let (mut req_no, mut idx, mut event_ids, mut names) = (
+            Vec::with_capacity(events),
+            Vec::with_capacity(events),
+            Vec::with_capacity(events),
+            Vec::with_capacity(events),
+        );
+        let (mut versions, mut payloads, mut metadata, mut recorded) = (
+            Vec::with_capacity(events),
+            Vec::with_capacity(events),
+            Vec::with_capacity(events),
+            Vec::with_capacity(events),
+        );
+        for (r, request) in batch.iter().enumerate() {
+            types.push(request.stream.aggregate_type().to_owned());
+            ids.push(request.stream.aggregate_id().to_owned());
+            expected.push(match request.expected {
+                interlock::store::ExpectedVersion::Any => -1,
+                interlock::store::ExpectedVersion::Exact(v) => crate::store::i64_of(v.0),
+            });
+            counts.push(i64::try_from(request.events.len()).unwrap_or(i64::MAX));
+            for (i, event) in request.events.iter().enumerate() {
+                let mut meta = event.metadata.clone();
+                let at = *meta.timestamp.get_or_insert(now);
+                let Ok(json) = serde_json::to_string(&meta) else {
+                    return Some(batch);
+                };
+                req_no.push(i64::try_from(r + 1).unwrap_or(i64::MAX));
+                idx.push(i64::try_from(i).unwrap_or(i64::MAX));
+                event_ids.push(event.event_id.to_string());
+                names.push(event.name.to_string());
+                versions.push(i64::from(event.schema_version.0));
+                payloads.push(event.payload.to_vec());
+                metadata.push(json);
+                recorded.push(at.0);
+            }
+        }
+        let rows = sqlx::query(AssertSqlSafe(self.inner.fast_append.clone()))
+            .bind(types)
+            .bind(ids)
+            .bind(expected)
+            .bind(counts)
+            .bind(req_no)
+            .bind(idx)
+            .bind(event_ids)
+            .bind(names)
+            .bind(versions)
+            .bind(payloads)
+            .bind(metadata)
+            .bind(recorded)
+            .bind(&self.inner.channel)
+            .fetch_all(&self.inner.pool)
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) if crate::sql::is_unique_violation(&e) => return Some(batch),
+            Err(e) => {
+                let unavailable = matches!(crate::sql::store_error("postgres", e), StoreError::Unavailable { .. });
+                for request in batch {
+                    let error = if unavailable {
+                        StoreError::Unavailable {
+                            backend: "postgres",
+                            source: "the batch append failed".into(),
+                        }
+                    } else {
+                        StoreError::Backend {
+                            backend: "postgres",
+                            source: "the batch append failed".into(),
+                        }
+                    };
+                    let _ = request.reply.send(Err(error));
+                }
+                return None;
+            }
+        };
+        let mut actuals = Vec::with_capacity(rows.len());
+        let mut last = 0i64;
+        for row in &rows {
+            use sqlx::Row;
+            let (Ok(actual), Ok(l)) = (row.try_get::<i64, _>(1), row.try_get::<Option<i64>, _>(2)) else {
+                return Some(batch);
+            };
+            actuals.push(interlock::Version(crate::store::u64_of(actual)));
+            last = l.unwrap_or(0);
+        }
+        if actuals.len() != batch.len() {
+            return Some(batch);
+        }
+        // The positions of the accepted appends, in batch order, end at `last`.
+        let accepted_events: i64 = batch
+            .iter()
+            .zip(&actuals)
+            .filter(|(r, actual)| match r.expected {
+                interlock::store::ExpectedVersion::Any => true,
+                interlock::store::ExpectedVersion::Exact(v) => v == **actual,
+            })
+            .map(|(r, _)| i64::try_from(r.events.len()).unwrap_or(0))
+            .sum();
+        let mut next = last - accepted_events + 1;
+        for (request, actual) in batch.into_iter().zip(actuals) {
+            let crate::group::AppendRequest {
+                stream,
+                expected,
+                events,
+                reply,
+            } = request;
+            let accepted = match expected {
+                interlock::store::ExpectedVersion::Any => true,
+                interlock::store::ExpectedVersion::Exact(v) => v == actual,
+            };
+            if !accepted {
+                let _ = reply.send(Err(StoreError::Conflict {
+                    stream,
+                    expected,
+                    actual,
+                }));
+                continue;
+            }
+            let n = events.len() as u64;
+            let positions = (0..n).map(|i| Position(crate::store::u64_of(next) + i)).collect();
+            next += i64::try_from(n).unwrap_or(0);
+            let version = interlock::Version(actual.0 + n);
+            let _ = reply.send(Ok(interlock::store::Committed {
+                stream,
+                version,
+                positions,
+            }));
+        }
+        if accepted_events > 0 {
+            self.appended(Position(crate::store::u64_of(last)));
+        }
+        None
+    }
+
     pub(crate) fn appended(&self, head: Position) {
         self.inner.head.send_if_modified(|h| {
             let moved = *h < head;
@@ -230,3 +387,46 @@ impl PostgresStore {
 
 crate::store::impl_sql_store!(PostgresStore, Postgres);
 crate::admin::impl_admin!(PostgresStore, Postgres);
+
+/// The one-statement batch append (see `PostgresStore::fast_append`).
+fn fast_append_sql(t: &crate::sql::Tables) -> Arc<str> {
+    let (events, positions) = (&t.events, &t.positions);
+    format!(
+        "WITH req AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
+                AS r(agg_type, agg_id, expected, n, req_no)
+        ),
+        cur AS (
+            SELECT r.req_no, r.agg_type, r.agg_id, r.expected, r.n,
+                   COALESCE((SELECT MAX(e.version) FROM {events} e
+                             WHERE e.aggregate_type = r.agg_type AND e.aggregate_id = r.agg_id), 0) AS actual
+            FROM req r
+        ),
+        ok AS (SELECT * FROM cur WHERE expected < 0 OR expected = actual),
+        total AS (SELECT COALESCE(SUM(n), 0)::bigint AS n FROM ok),
+        bump AS (UPDATE {positions} SET last = last + (SELECT n FROM total) WHERE id = 1 RETURNING last),
+        base AS (
+            SELECT ok.req_no, ok.agg_type, ok.agg_id, ok.actual,
+                   (SELECT last FROM bump) - (SELECT n FROM total)
+                     + SUM(ok.n) OVER (ORDER BY ok.req_no) - ok.n + 1 AS first_position
+            FROM ok
+        ),
+        ev AS (
+            SELECT * FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bytea[],
+                                 $11::text[], $12::bigint[])
+                AS e(req_no, idx, event_id, event_name, schema_version, payload, metadata, recorded_at)
+        ),
+        ins AS (
+            INSERT INTO {events} (position, event_id, aggregate_type, aggregate_id, version, event_name,
+                                  schema_version, payload, metadata, recorded_at)
+            SELECT b.first_position + e.idx, e.event_id, b.agg_type, b.agg_id, b.actual + e.idx + 1, e.event_name,
+                   e.schema_version, e.payload, e.metadata, e.recorded_at
+            FROM ev e JOIN base b ON b.req_no = e.req_no
+            RETURNING 1
+        ),
+        note AS (SELECT pg_notify($13, (SELECT last FROM bump)::text) AS sent WHERE (SELECT COUNT(*) FROM ins) > 0)
+        SELECT c.req_no, c.actual, (SELECT last FROM bump) AS last, (SELECT COUNT(*) FROM note) AS notified
+        FROM cur c ORDER BY c.req_no"
+    )
+    .into()
+}

@@ -112,7 +112,11 @@ impl MemoryEventStore {
         }
         let head = Position(inner.log.len() as u64);
         drop(guard);
-        self.head.send_replace(head);
+        // Only a watched head needs moving (`watch_head` publishes the
+        // current head when it subscribes).
+        if self.head.receiver_count() > 0 {
+            self.head.send_replace(head);
+        }
         Ok(Committed {
             stream: stream.clone(),
             version,
@@ -197,6 +201,16 @@ impl EventStore for MemoryEventStore {
     }
 
     fn watch_head(&self) -> Option<watch::Receiver<Position>> {
-        Some(self.head.subscribe())
+        // Subscribe first: an append after this sees a receiver and sends.
+        let receiver = self.head.subscribe();
+        let head = Position(self.inner.read().log.len() as u64);
+        self.head.send_if_modified(|h| {
+            let moved = *h < head;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
+        Some(receiver)
     }
 }
