@@ -56,9 +56,9 @@ async fn drop_schema(store: &PostgresStore, schema: &str) {
     }
 }
 
-async fn sqlite() -> Result<(SqliteStore, std::path::PathBuf), Error> {
+async fn sqlite(durable: bool) -> Result<(SqliteStore, std::path::PathBuf), Error> {
     let path = std::env::temp_dir().join(format!("interlock-bench-{}.db", ulid::Ulid::new()));
-    let store = SqliteStore::open(SqliteConfig::file(&path).max_connections(8)).await?;
+    let store = SqliteStore::open(SqliteConfig::file(&path).max_connections(8).durable_commits(durable)).await?;
     Ok((store, path))
 }
 
@@ -438,28 +438,32 @@ async fn w5(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// W6: SQLite file (WAL), 16 tasks on disjoint accounts, 50 000 commands.
+/// W6: SQLite file (WAL), 16 tasks on disjoint accounts, 50 000 commands;
+/// with commits synced to disk (the default), then with `synchronous=NORMAL`.
 async fn w6(options: &Options) -> Result<(), Error> {
-    let ops = options.ops(50_000);
-    let (store, path) = sqlite().await?;
-    let app = app_with(store.clone()).await?;
-    open_accounts(&app, 16 * 64).await?;
-    let (secs, latencies, retries) = deposits(&app, 16, ops, |t, i| t * 64 + i % 64).await?;
-    let baseline = raw_insert_baseline!(store, "raw_events", 16u64, ops);
-    Line {
-        workload: "W6",
-        backend: "sqlite",
-        ops,
-        secs,
-        latencies,
-        baseline: "raw-insert-16-tasks",
-        baseline_ops_per_sec: baseline,
-        extra: vec![("retries", retries.to_string())],
+    for durable in [true, false] {
+        let ops = options.ops(50_000);
+        let (store, path) = sqlite(durable).await?;
+        let app = app_with(store.clone()).await?;
+        open_accounts(&app, 16 * 64).await?;
+        let (secs, latencies, retries) = deposits(&app, 16, ops, |t, i| t * 64 + i % 64).await?;
+        let baseline = raw_insert_baseline!(store, "raw_events", 16u64, ops);
+        let synchronous = if durable { "full" } else { "normal" };
+        Line {
+            workload: "W6",
+            backend: "sqlite",
+            ops,
+            secs,
+            latencies,
+            baseline: "raw-insert-16-tasks",
+            baseline_ops_per_sec: baseline,
+            extra: vec![("retries", retries.to_string()), ("synchronous", synchronous.into())],
+        }
+        .print();
+        drop(app);
+        drop(store);
+        remove_sqlite(&path);
     }
-    .print();
-    drop(app);
-    drop(store);
-    remove_sqlite(&path);
     Ok(())
 }
 

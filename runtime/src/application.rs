@@ -1378,14 +1378,18 @@ impl Application {
                     tracing::debug!(%stream, expected = %version, %actual, attempt, "append conflict; re-running command");
                     inner.cache.invalidate(&stream);
                     last_conflict = (version, actual);
-                    if attempt > 2 {
-                        tokio::task::yield_now().await;
+                    // Under contention, back off a little (jittered) so the
+                    // writers that keep colliding spread out.
+                    if attempt > 1 {
+                        let jitter = u64::from(command_id.0.random() as u8) % 64;
+                        let micros = (50 * u64::from(attempt.min(20)) + jitter * 4).min(2_000);
+                        tokio::time::sleep(Duration::from_micros(micros)).await;
                     }
                     // The state is right up to `version`: bring it forward with
                     // the events written since, instead of reloading it all.
                     let newer = inner
                         .store
-                        .read_stream(&stream, version.next(), None)
+                        .read_stream_for_load(&stream, version.next())
                         .await
                         .map_err(CommandError::Store)?;
                     (state, version) = fold(registration, &stream, state, version, &newer, None)?;
@@ -1461,7 +1465,7 @@ impl Application {
             return Ok((*state, version));
         }
         let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
-        let events = self.inner.store.read_stream(stream, version.next(), None).await?;
+        let events = self.inner.store.read_stream_for_load(stream, version.next()).await?;
         fold(registration, stream, state, version, &events, None)
     }
 
@@ -1501,7 +1505,7 @@ impl Application {
         let registration = self.registration::<A>()?;
         let stream = StreamId::new(A::NAME, id.to_stream_key());
         let (state, version) = self.load_snapshot::<A>(registration, &stream, None).await;
-        let events = self.inner.store.read_stream(&stream, version.next(), None).await?;
+        let events = self.inner.store.read_stream_for_load(&stream, version.next()).await?;
         let (state, version) = fold(registration, &stream, state, version, &events, None)?;
         Ok(Loaded { state, version })
     }

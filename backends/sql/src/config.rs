@@ -191,6 +191,11 @@ pub struct SqliteConfig {
     pub table_prefix: String,
     /// Group commit of concurrent appends (default on, 64 per transaction).
     pub group_commit: GroupCommit,
+    /// `true` (default): every commit is synced to disk (`synchronous=FULL`),
+    /// so it survives a power loss. `false`: `synchronous=NORMAL`, which in
+    /// WAL mode survives a crash of the process but may lose the last
+    /// commits on a power loss, for much higher write rates.
+    pub durable_commits: bool,
 }
 
 impl SqliteConfig {
@@ -203,6 +208,7 @@ impl SqliteConfig {
             max_connections: 4,
             table_prefix: "interlock_".into(),
             group_commit: GroupCommit::default(),
+            durable_commits: true,
         }
     }
 
@@ -238,6 +244,18 @@ impl SqliteConfig {
                 }
             };
         }
+        if let Some(sync) = env("INTERLOCK_SQLITE_SYNCHRONOUS") {
+            config.durable_commits = match sync.as_str() {
+                "full" => true,
+                "normal" => false,
+                other => {
+                    return Err(ConfigError::InvalidValue {
+                        setting: "INTERLOCK_SQLITE_SYNCHRONOUS",
+                        reason: format!("`{other}` is not full or normal"),
+                    });
+                }
+            };
+        }
         if let Some(t) = env_millis("INTERLOCK_SQLITE_BUSY_TIMEOUT_MS", "busy timeout")? {
             config.busy_timeout = t;
         }
@@ -257,6 +275,13 @@ impl SqliteConfig {
     /// Sets the table prefix.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Chooses between commits synced to disk (`true`, the default) and
+    /// faster commits that survive a process crash but not a power loss.
+    pub fn durable_commits(mut self, durable: bool) -> Self {
+        self.durable_commits = durable;
         self
     }
 

@@ -195,6 +195,7 @@ pub(crate) struct Queries {
     pub(crate) bump_positions: Arc<str>,
     pub(crate) insert_event: Arc<str>,
     pub(crate) read_stream: Arc<str>,
+    pub(crate) read_stream_for_load: Arc<str>,
     pub(crate) head: Arc<str>,
     pub(crate) rewrite: Arc<str>,
     pub(crate) snapshot_load: Arc<str>,
@@ -236,6 +237,11 @@ impl Queries {
             )),
             read_stream: q(format!(
                 "SELECT {EVENT_COLUMNS} FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 AND version <= $4 ORDER BY version",
+                t.events
+            )),
+            read_stream_for_load: q(format!(
+                "SELECT position, event_id, version, event_name, schema_version, payload FROM {}
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 ORDER BY version",
                 t.events
             )),
             head: q(format!("SELECT last FROM {} WHERE id = 1", t.positions)),

@@ -80,7 +80,11 @@ impl SqliteStore {
             }
         }
         .busy_timeout(config.busy_timeout)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(if config.durable_commits {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
         .foreign_keys(true);
         let memory = config.location == SqliteLocation::Memory;
         let pool = SqlitePoolOptions::new()

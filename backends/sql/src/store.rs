@@ -383,6 +383,60 @@ macro_rules! impl_sql_store {
                     })
                 }
 
+                fn read_stream_for_load<'a>(
+                    &'a self,
+                    stream: &'a StreamId,
+                    from: Version,
+                ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+                    Box::pin(async move {
+                        let rows = sqlx::query(AssertSqlSafe(self.queries().read_stream_for_load.clone()))
+                            .bind(stream.aggregate_type())
+                            .bind(stream.aggregate_id())
+                            .bind(i64_of(from.0))
+                            .fetch_all(self.pool())
+                            .await
+                            .map_err(|e| self.err(e))?;
+                        let backend = self.dialect().backend();
+                        let mut events = Vec::with_capacity(rows.len());
+                        for row in &rows {
+                            let light = || -> Result<(i64, String, i64, String, i64, Vec<u8>), sqlx::Error> {
+                                Ok((
+                                    row.try_get(0)?,
+                                    row.try_get(1)?,
+                                    row.try_get(2)?,
+                                    row.try_get(3)?,
+                                    row.try_get(4)?,
+                                    row.try_get(5)?,
+                                ))
+                            };
+                            let (position, event_id, version, name, schema_version, payload) =
+                                light().map_err(|e| self.err(e))?;
+                            let corrupt = |reason: String| StoreError::Corrupt {
+                                backend,
+                                location: format!("{stream} version {version} (position {position})"),
+                                reason,
+                            };
+                            events.push(RecordedEvent {
+                                event_id: event_id
+                                    .parse()
+                                    .map_err(|e| corrupt(format!("event id `{event_id}`: {e}")))?,
+                                stream: stream.clone(),
+                                version: Version(u64_of(version)),
+                                position: Position(u64_of(position)),
+                                name: name.into(),
+                                schema_version: SchemaVersion(
+                                    u32::try_from(schema_version).map_err(|_| {
+                                        corrupt(format!("schema version {schema_version} out of range"))
+                                    })?,
+                                ),
+                                payload: Bytes::from(payload),
+                                metadata: interlock::store::EventMetadata::default(),
+                            });
+                        }
+                        Ok(events)
+                    })
+                }
+
                 fn read_all<'a>(
                     &'a self,
                     after: Position,

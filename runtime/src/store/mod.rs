@@ -258,6 +258,18 @@ pub trait EventStore: Send + Sync + 'static {
         to: Option<Version>,
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>>;
 
+    /// The events of `stream` from version `from` on, for folding an
+    /// aggregate: as [`EventStore::read_stream`], except that a store may
+    /// leave the metadata empty (loading needs names, versions and
+    /// payloads only). The default reads whole events.
+    fn read_stream_for_load<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        self.read_stream(stream, from, None)
+    }
+
     /// Up to `limit` events of the global log with positions after `after`,
     /// passing `filter`, in position order. A reader that resumes after the
     /// last position it saw never misses an event committed later.
@@ -305,6 +317,13 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
         to: Option<Version>,
     ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
         (**self).read_stream(stream, from, to)
+    }
+    fn read_stream_for_load<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        (**self).read_stream_for_load(stream, from)
     }
     fn read_all<'a>(
         &'a self,
