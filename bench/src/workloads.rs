@@ -38,13 +38,16 @@ fn postgres_url() -> String {
 
 /// A PostgreSQL store in a fresh schema, and a guard that drops it.
 async fn postgres() -> Result<(PostgresStore, String), Error> {
+    postgres_with(true).await
+}
+
+async fn postgres_with(notify: bool) -> Result<(PostgresStore, String), Error> {
     let schema = format!("bench_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let store = PostgresStore::open(
-        PostgresConfig::new(postgres_url())
-            .schema(schema.as_str())
-            .max_connections(20),
-    )
-    .await?;
+    let config = PostgresConfig::new(postgres_url())
+        .schema(schema.as_str())
+        .max_connections(20)
+        .notify(notify);
+    let store = PostgresStore::open(config).await?;
     Ok((store, schema))
 }
 
@@ -185,7 +188,10 @@ async fn w1(options: &Options) -> Result<(), Error> {
 /// The raw-insert baseline: one INSERT of the event row shape per
 /// transaction, with plain sqlx over the store's pool, from `tasks` tasks.
 macro_rules! raw_insert_baseline {
-    ($store:expr, $table:expr, $tasks:expr, $ops:expr) => {{
+    ($store:expr, $table:expr, $tasks:expr, $ops:expr) => {
+        raw_insert_baseline!($store, $table, $tasks, $ops, false)
+    };
+    ($store:expr, $table:expr, $tasks:expr, $ops:expr, $same_indexes:expr) => {{
         let store = $store.clone();
         let create = format!(
             "CREATE TABLE IF NOT EXISTS {} (position BIGINT PRIMARY KEY, event_id TEXT NOT NULL, aggregate_type TEXT NOT NULL,
@@ -195,6 +201,23 @@ macro_rules! raw_insert_baseline {
         );
         let mut tx = store.begin().await?;
         sqlx::query(AssertSqlSafe(create)).execute(&mut *tx).await?;
+        if $same_indexes {
+            // The indexes of the framework's events table, for comparison.
+            let table: String = format!("{}", $table);
+            let bare = table.replace('"', "").replace('.', "_");
+            for (name, columns, unique) in [
+                ("id", "event_id", true),
+                ("stream", "aggregate_type, aggregate_id, version", true),
+                ("name", "event_name, position", false),
+                ("type", "aggregate_type, position", false),
+            ] {
+                let sql = format!(
+                    "CREATE {}INDEX IF NOT EXISTS {bare}_{name} ON {table} ({columns})",
+                    if unique { "UNIQUE " } else { "" }
+                );
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            }
+        }
         tx.commit().await?;
         let insert: Arc<str> = format!(
             "INSERT INTO {} (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
@@ -239,26 +262,35 @@ fn raw_table_pg(schema: &str) -> String {
     format!("\"{schema}\".raw_events")
 }
 
-/// W2: PostgreSQL, 1 task, 1 000 accounts, 20 000 deposits.
+/// W2: PostgreSQL, 1 task, 1 000 accounts, 20 000 deposits; with
+/// `LISTEN/NOTIFY` (the default), then without.
 async fn w2(options: &Options) -> Result<(), Error> {
-    let ops = options.ops(20_000);
-    let (store, schema) = postgres().await?;
-    let app = app_with(store.clone()).await?;
-    open_accounts(&app, 1000).await?;
-    let (secs, latencies, _) = deposits(&app, 1, ops, |_, i| i % 1000).await?;
-    let baseline = raw_insert_baseline!(store, raw_table_pg(&schema), 1u64, ops);
-    Line {
-        workload: "W2",
-        backend: "postgres",
-        ops,
-        secs,
-        latencies,
-        baseline: "raw-insert",
-        baseline_ops_per_sec: baseline,
-        extra: vec![("statements_per_command", STATEMENTS_PER_COMMAND.to_string())],
+    for notify in [true, false] {
+        let ops = options.ops(20_000);
+        let (store, schema) = postgres_with(notify).await?;
+        let app = app_with(store.clone()).await?;
+        open_accounts(&app, 1000).await?;
+        let (secs, latencies, _) = deposits(&app, 1, ops, |_, i| i % 1000).await?;
+        let baseline = raw_insert_baseline!(store, raw_table_pg(&schema), 1u64, ops);
+        let indexed_table = format!("\"{schema}\".raw_indexed");
+        let indexed = raw_insert_baseline!(store, indexed_table.clone(), 1u64, ops, true);
+        Line {
+            workload: "W2",
+            backend: "postgres",
+            ops,
+            secs,
+            latencies,
+            baseline: "raw-insert",
+            baseline_ops_per_sec: baseline,
+            extra: vec![
+                ("statements_per_command", STATEMENTS_PER_COMMAND.to_string()),
+                ("notify", notify.to_string()),
+                ("baseline_same_indexes_ops_per_sec", format!("{indexed:.0}")),
+            ],
+        }
+        .print();
+        drop_schema(&store, &schema).await;
     }
-    .print();
-    drop_schema(&store, &schema).await;
     Ok(())
 }
 

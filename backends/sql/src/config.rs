@@ -370,6 +370,9 @@ pub struct PostgresConfig {
     pub statement_timeout: Option<Duration>,
     /// Group commit of concurrent appends (default on, 64 per transaction).
     pub group_commit: GroupCommit,
+    /// `LISTEN/NOTIFY` for live subscriptions (default on). Off, every
+    /// commit is a little cheaper and subscribers poll.
+    pub notify: bool,
 }
 
 impl PostgresConfig {
@@ -384,7 +387,14 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(30)),
             group_commit: GroupCommit::default(),
+            notify: true,
         }
+    }
+
+    /// Turns `LISTEN/NOTIFY` on (the default) or off (subscribers poll).
+    pub fn notify(mut self, on: bool) -> Self {
+        self.notify = on;
+        self
     }
 
     /// Reads the settings from the environment (see the type's docs).

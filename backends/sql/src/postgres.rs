@@ -82,6 +82,9 @@ impl PostgresStore {
             .acquire_timeout(config.connect_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    // The statements are fixed; a generic plan spares
+                    // re-planning the batch append on every execution.
+                    conn.execute("SET plan_cache_mode = force_generic_plan").await?;
                     if let Some(t) = statement_timeout {
                         let sql = format!("SET statement_timeout = {}", t.as_millis());
                         conn.execute(AssertSqlSafe(sql)).await?;
@@ -272,6 +275,7 @@ impl PostgresStore {
             .bind(metadata)
             .bind(recorded)
             .bind(&self.inner.channel)
+            .bind(self.inner.config.notify)
             .fetch_all(&self.inner.pool)
             .await;
         let rows = match rows {
@@ -366,7 +370,7 @@ impl PostgresStore {
     }
 
     pub(crate) fn head_watch(&self) -> Option<watch::Receiver<Position>> {
-        Some(self.inner.head.subscribe())
+        self.inner.config.notify.then(|| self.inner.head.subscribe())
     }
 
     pub(crate) async fn lock_migrations(&self, tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
@@ -424,7 +428,7 @@ fn fast_append_sql(t: &crate::sql::Tables) -> Arc<str> {
             FROM ev e JOIN base b ON b.req_no = e.req_no
             RETURNING 1
         ),
-        note AS (SELECT pg_notify($13, (SELECT last FROM bump)::text) AS sent WHERE (SELECT COUNT(*) FROM ins) > 0)
+        note AS (SELECT pg_notify($13, (SELECT last FROM bump)::text) AS sent WHERE $14 AND (SELECT COUNT(*) FROM ins) > 0)
         SELECT c.req_no, c.actual, (SELECT last FROM bump) AS last, (SELECT COUNT(*) FROM note) AS notified
         FROM cur c ORDER BY c.req_no"
     )
