@@ -323,10 +323,10 @@ impl SqliteConfig {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.group_commit.max_batch == 0 {
+        if self.group_commit.max_batch == 0 || self.group_commit.max_batch > 500 {
             return Err(ConfigError::InvalidValue {
                 setting: "group commit batch",
-                reason: "must be at least 1".into(),
+                reason: "must be from 1 to 500 on SQLite".into(),
             });
         }
         if let SqliteLocation::File(path) = &self.location

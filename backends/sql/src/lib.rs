@@ -40,6 +40,8 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_batch;
 
 #[doc(inline)]
 pub use crate::config::{ConfigError, PostgresConfig, SecretUrl, SqliteConfig, SqliteLocation};

@@ -158,14 +158,6 @@ impl SqliteStore {
 
     pub(crate) fn appended(&self, _head: Position) {}
 
-    /// SQLite has no one-statement batch: every batch takes the savepoint path.
-    pub(crate) async fn fast_append(
-        &self,
-        batch: Vec<crate::group::AppendRequest>,
-    ) -> Option<Vec<crate::group::AppendRequest>> {
-        Some(batch)
-    }
-
     pub(crate) fn head_watch(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
         None
     }
