@@ -18,10 +18,13 @@ pub(crate) struct AggregateCache {
     inner: Mutex<Lru>,
 }
 
+/// Stream ids hash with foldhash: fast, and seeded per process.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Lru {
     tick: u64,
-    entries: HashMap<StreamId, (State, Version, u64)>,
+    entries: Map<StreamId, (State, Version, u64)>,
     order: BTreeMap<u64, StreamId>,
 }
 

@@ -23,8 +23,9 @@ pub struct MemoryEventStore {
 struct Inner {
     /// The global log; the event at index `i` has position `i + 1`.
     log: Vec<RecordedEvent>,
-    /// Per stream, the log indexes of its events in version order.
-    streams: HashMap<StreamId, Vec<u32>>,
+    /// Per stream, the log indexes of its events in version order (foldhash:
+    /// fast, and seeded per process).
+    streams: HashMap<StreamId, Vec<u32>, foldhash::fast::RandomState>,
 }
 
 impl Default for MemoryEventStore {
