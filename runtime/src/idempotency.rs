@@ -131,3 +131,23 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         Box::pin(std::future::ready(Ok(purged)))
     }
 }
+
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<S> {
+    fn claim(
+        &self,
+        command_id: CommandId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Claim, StoreError>> {
+        (**self).claim(command_id, now, lease)
+    }
+    fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).complete(record)
+    }
+    fn release(&self, command_id: CommandId) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).release(command_id)
+    }
+    fn purge_expired(&self, now: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+        (**self).purge_expired(now)
+    }
+}

@@ -728,3 +728,26 @@ impl<S: Saga> SagaOutcome<S> {
         self.scenario
     }
 }
+
+impl<S: SagaStateStore + ?Sized> SagaStateStore for std::sync::Arc<S> {
+    fn load<'a>(&'a self, saga: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>> {
+        (**self).load(saga, key)
+    }
+    fn apply<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+        expected: Version,
+        change: SagaChange,
+    ) -> BoxFuture<'a, Result<Version, StoreError>> {
+        (**self).apply(saga, key, expected, change)
+    }
+    fn due<'a>(
+        &'a self,
+        saga: &'a str,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>> {
+        (**self).due(saga, now, limit)
+    }
+}

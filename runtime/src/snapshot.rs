@@ -61,3 +61,12 @@ impl SnapshotStore for MemorySnapshotStore {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+impl<S: SnapshotStore + ?Sized> SnapshotStore for std::sync::Arc<S> {
+    fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        (**self).load(stream)
+    }
+    fn save<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).save(stream, snapshot)
+    }
+}

@@ -371,16 +371,9 @@ impl Subscriber {
         }
     }
 
-    fn store_error(&self, source: StoreError) -> SubscriptionError {
-        SubscriptionError::Store {
-            subscriber: self.name.clone(),
-            source,
-        }
-    }
-
-    /// Processes the log after the checkpoint: up to the head, or until the
-    /// checkpoint reaches `until`.
-    pub(crate) async fn catch_up(&self, until: Option<Position>) -> Result<Position, SubscriptionError> {
+    /// Locks the progress, loading the checkpoint on first use; fails when
+    /// the subscriber is stopped.
+    async fn ready(&self) -> Result<tokio::sync::MutexGuard<'_, Progress>, SubscriptionError> {
         let mut progress = self.progress.lock().await;
         if !progress.loaded {
             progress.checkpoint = self
@@ -397,6 +390,20 @@ impl Subscriber {
                 reason: reason.clone(),
             });
         }
+        Ok(progress)
+    }
+
+    fn store_error(&self, source: StoreError) -> SubscriptionError {
+        SubscriptionError::Store {
+            subscriber: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Processes the log after the checkpoint: up to the head, or until the
+    /// checkpoint reaches `until`.
+    pub(crate) async fn catch_up(&self, until: Option<Position>) -> Result<Position, SubscriptionError> {
+        let mut progress = self.ready().await?;
         loop {
             if until.is_some_and(|u| progress.checkpoint >= u) {
                 return Ok(progress.checkpoint);
@@ -496,22 +503,7 @@ impl Subscriber {
     /// is already past it; then moves the checkpoint to it. Events the
     /// filter does not select only move the checkpoint.
     pub(crate) async fn deliver(&self, event: &RecordedEvent) -> Result<(), SubscriptionError> {
-        let mut progress = self.progress.lock().await;
-        if !progress.loaded {
-            progress.checkpoint = self
-                .checkpoints
-                .load(&self.name)
-                .await
-                .map_err(|e| self.store_error(e))?
-                .unwrap_or(Position::START);
-            progress.loaded = true;
-        }
-        if let Some(reason) = &progress.stopped {
-            return Err(SubscriptionError::Stopped {
-                subscriber: self.name.clone(),
-                reason: reason.clone(),
-            });
-        }
+        let mut progress = self.ready().await?;
         if event.position <= progress.checkpoint {
             return Ok(()); // a re-delivery
         }
@@ -659,5 +651,26 @@ impl Subscriber {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+}
+
+impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
+    fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<Position>, StoreError>> {
+        (**self).load(subscriber)
+    }
+    fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).save(subscriber, position)
+    }
+}
+
+impl<S: DeadLetterStore + ?Sized> DeadLetterStore for Arc<S> {
+    fn park(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).park(letter)
+    }
+    fn list<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
+        (**self).list(subscriber)
+    }
+    fn remove<'a>(&'a self, subscriber: &'a str, event: EventId) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).remove(subscriber, event)
     }
 }

@@ -136,3 +136,20 @@ impl crate::subscription::ErasedHandler for RelayHandler {
         })
     }
 }
+
+impl<T: EventTransport + ?Sized> EventTransport for std::sync::Arc<T> {
+    fn publish<'a>(&'a self, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).publish(events)
+    }
+    fn receive<'a>(
+        &'a self,
+        consumer: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
+        (**self).receive(consumer, max, wait)
+    }
+    fn ack<'a>(&'a self, consumer: &'a str, offset: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).ack(consumer, offset)
+    }
+}

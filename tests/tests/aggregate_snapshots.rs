@@ -7,30 +7,12 @@ use interlock::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
 use interlock::{MemoryEventStore, StreamId, Timestamp};
 use interlock_tests::bank::*;
 
-struct SharedSnapshots(Arc<MemorySnapshotStore>);
-
-impl SnapshotStore for SharedSnapshots {
-    fn load<'a>(
-        &'a self,
-        stream: &'a StreamId,
-    ) -> interlock::store::BoxFuture<'a, Result<Option<Snapshot>, interlock::StoreError>> {
-        self.0.load(stream)
-    }
-    fn save<'a>(
-        &'a self,
-        stream: &'a StreamId,
-        snapshot: Snapshot,
-    ) -> interlock::store::BoxFuture<'a, Result<(), interlock::StoreError>> {
-        self.0.save(stream, snapshot)
-    }
-}
-
 async fn app(store: Arc<MemoryEventStore>, snapshots: Arc<MemorySnapshotStore>, cache: usize) -> Application {
     Application::builder()
         .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(5))
         .service(FeePolicy { fee: 0 })
         .shared_event_store(store)
-        .snapshot_store(SharedSnapshots(snapshots))
+        .snapshot_store(snapshots)
         .cache_capacity(cache)
         .build()
         .await

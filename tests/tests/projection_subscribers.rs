@@ -82,23 +82,6 @@ fn quick() -> SubscriberConfig {
         .batch_size(10)
 }
 
-struct SharedCheckpoints(Arc<MemoryCheckpointStore>);
-impl CheckpointStore for SharedCheckpoints {
-    fn load<'a>(
-        &'a self,
-        s: &'a str,
-    ) -> interlock::store::BoxFuture<'a, Result<Option<Position>, interlock::StoreError>> {
-        self.0.load(s)
-    }
-    fn save<'a>(
-        &'a self,
-        s: &'a str,
-        p: Position,
-    ) -> interlock::store::BoxFuture<'a, Result<(), interlock::StoreError>> {
-        self.0.save(s, p)
-    }
-}
-
 async fn seed(store: &Arc<MemoryEventStore>, accounts: usize, deposits: u64) -> Vec<Ulid> {
     let writer = app_on(store.clone()).await;
     let mut ids = Vec::new();
@@ -136,7 +119,7 @@ async fn reader(
     Application::builder()
         .projection_with(projection, ProjectionConfig::catch_up().subscriber(config))
         .shared_event_store(store.clone())
-        .checkpoint_store(SharedCheckpoints(checkpoints.clone()))
+        .checkpoint_store(checkpoints.clone())
         .background(false)
         .build()
         .await

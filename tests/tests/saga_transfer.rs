@@ -34,55 +34,6 @@ impl Stores {
     }
 }
 
-macro_rules! forward_store {
-    ($wrapper:ident, $inner:ty, $trait:path { $($method:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)* }) => {
-        struct $wrapper(Arc<$inner>);
-        impl $trait for $wrapper {
-            $(fn $method<'a>(&'a self, $($arg: $ty),*) -> interlock::store::BoxFuture<'a, $ret> {
-                self.0.$method($($arg),*)
-            })*
-        }
-    };
-}
-
-forward_store!(SharedSagas, MemorySagaStateStore, SagaStateStore {
-    load(saga: &'a str, key: &'a str) -> Result<Option<interlock::saga::SagaInstance>, interlock::StoreError>;
-    apply(saga: &'a str, key: &'a str, expected: Version, change: interlock::saga::SagaChange) -> Result<Version, interlock::StoreError>;
-    due(saga: &'a str, now: interlock::Timestamp, limit: usize) -> Result<Vec<interlock::saga::ScheduledDeadline>, interlock::StoreError>;
-});
-
-forward_store!(SharedCheckpoints, MemoryCheckpointStore, interlock::subscription::CheckpointStore {
-    load(subscriber: &'a str) -> Result<Option<Position>, interlock::StoreError>;
-    save(subscriber: &'a str, position: Position) -> Result<(), interlock::StoreError>;
-});
-
-struct SharedIdempotency(Arc<MemoryIdempotencyStore>);
-impl interlock::idempotency::IdempotencyStore for SharedIdempotency {
-    fn claim(
-        &self,
-        id: CommandId,
-        now: interlock::Timestamp,
-        lease: Duration,
-    ) -> interlock::store::BoxFuture<'_, Result<interlock::idempotency::Claim, interlock::StoreError>> {
-        self.0.claim(id, now, lease)
-    }
-    fn complete(
-        &self,
-        record: interlock::idempotency::IdempotencyRecord,
-    ) -> interlock::store::BoxFuture<'_, Result<(), interlock::StoreError>> {
-        self.0.complete(record)
-    }
-    fn release(&self, id: CommandId) -> interlock::store::BoxFuture<'_, Result<(), interlock::StoreError>> {
-        self.0.release(id)
-    }
-    fn purge_expired(
-        &self,
-        now: interlock::Timestamp,
-    ) -> interlock::store::BoxFuture<'_, Result<u64, interlock::StoreError>> {
-        self.0.purge_expired(now)
-    }
-}
-
 async fn app(stores: &Stores, timeout: Duration) -> Application {
     Application::builder()
         .aggregate::<Account>()
@@ -91,9 +42,9 @@ async fn app(stores: &Stores, timeout: Duration) -> Application {
         .projection_with(Balances::default(), ProjectionConfig::inline())
         .service(TransferTimeout(timeout))
         .shared_event_store(stores.events.clone())
-        .saga_state_store(SharedSagas(stores.sagas.clone()))
-        .checkpoint_store(SharedCheckpoints(stores.checkpoints.clone()))
-        .idempotency_store(SharedIdempotency(stores.idempotency.clone()))
+        .saga_state_store(stores.sagas.clone())
+        .checkpoint_store(stores.checkpoints.clone())
+        .idempotency_store(stores.idempotency.clone())
         .background(false)
         .build()
         .await

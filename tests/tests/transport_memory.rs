@@ -8,36 +8,10 @@ use interlock::transport::{EventTransport, MemoryTransport};
 use transfer_example::accounts::*;
 use transfer_example::balances::{Balances, GetBalance};
 
-struct Shared(Arc<MemoryTransport>);
-
-impl EventTransport for Shared {
-    fn publish<'a>(
-        &'a self,
-        events: &'a [interlock::RecordedEvent],
-    ) -> interlock::store::BoxFuture<'a, Result<(), interlock::StoreError>> {
-        self.0.publish(events)
-    }
-    fn receive<'a>(
-        &'a self,
-        consumer: &'a str,
-        max: usize,
-        wait: Duration,
-    ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::transport::Delivery>, interlock::StoreError>> {
-        self.0.receive(consumer, max, wait)
-    }
-    fn ack<'a>(
-        &'a self,
-        consumer: &'a str,
-        offset: u64,
-    ) -> interlock::store::BoxFuture<'a, Result<(), interlock::StoreError>> {
-        self.0.ack(consumer, offset)
-    }
-}
-
 async fn producer(transport: &Arc<MemoryTransport>) -> Application {
     Application::builder()
         .aggregate::<Account>()
-        .publish_to("bus", Shared(transport.clone()))
+        .publish_to("bus", transport.clone())
         .background(false)
         .build()
         .await
@@ -47,7 +21,7 @@ async fn producer(transport: &Arc<MemoryTransport>) -> Application {
 async fn consumer(transport: &Arc<MemoryTransport>, name: &str) -> Application {
     Application::builder()
         .projection(Balances::default())
-        .consume_from(name, Shared(transport.clone()))
+        .consume_from(name, transport.clone())
         .background(false)
         .build()
         .await
@@ -136,13 +110,13 @@ async fn background_relay_and_consumer_follow_without_being_driven() {
     let transport = Arc::new(MemoryTransport::new());
     let orders = Application::builder()
         .aggregate::<Account>()
-        .publish_to("bus", Shared(transport.clone()))
+        .publish_to("bus", transport.clone())
         .build()
         .await
         .expect("build");
     let reports = Application::builder()
         .projection(Balances::default())
-        .consume_from("reports", Shared(transport.clone()))
+        .consume_from("reports", transport.clone())
         .build()
         .await
         .expect("build");
