@@ -123,6 +123,7 @@ struct Settings {
     max_event_bytes: usize,
     idempotency_ttl: Duration,
     idempotency_lease: Duration,
+    idempotency_purge_every: Duration,
 }
 
 impl Default for Settings {
@@ -133,6 +134,7 @@ impl Default for Settings {
             max_event_bytes: 1024 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_lease: Duration::from_secs(30),
+            idempotency_purge_every: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -503,6 +505,13 @@ impl ApplicationBuilder {
     /// The largest encoded event accepted, in bytes (default 1 MiB).
     pub fn max_event_bytes(mut self, bytes: usize) -> Self {
         self.settings.max_event_bytes = bytes;
+        self
+    }
+
+    /// How often expired idempotency records are deleted in the background
+    /// (default every 10 minutes; zero turns the cleanup off).
+    pub fn idempotency_purge_every(mut self, interval: Duration) -> Self {
+        self.settings.idempotency_purge_every = interval;
         self
     }
 
@@ -964,6 +973,13 @@ impl Application {
             for subscriber in subscribers {
                 runtime.spawn(subscriber.follow(inner.shutdown.subscribe()));
             }
+        }
+        if !inner.settings.idempotency_purge_every.is_zero() {
+            runtime.spawn(purge_loop(
+                Arc::clone(&inner.idempotency),
+                inner.settings.idempotency_purge_every,
+                inner.shutdown.subscribe(),
+            ));
         }
         for (poller, poll) in inner.deadline_pollers.lock().drain(..) {
             runtime.spawn(poller(Arc::downgrade(inner), poll, inner.shutdown.subscribe()));
@@ -1631,6 +1647,28 @@ async fn consume_loop(app: std::sync::Weak<Inner>, shutdown: tokio::sync::watch:
                 tracing::warn!(error = %e, "consuming the transport failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// Deletes expired idempotency records every `every`, until shutdown.
+async fn purge_loop(
+    store: Arc<dyn IdempotencyStore>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match store.purge_expired(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired idempotency records deleted"),
+            Err(e) => tracing::warn!(error = %e, "idempotency cleanup failed; retrying later"),
         }
     }
 }

@@ -45,7 +45,7 @@ pub trait Command: Clone + Send + 'static {
 #[diagnostic::on_unimplemented(
     message = "no aggregate handles the command `{Self}`",
     label = "not handled by any aggregate",
-    note = "add a method `#[handles_command] fn name(&self, cmd: {Self}) -> ...` to an `#[aggregate]` impl block"
+    note = "add a method `#[handles_command] fn name(&self, cmd: {Self}) -> ...` to an `#[aggregate]` impl block (see `interlock::docs::compile_errors`)"
 )]
 pub trait HandledCommand: Command + Sized {
     /// The aggregate whose handler takes this command.
@@ -126,7 +126,7 @@ impl<R, E> Reply<R, E> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event of aggregate `{A}`",
     label = "`{A}` has no `#[applies_event]` for this",
-    note = "add `#[applies_event] fn name(&mut self, event: &{Self})` to the `#[aggregate]` impl of `{A}`"
+    note = "add `#[applies_event] fn name(&mut self, event: &{Self})` to the `#[aggregate]` impl of `{A}` (see `interlock::docs::compile_errors`)"
 )]
 pub trait IntoEvents<A: Aggregate> {
     /// Appends the events, in order, to `out`.

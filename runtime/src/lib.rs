@@ -143,6 +143,14 @@ pub mod prelude {
     pub use ulid::Ulid;
 }
 
+/// Guides beyond the API reference.
+pub mod docs {
+    /// Debugging macro and type errors: what each message means and what to
+    /// write instead.
+    #[doc = include_str!("../../docs/compile-errors.md")]
+    pub mod compile_errors {}
+}
+
 /// Re-exported for users' domain types.
 pub use ulid::Ulid;
 

@@ -72,7 +72,7 @@ pub trait Projection: Send + Sync + 'static {
 #[diagnostic::on_unimplemented(
     message = "no projection answers the query `{Self}`",
     label = "not handled by any projection",
-    note = "add a method `#[handles_query] fn name(&self, query: {Self}) -> ...` to a `#[projection]` impl block"
+    note = "add a method `#[handles_query] fn name(&self, query: {Self}) -> ...` to a `#[projection]` impl block (see `interlock::docs::compile_errors`)"
 )]
 pub trait HandledQuery: Send + Sized + 'static {
     /// The projection that answers it.

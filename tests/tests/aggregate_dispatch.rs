@@ -490,3 +490,39 @@ async fn read_all_filters_by_name_and_aggregate_type() {
         .expect("read");
     assert!(none.is_empty());
 }
+
+#[tokio::test]
+async fn expired_idempotency_records_are_cleaned_up_in_the_background() {
+    use interlock::idempotency::{Claim, IdempotencyStore, MemoryIdempotencyStore};
+    let records = std::sync::Arc::new(MemoryIdempotencyStore::new());
+    let app = Application::builder()
+        .aggregate::<BankAccount>()
+        .service(FeePolicy { fee: 0 })
+        .idempotency_store(records.clone())
+        .idempotency_ttl(std::time::Duration::from_millis(20))
+        .idempotency_purge_every(std::time::Duration::from_millis(10))
+        .build()
+        .await
+        .expect("build");
+    let account = open(&app).await;
+    let id = CommandId::new();
+    app.dispatch(Deposit {
+        account,
+        amount: 1,
+        id: Some(id),
+    })
+    .await
+    .expect("deposit");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The record expired and was purged: nothing is left under this id, so a
+    // far-future claim of a fresh store view finds it free.
+    let purged_already = records.purge_expired(Timestamp::now()).await.expect("purge");
+    assert_eq!(purged_already, 0, "the background cleanup deleted it first");
+    assert_eq!(
+        records
+            .claim(id, Timestamp::now(), std::time::Duration::from_secs(1))
+            .await
+            .expect("claim"),
+        Claim::Claimed
+    );
+}
