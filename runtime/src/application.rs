@@ -159,7 +159,14 @@ pub struct ApplicationBuilder {
     background: bool,
     publish_to: Vec<(String, Arc<dyn crate::transport::EventTransport>)>,
     consume_from: Option<(Arc<dyn crate::transport::EventTransport>, String)>,
+    outboxes: Vec<OutboxRelay>,
 }
+
+/// An outbox and the transport its events go to.
+type OutboxRelay = (
+    Arc<dyn crate::transport::Outbox>,
+    Arc<dyn crate::transport::EventTransport>,
+);
 
 type Interceptor = Arc<dyn Fn(&mut dyn Any, &mut CommandContext) -> Result<(), Rejection> + Send + Sync>;
 type QueryInterceptor = Arc<dyn Fn(&dyn Any, &QueryContext) -> Result<(), Rejection> + Send + Sync>;
@@ -255,7 +262,20 @@ impl ApplicationBuilder {
             background: true,
             publish_to: Vec::new(),
             consume_from: None,
+            outboxes: Vec::new(),
         }
+    }
+
+    /// Publishes the events recorded in a transactional `outbox` (a SQL
+    /// store with its outbox enabled, say) to `transport`: in the background,
+    /// and on [`Application::publish_pending`].
+    pub fn publish_outbox_to(
+        mut self,
+        outbox: impl crate::transport::Outbox,
+        transport: impl crate::transport::EventTransport,
+    ) -> Self {
+        self.outboxes.push((Arc::new(outbox), Arc::new(transport)));
+        self
     }
 
     /// Relays every committed event of this application's log to
@@ -636,6 +656,7 @@ impl ApplicationBuilder {
                 .collect();
             let consuming = self.consume_from.is_some();
             Inner {
+                outboxes: self.outboxes,
                 relays,
                 consume_from: self.consume_from,
                 store: Arc::clone(&deps.store),
@@ -764,6 +785,7 @@ impl From<std::time::SystemTime> for AsOf {
 }
 
 pub(crate) struct Inner {
+    outboxes: Vec<OutboxRelay>,
     relays: Vec<Arc<Subscriber>>,
     consume_from: Option<(Arc<dyn crate::transport::EventTransport>, String)>,
     store: Arc<dyn EventStore>,
@@ -962,6 +984,13 @@ impl Application {
         for relay in &inner.relays {
             runtime.spawn(Arc::clone(relay).follow(inner.shutdown.subscribe()));
         }
+        for (outbox, transport) in &inner.outboxes {
+            runtime.spawn(outbox_loop(
+                Arc::clone(outbox),
+                Arc::clone(transport),
+                inner.shutdown.subscribe(),
+            ));
+        }
         if inner.consume_from.is_some() {
             runtime.spawn(consume_loop(Arc::downgrade(inner), inner.shutdown.subscribe()));
         } else {
@@ -997,6 +1026,14 @@ impl Application {
         let mut last = Position::START;
         for relay in &self.inner.relays {
             last = relay.catch_up(None).await?;
+        }
+        for (outbox, transport) in &self.inner.outboxes {
+            crate::transport::drain_outbox(outbox.as_ref(), transport.as_ref())
+                .await
+                .map_err(|source| SubscriptionError::Store {
+                    subscriber: "outbox".into(),
+                    source,
+                })?;
         }
         Ok(last)
     }
@@ -1669,6 +1706,26 @@ async fn purge_loop(
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "expired idempotency records deleted"),
             Err(e) => tracing::warn!(error = %e, "idempotency cleanup failed; retrying later"),
+        }
+    }
+}
+
+/// Drains an outbox into its transport every 100 ms, until shutdown.
+async fn outbox_loop(
+    outbox: Arc<dyn crate::transport::Outbox>,
+    transport: Arc<dyn crate::transport::EventTransport>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = crate::transport::drain_outbox(outbox.as_ref(), transport.as_ref()).await {
+            tracing::warn!(error = %e, "publishing the outbox failed; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
         }
     }
 }

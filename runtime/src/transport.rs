@@ -153,3 +153,46 @@ impl<T: EventTransport + ?Sized> EventTransport for std::sync::Arc<T> {
         (**self).ack(consumer, offset)
     }
 }
+
+/// A transactional outbox: a store that records, in the same transaction as
+/// each append, that the events are to be published. A relay reads the
+/// pending events in position order, publishes them, then marks them
+/// published, so every committed event is published at least once, also
+/// by a relay running outside the application that wrote it.
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `limit` events not yet marked published, in position order.
+    fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>>;
+
+    /// Marks events published (by position).
+    fn mark_published<'a>(&'a self, positions: &'a [crate::ids::Position]) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<O: Outbox + ?Sized> Outbox for std::sync::Arc<O> {
+    fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
+        (**self).pending(limit)
+    }
+    fn mark_published<'a>(&'a self, positions: &'a [crate::ids::Position]) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).mark_published(positions)
+    }
+}
+
+/// Publishes everything pending in `outbox` to `transport`; returns how
+/// many events were published. Marks a page published only after the
+/// transport accepted it.
+///
+/// # Errors
+///
+/// The outbox's or the transport's failure; what was not marked stays pending.
+pub async fn drain_outbox(outbox: &dyn Outbox, transport: &dyn EventTransport) -> Result<usize, StoreError> {
+    let mut published = 0;
+    loop {
+        let page = outbox.pending(256).await?;
+        if page.is_empty() {
+            return Ok(published);
+        }
+        transport.publish(&page).await?;
+        let positions: Vec<_> = page.iter().map(|e| e.position).collect();
+        outbox.mark_published(&positions).await?;
+        published += page.len();
+    }
+}

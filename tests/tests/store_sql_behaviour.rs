@@ -394,7 +394,7 @@ async fn health_and_statistics() {
     .await
     .expect("deposit");
     let health = store.health_check().await;
-    assert!(health.reachable && health.schema_version == Some(1), "{health:?}");
+    assert!(health.reachable && health.schema_version == Some(2), "{health:?}");
     let stats = store.statistics().await.expect("stats");
     assert_eq!((stats.events, stats.streams, stats.snapshots), (2, 1, 1));
     assert_eq!(stats.events_by_name.get("bank.money_deposited"), Some(&1));
@@ -494,4 +494,118 @@ async fn group_commit_keeps_every_outcome_exact() {
             .expect("open");
         group_commit_outcomes(waiting).await;
     }
+}
+
+/// A transport that refuses every publish.
+struct Down;
+
+impl interlock::transport::EventTransport for Down {
+    fn publish<'a>(
+        &'a self,
+        _: &'a [interlock::RecordedEvent],
+    ) -> interlock::store::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async {
+            Err(StoreError::Unavailable {
+                backend: "down",
+                source: "broker unreachable".into(),
+            })
+        })
+    }
+    fn receive<'a>(
+        &'a self,
+        _: &'a str,
+        _: usize,
+        _: Duration,
+    ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::transport::Delivery>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn ack<'a>(&'a self, _: &'a str, _: u64) -> interlock::store::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Appends record outbox rows in their transaction; a relay elsewhere
+/// publishes them in order and marks them; a failed publish leaves them.
+async fn outbox_relay<S>(store: S)
+where
+    S: interlock::transport::Outbox
+        + interlock::EventStore
+        + interlock::snapshot::SnapshotStore
+        + interlock::idempotency::IdempotencyStore
+        + interlock::subscription::CheckpointStore
+        + interlock::subscription::DeadLetterStore
+        + interlock::saga::SagaStateStore
+        + Clone,
+{
+    use interlock::transport::{EventTransport, MemoryTransport};
+    let writer = Application::builder()
+        .aggregate::<BankAccount>()
+        .service(FeePolicy { fee: 0 })
+        .backend(store.clone())
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    writer
+        .dispatch(OpenAccount {
+            account,
+            owner: "o".into(),
+        })
+        .await
+        .expect("open");
+    writer
+        .dispatch(Churn { account, amount: 5 })
+        .await
+        .expect("three events");
+    assert_eq!(store.pending(100).await.expect("pending").len(), 4);
+
+    // A failing broker: nothing is marked, everything stays pending.
+    let failing = Application::builder()
+        .publish_outbox_to(store.clone(), Down)
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    assert!(failing.publish_pending().await.is_err());
+    assert_eq!(store.pending(100).await.expect("pending").len(), 4);
+
+    // A relay that runs apart from the writer publishes them, in order.
+    let transport = std::sync::Arc::new(MemoryTransport::new());
+    let relay = Application::builder()
+        .publish_outbox_to(store.clone(), transport.clone())
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    relay.publish_pending().await.expect("publish");
+    assert!(store.pending(100).await.expect("pending").is_empty());
+    let delivered = transport.receive("reader", 100, Duration::ZERO).await.expect("receive");
+    let written = store
+        .read_stream(&StreamId::new("bank.account", account.to_string()), Version(1), None)
+        .await
+        .expect("read");
+    assert_eq!(
+        delivered.iter().map(|d| d.event.event_id).collect::<Vec<_>>(),
+        written.iter().map(|e| e.event_id).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_outbox_is_written_with_the_events_and_relayed() {
+    let store = SqliteStore::open(SqliteConfig::memory().outbox(true))
+        .await
+        .expect("open");
+    outbox_relay(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outbox_is_written_with_the_events_and_relayed() {
+    let Some(base) = postgres().await else {
+        return skip("postgres_outbox");
+    };
+    let store = PostgresStore::open(base.config().clone().outbox(true))
+        .await
+        .expect("open");
+    outbox_relay(store).await;
 }

@@ -196,6 +196,9 @@ pub struct SqliteConfig {
     /// WAL mode survives a crash of the process but may lose the last
     /// commits on a power loss, for much higher write rates.
     pub durable_commits: bool,
+    /// Record every append in the transactional outbox table too (default
+    /// off), for `ApplicationBuilder::publish_outbox_to`.
+    pub outbox: bool,
 }
 
 impl SqliteConfig {
@@ -209,7 +212,14 @@ impl SqliteConfig {
             table_prefix: "interlock_".into(),
             group_commit: GroupCommit::default(),
             durable_commits: true,
+            outbox: false,
         }
+    }
+
+    /// Records every append in the transactional outbox table too.
+    pub fn outbox(mut self, on: bool) -> Self {
+        self.outbox = on;
+        self
     }
 
     /// A private in-memory database.
@@ -373,6 +383,9 @@ pub struct PostgresConfig {
     /// `LISTEN/NOTIFY` for live subscriptions (default on). Off, every
     /// commit is a little cheaper and subscribers poll.
     pub notify: bool,
+    /// Record every append in the transactional outbox table too (default
+    /// off), for `ApplicationBuilder::publish_outbox_to`.
+    pub outbox: bool,
 }
 
 impl PostgresConfig {
@@ -388,7 +401,14 @@ impl PostgresConfig {
             statement_timeout: Some(Duration::from_secs(30)),
             group_commit: GroupCommit::default(),
             notify: true,
+            outbox: false,
         }
+    }
+
+    /// Records every append in the transactional outbox table too.
+    pub fn outbox(mut self, on: bool) -> Self {
+        self.outbox = on;
+        self
     }
 
     /// Turns `LISTEN/NOTIFY` on (the default) or off (subscribers poll).

@@ -23,6 +23,7 @@
 //! | `{prefix}checkpoints` | subscriber → last position processed |
 //! | `{prefix}dead_letters` | parked events per subscriber, with the error and attempts |
 //! | `{prefix}saga_instances`, `{prefix}saga_deadlines` | saga state per (saga, key) with a version; scheduled deadlines |
+//! | `{prefix}outbox` | positions appended but not yet published (with `outbox(true)`) |
 //! | `{prefix}schema_migrations` | applied schema versions |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

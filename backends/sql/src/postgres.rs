@@ -276,6 +276,7 @@ impl PostgresStore {
             .bind(recorded)
             .bind(&self.inner.channel)
             .bind(self.inner.config.notify)
+            .bind(self.inner.config.outbox)
             .fetch_all(&self.inner.pool)
             .await;
         let rows = match rows {
@@ -369,6 +370,10 @@ impl PostgresStore {
         });
     }
 
+    pub(crate) fn outbox_enabled(&self) -> bool {
+        self.inner.config.outbox
+    }
+
     pub(crate) fn head_watch(&self) -> Option<watch::Receiver<Position>> {
         self.inner.config.notify.then(|| self.inner.head.subscribe())
     }
@@ -394,7 +399,7 @@ crate::admin::impl_admin!(PostgresStore, Postgres);
 
 /// The one-statement batch append (see `PostgresStore::fast_append`).
 fn fast_append_sql(t: &crate::sql::Tables) -> Arc<str> {
-    let (events, positions) = (&t.events, &t.positions);
+    let (events, positions, outbox) = (&t.events, &t.positions, &t.outbox);
     format!(
         "WITH req AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
@@ -426,8 +431,9 @@ fn fast_append_sql(t: &crate::sql::Tables) -> Arc<str> {
             SELECT b.first_position + e.idx, e.event_id, b.agg_type, b.agg_id, b.actual + e.idx + 1, e.event_name,
                    e.schema_version, e.payload, e.metadata, e.recorded_at
             FROM ev e JOIN base b ON b.req_no = e.req_no
-            RETURNING 1
+            RETURNING position
         ),
+        ob AS (INSERT INTO {outbox} (position) SELECT position FROM ins WHERE $15),
         note AS (SELECT pg_notify($13, (SELECT last FROM bump)::text) AS sent WHERE $14 AND (SELECT COUNT(*) FROM ins) > 0)
         SELECT c.req_no, c.actual, (SELECT last FROM bump) AS last, (SELECT COUNT(*) FROM note) AS notified
         FROM cur c ORDER BY c.req_no"

@@ -36,7 +36,7 @@ impl Dialect {
 }
 
 /// The schema's current version (the last migration).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The migrations, in order: (version, statements).
 pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)> {
@@ -53,11 +53,12 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
         ..
     } = t;
     let p = &t.prefix;
-    vec![(
-        1,
-        vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS {events} (
+    vec![
+        (
+            1,
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {events} (
                     position BIGINT PRIMARY KEY,
                     event_id TEXT NOT NULL UNIQUE,
                     aggregate_type TEXT NOT NULL,
@@ -70,13 +71,13 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
                     recorded_at BIGINT NOT NULL,
                     UNIQUE (aggregate_type, aggregate_id, version)
                 )"
-            ),
-            format!("CREATE INDEX IF NOT EXISTS {p}events_by_name ON {events} (event_name, position)"),
-            format!("CREATE INDEX IF NOT EXISTS {p}events_by_type ON {events} (aggregate_type, position)"),
-            format!("CREATE TABLE IF NOT EXISTS {positions} (id BIGINT PRIMARY KEY, last BIGINT NOT NULL)"),
-            format!("INSERT INTO {positions} (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {snapshots} (
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {p}events_by_name ON {events} (event_name, position)"),
+                format!("CREATE INDEX IF NOT EXISTS {p}events_by_type ON {events} (aggregate_type, position)"),
+                format!("CREATE TABLE IF NOT EXISTS {positions} (id BIGINT PRIMARY KEY, last BIGINT NOT NULL)"),
+                format!("INSERT INTO {positions} (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {snapshots} (
                     aggregate_type TEXT NOT NULL,
                     aggregate_id TEXT NOT NULL,
                     version BIGINT NOT NULL,
@@ -85,9 +86,9 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
                     taken_at BIGINT NOT NULL,
                     PRIMARY KEY (aggregate_type, aggregate_id)
                 )"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {idempotency} (
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {idempotency} (
                     command_id TEXT PRIMARY KEY,
                     status TEXT NOT NULL,
                     until BIGINT NOT NULL,
@@ -97,11 +98,13 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
                     output {blob},
                     recorded_at BIGINT
                 )"
-            ),
-            format!("CREATE INDEX IF NOT EXISTS {p}idempotency_by_until ON {idempotency} (until)"),
-            format!("CREATE TABLE IF NOT EXISTS {checkpoints} (subscriber TEXT PRIMARY KEY, position BIGINT NOT NULL)"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {dead_letters} (
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {p}idempotency_by_until ON {idempotency} (until)"),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {checkpoints} (subscriber TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {dead_letters} (
                     subscriber TEXT NOT NULL,
                     event_id TEXT NOT NULL,
                     position BIGINT NOT NULL,
@@ -117,9 +120,9 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
                     parked_at BIGINT NOT NULL,
                     PRIMARY KEY (subscriber, event_id)
                 )"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {sagas} (
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {sagas} (
                     saga TEXT NOT NULL,
                     saga_key TEXT NOT NULL,
                     state {blob} NOT NULL,
@@ -127,9 +130,9 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
                     last_position BIGINT NOT NULL,
                     PRIMARY KEY (saga, saga_key)
                 )"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {deadlines} (
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {deadlines} (
                     id TEXT PRIMARY KEY,
                     saga TEXT NOT NULL,
                     saga_key TEXT NOT NULL,
@@ -139,11 +142,20 @@ pub(crate) fn migrations(dialect: Dialect, t: &Tables) -> Vec<(i64, Vec<String>)
                     payload {blob} NOT NULL,
                     correlation_id TEXT
                 )"
-            ),
-            format!("CREATE INDEX IF NOT EXISTS {p}deadlines_by_due ON {deadlines} (saga, due)"),
-            format!("CREATE INDEX IF NOT EXISTS {p}deadlines_by_key ON {deadlines} (saga, saga_key)"),
-        ],
-    )]
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {p}deadlines_by_due ON {deadlines} (saga, due)"),
+                format!("CREATE INDEX IF NOT EXISTS {p}deadlines_by_key ON {deadlines} (saga, saga_key)"),
+            ],
+        ),
+        (
+            2,
+            // The transactional outbox: positions appended but not yet published.
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {} (position BIGINT PRIMARY KEY)",
+                t.outbox
+            )],
+        ),
+    ]
 }
 
 /// The qualified names of the tables.
@@ -160,6 +172,7 @@ pub(crate) struct Tables {
     pub(crate) dead_letters: String,
     pub(crate) sagas: String,
     pub(crate) deadlines: String,
+    pub(crate) outbox: String,
 }
 
 impl Tables {
@@ -180,6 +193,7 @@ impl Tables {
             dead_letters: name("dead_letters"),
             sagas: name("saga_instances"),
             deadlines: name("saga_deadlines"),
+            outbox: name("outbox"),
         }
     }
 }
@@ -219,6 +233,8 @@ pub(crate) struct Queries {
     pub(crate) deadline_cancel: Arc<str>,
     pub(crate) deadline_delete_key: Arc<str>,
     pub(crate) deadline_due: Arc<str>,
+    pub(crate) outbox_insert_range: Arc<str>,
+    pub(crate) outbox_pending: Arc<str>,
 }
 
 impl Queries {
@@ -334,8 +350,28 @@ impl Queries {
                  WHERE saga = $1 AND due <= $2 ORDER BY due, id LIMIT $3",
                 t.deadlines
             )),
+            outbox_insert_range: q(format!(
+                "INSERT INTO {} (position) SELECT position FROM {} WHERE position >= $1 AND position <= $2",
+                t.outbox, t.events
+            )),
+            outbox_pending: q(format!(
+                "SELECT {} FROM {} o JOIN {} e ON e.position = o.position ORDER BY o.position LIMIT $1",
+                EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", "),
+                t.outbox,
+                t.events
+            )),
             tables,
         }
+    }
+
+    /// Deletes published outbox rows: `$1 .. $n` the positions.
+    pub(crate) fn outbox_mark(&self, n: usize) -> String {
+        let list: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+        format!(
+            "DELETE FROM {} WHERE position IN ({})",
+            self.tables.outbox,
+            list.join(", ")
+        )
     }
 
     /// `read_all` with its filter: `$1` the position, `$2` the limit, then

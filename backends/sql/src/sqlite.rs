@@ -158,6 +158,10 @@ impl SqliteStore {
 
     pub(crate) fn appended(&self, _head: Position) {}
 
+    pub(crate) fn outbox_enabled(&self) -> bool {
+        self.inner.config.outbox
+    }
+
     pub(crate) fn head_watch(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
         None
     }

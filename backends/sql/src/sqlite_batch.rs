@@ -226,6 +226,18 @@ impl SqliteStore {
                 return None;
             }
         }
+        if self.outbox_enabled() {
+            let recorded = sqlx::query(AssertSqlSafe(self.queries().outbox_insert_range.clone()))
+                .bind(last - total + 1)
+                .bind(last)
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = recorded {
+                let _ = tx.rollback().await;
+                fail(outcomes.into_iter().map(|(r, _)| r), e);
+                return None;
+            }
+        }
         match tx.commit().await {
             Ok(()) => {
                 for (reply, committed) in outcomes {

@@ -272,7 +272,19 @@ macro_rules! impl_sql_store {
                                 continue;
                             }
                         };
-                        match self.insert_events(&mut *savepoint, &stream, actual, events).await {
+                        let inserted = match self.insert_events(&mut *savepoint, &stream, actual, events).await {
+                            Ok((version, positions, last)) if self.outbox_enabled() => {
+                                let first = positions.first().map_or(last, |p| i64_of(p.0));
+                                sqlx::query(AssertSqlSafe(self.queries().outbox_insert_range.clone()))
+                                    .bind(first)
+                                    .bind(last)
+                                    .execute(&mut *savepoint)
+                                    .await
+                                    .map(|_| (version, positions, last))
+                            }
+                            other => other,
+                        };
+                        match inserted {
                             Ok((version, positions, last)) => match savepoint.commit().await {
                                 Ok(()) => {
                                     versions.insert(stream.clone(), version);
@@ -912,6 +924,32 @@ macro_rules! impl_sql_store {
                             });
                         }
                         Ok(due)
+                    })
+                }
+            }
+
+            impl interlock::transport::Outbox for $store {
+                fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
+                    Box::pin(async move {
+                        let rows = sqlx::query(AssertSqlSafe(self.queries().outbox_pending.clone()))
+                            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                            .fetch_all(self.pool())
+                            .await
+                            .map_err(|e| self.err(e))?;
+                        self.rows_to_events(rows)
+                    })
+                }
+
+                fn mark_published<'a>(&'a self, positions: &'a [Position]) -> BoxFuture<'a, Result<(), StoreError>> {
+                    Box::pin(async move {
+                        for chunk in positions.chunks(500) {
+                            let mut query = sqlx::query(AssertSqlSafe(self.queries().outbox_mark(chunk.len())));
+                            for p in chunk {
+                                query = query.bind(i64_of(p.0));
+                            }
+                            query.execute(self.pool()).await.map_err(|e| self.err(e))?;
+                        }
+                        Ok(())
                     })
                 }
             }
