@@ -1356,10 +1356,10 @@ impl Application {
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
         let (mut state, mut version) = self.load_latest::<C::Aggregate>(registration, &stream, true).await?;
         for attempt in 1..=settings.max_attempts {
-            let decision = match C::handle(&state, command.clone(), &inner.services).await {
+            let decision = match C::handle(&*state, command.clone(), &inner.services).await {
                 Ok(d) => d,
                 Err(HandlerError::Domain(e)) => {
-                    inner.cache.put(stream, Box::new(state), version);
+                    inner.cache.put(stream, state, version);
                     return Err(CommandError::Domain(e));
                 }
                 Err(HandlerError::MissingService(m)) => {
@@ -1367,7 +1367,7 @@ impl Application {
                 }
             };
             if decision.events.is_empty() {
-                inner.cache.put(stream.clone(), Box::new(state), version);
+                inner.cache.put(stream.clone(), state, version);
                 return Ok(Dispatched {
                     output: decision.output,
                     command_id,
@@ -1411,9 +1411,9 @@ impl Application {
                     for event in &decision.events {
                         state.apply(event);
                     }
-                    self.maybe_snapshot(registration, &stream, &state, version, committed.version)
+                    self.maybe_snapshot(registration, &stream, &*state, version, committed.version)
                         .await;
-                    inner.cache.put(stream, Box::new(state), committed.version);
+                    inner.cache.put(stream, state, committed.version);
                     if let Some(last) = committed.positions.last() {
                         self.update_inline(*last).await;
                     }
@@ -1445,7 +1445,8 @@ impl Application {
                         .read_stream_for_load(&stream, version.next())
                         .await
                         .map_err(CommandError::Store)?;
-                    (state, version) = fold(registration, &stream, state, version, &newer, None)?;
+                    let (forward, at) = fold(registration, &stream, *state, version, &newer, None)?;
+                    (state, version) = (Box::new(forward), at);
                 }
                 Err(e) => {
                     inner.cache.invalidate(&stream);
@@ -1510,16 +1511,18 @@ impl Application {
         registration: &Registration,
         stream: &StreamId,
         use_cache: bool,
-    ) -> Result<(A, Version), LoadError> {
+    ) -> Result<(Box<A>, Version), LoadError> {
+        // Boxed: a cached state goes back to the cache in the same box.
         if use_cache
             && let Some((state, version)) = self.inner.cache.take(stream)
             && let Ok(state) = state.downcast::<A>()
         {
-            return Ok((*state, version));
+            return Ok((state, version));
         }
         let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
         let events = self.inner.store.read_stream_for_load(stream, version.next()).await?;
-        fold(registration, stream, state, version, &events, None)
+        let (state, version) = fold(registration, stream, state, version, &events, None)?;
+        Ok((Box::new(state), version))
     }
 
     async fn load_snapshot<A: Aggregate>(

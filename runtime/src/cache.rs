@@ -5,7 +5,7 @@
 //! a stale entry can only cost a conflict and a reload, never an update.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 
 use parking_lot::Mutex;
 
@@ -21,11 +21,15 @@ pub(crate) struct AggregateCache {
 /// Stream ids hash with foldhash: fast, and seeded per process.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Entries with the tick of their last use, and the uses in order. The
+/// order queue is cleaned lazily: a use whose tick no longer matches its
+/// entry (taken, or used again since) is skipped on eviction, and the queue
+/// is compacted when it outgrows the entries.
 #[derive(Default)]
 struct Lru {
     tick: u64,
     entries: Map<StreamId, (State, Version, u64)>,
-    order: BTreeMap<u64, StreamId>,
+    order: VecDeque<(u64, StreamId)>,
 }
 
 impl AggregateCache {
@@ -42,8 +46,7 @@ impl AggregateCache {
             return None;
         }
         let mut lru = self.inner.lock();
-        let (state, version, tick) = lru.entries.remove(stream)?;
-        lru.order.remove(&tick);
+        let (state, version, _) = lru.entries.remove(stream)?;
         Some((state, version))
     }
 
@@ -54,31 +57,31 @@ impl AggregateCache {
         }
         let mut lru = self.inner.lock();
         let lru = &mut *lru;
-        if let Some((_, cached, tick)) = lru.entries.get(&stream) {
-            if *cached > version {
-                return;
-            }
-            let tick = *tick;
-            lru.order.remove(&tick);
+        if lru.entries.get(&stream).is_some_and(|(_, cached, _)| *cached > version) {
+            return;
         }
         lru.tick += 1;
         let tick = lru.tick;
-        lru.order.insert(tick, stream.clone());
+        lru.order.push_back((tick, stream.clone()));
         lru.entries.insert(stream, (state, version, tick));
         while lru.entries.len() > self.capacity {
-            let Some((_, oldest)) = lru.order.pop_first() else {
+            let Some((tick, oldest)) = lru.order.pop_front() else {
                 break;
             };
-            lru.entries.remove(&oldest);
+            if lru.entries.get(&oldest).is_some_and(|(_, _, t)| *t == tick) {
+                lru.entries.remove(&oldest);
+            }
+        }
+        if lru.order.len() > 2 * self.capacity + 64 {
+            let entries = &lru.entries;
+            lru.order
+                .retain(|(tick, key)| entries.get(key).is_some_and(|(_, _, t)| t == tick));
         }
     }
 
     /// Drops the entry of `stream`.
     pub(crate) fn invalidate(&self, stream: &StreamId) {
-        let mut lru = self.inner.lock();
-        if let Some((_, _, tick)) = lru.entries.remove(stream) {
-            lru.order.remove(&tick);
-        }
+        self.inner.lock().entries.remove(stream);
     }
 
     #[cfg(test)]
@@ -118,6 +121,19 @@ mod tests {
         let (s, v) = cache.take(&key(1)).expect("cached");
         assert_eq!(v, Version(2));
         assert_eq!(s.downcast_ref::<u8>(), Some(&2));
+    }
+
+    #[test]
+    fn the_use_queue_stays_bounded() {
+        let cache = AggregateCache::new(2);
+        for round in 0..1000u64 {
+            let k = key((round % 3) as u32);
+            let (state, version) = cache.take(&k).unwrap_or((Box::new(0u8), Version(0)));
+            cache.put(k, state, version.next());
+        }
+        let lru = cache.inner.lock();
+        assert!(lru.entries.len() <= 2);
+        assert!(lru.order.len() <= 2 * 2 + 64 + 1, "queue of {}", lru.order.len());
     }
 
     #[test]
