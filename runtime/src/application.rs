@@ -235,6 +235,27 @@ pub(crate) struct SubscriberDeps {
     pub(crate) dead_letters: Arc<dyn DeadLetterStore>,
 }
 
+impl SubscriberDeps {
+    /// A subscriber named `name` over the events named `names`.
+    fn subscriber(
+        &self,
+        name: String,
+        names: &'static [&'static str],
+        config: SubscriberConfig,
+        handler: Box<dyn crate::subscription::ErasedHandler>,
+    ) -> Arc<Subscriber> {
+        Arc::new(Subscriber::new(
+            name,
+            EventFilter::all().event_names(names.iter().copied()),
+            config,
+            Arc::clone(&self.store),
+            Arc::clone(&self.checkpoints),
+            Arc::clone(&self.dead_letters),
+            handler,
+        ))
+    }
+}
+
 struct ProjectionEntry {
     name: &'static str,
     inline: bool,
@@ -320,19 +341,15 @@ impl ApplicationBuilder {
         let model = Arc::new(tokio::sync::RwLock::new(projection));
         let subscriber_config = config.subscriber.clone();
         let make: MakeSubscriber = Box::new(move |deps, _app| {
-            let filter = EventFilter::all().event_names(<P::Event as EventSet>::NAMES.iter().copied());
-            let subscriber = Subscriber::new(
+            let subscriber = deps.subscriber(
                 format!("projection:{}", P::NAME),
-                filter,
+                <P::Event as EventSet>::NAMES,
                 subscriber_config,
-                Arc::clone(&deps.store),
-                Arc::clone(&deps.checkpoints),
-                Arc::clone(&deps.dead_letters),
                 Box::new(ProjectionHandler {
                     model: Arc::clone(&model),
                 }),
             );
-            (Arc::new(subscriber), model as Arc<dyn Any + Send + Sync>)
+            (subscriber, model as Arc<dyn Any + Send + Sync>)
         });
         self.projections.retain(|p| p.type_id != TypeId::of::<P>());
         self.projections.push(PendingProjection {
@@ -354,17 +371,13 @@ impl ApplicationBuilder {
     pub fn saga_with<S: Saga>(mut self, config: SubscriberConfig) -> Self {
         let poll = config.poll_interval;
         let make: MakeSubscriber = Box::new(move |deps, app| {
-            let filter = EventFilter::all().event_names(<S::Event as EventSet>::NAMES.iter().copied());
-            let subscriber = Subscriber::new(
+            let subscriber = deps.subscriber(
                 format!("saga:{}", S::NAME),
-                filter,
+                <S::Event as EventSet>::NAMES,
                 config,
-                Arc::clone(&deps.store),
-                Arc::clone(&deps.checkpoints),
-                Arc::clone(&deps.dead_letters),
                 Box::new(crate::saga_runner::SagaHandler::<S>::new(app)),
             );
-            (Arc::new(subscriber), Arc::new(()) as Arc<dyn Any + Send + Sync>)
+            (subscriber, Arc::new(()) as Arc<dyn Any + Send + Sync>)
         });
         self.sagas.retain(|p| p.type_id != TypeId::of::<S>());
         self.sagas.push(PendingSaga {

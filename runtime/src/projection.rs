@@ -158,14 +158,8 @@ impl<P: Projection> ProjectionScenario<P> {
     #[must_use = "check the read model with `then_query` or `then`"]
     pub fn given<E: crate::event::Event>(mut self, event: E) -> Self {
         self.position += 1;
-        let payload = match event.encode_payload() {
-            Ok(p) => p,
-            Err(e) => panic!("cannot encode `{}`: {e}", E::NAME),
-        };
-        let decoded = match P::Event::decode(E::NAME, E::VERSION, &payload) {
-            Ok(d) => d,
-            Err(e) => panic!("projection `{}` does not handle `{}`: {e}", P::NAME, E::NAME),
-        };
+        let decoded: P::Event =
+            crate::scenario::into_set(&event, &format!("projection `{}`", P::NAME), "does not handle");
         let meta = EventMeta {
             event_id: EventId::new(),
             stream: self.stream.clone(),

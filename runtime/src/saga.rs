@@ -542,14 +542,7 @@ impl<S: Saga> SagaScenario<S> {
     #[track_caller]
     #[must_use = "check the outcome with a `then_*` method"]
     pub fn when<E: Event>(mut self, event: E) -> SagaOutcome<S> {
-        let payload = match event.encode_payload() {
-            Ok(p) => p,
-            Err(e) => panic!("cannot encode `{}`: {e}", E::NAME),
-        };
-        let decoded = match S::Event::decode(E::NAME, E::VERSION, &payload) {
-            Ok(d) => d,
-            Err(e) => panic!("saga `{}` has no step for `{}`: {e}", S::NAME, E::NAME),
-        };
+        let decoded: S::Event = crate::scenario::into_set(&event, &format!("saga `{}`", S::NAME), "has no step for");
         let route = S::route(&decoded);
         let cause = Cause {
             id: Ulid::new(),
@@ -580,14 +573,8 @@ impl<S: Saga> SagaScenario<S> {
     #[track_caller]
     #[must_use = "check the outcome with a `then_*` method"]
     pub fn when_deadline<D: Event>(mut self, deadline: D) -> SagaOutcome<S> {
-        let payload = match deadline.encode_payload() {
-            Ok(p) => p,
-            Err(e) => panic!("cannot encode `{}`: {e}", D::NAME),
-        };
-        let decoded = match S::Deadline::decode(D::NAME, D::VERSION, &payload) {
-            Ok(d) => d,
-            Err(e) => panic!("saga `{}` has no deadline handler for `{}`: {e}", S::NAME, D::NAME),
-        };
+        let decoded: S::Deadline =
+            crate::scenario::into_set(&deadline, &format!("saga `{}`", S::NAME), "has no deadline handler for");
         let Some(mut state) = self.state.take() else {
             panic!("saga `{}` has no instance for the deadline to fire on", S::NAME);
         };

@@ -196,6 +196,21 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
     }
 }
 
+/// Encodes `event` and decodes it into the event set `S` of `owner`, as a
+/// store would hand it over; a scenario given an event its subject does
+/// not take fails the test with `missing`.
+#[track_caller]
+pub(crate) fn into_set<S: EventSet, E: crate::event::Event>(event: &E, owner: &str, missing: &str) -> S {
+    let payload = match event.encode_payload() {
+        Ok(p) => p,
+        Err(e) => panic!("cannot encode `{}`: {e}", E::NAME),
+    };
+    match S::decode(E::NAME, E::VERSION, &payload) {
+        Ok(d) => d,
+        Err(e) => panic!("{owner} {missing} `{}`: {e}", E::NAME),
+    }
+}
+
 struct ThreadWaker(std::thread::Thread);
 
 impl Wake for ThreadWaker {
