@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use interlock::prelude::*;
-use interlock::snapshot::{Snapshot, SnapshotStore};
+use interlock::store::EventStore;
+use interlock::store::MemoryEventStore;
 use interlock::store::{EventFilter, EventMetadata, ExpectedVersion, NewEvent};
-use interlock::{EventId, MemoryEventStore, Position, StreamId, Timestamp};
+use interlock::store::{Snapshot, SnapshotStore};
+use interlock::{EventId, Position, StreamId, Timestamp};
 use interlock_sql::sqlx::{self, AssertSqlSafe};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 
@@ -73,12 +75,12 @@ fn remove_sqlite(path: &std::path::Path) {
 
 async fn app_with<B>(backend: B) -> Result<Application, Error>
 where
-    B: interlock::EventStore
-        + interlock::snapshot::SnapshotStore
-        + interlock::idempotency::IdempotencyStore
-        + interlock::subscription::CheckpointStore
-        + interlock::subscription::DeadLetterStore
-        + interlock::saga::SagaStateStore
+    B: interlock::store::EventStore
+        + interlock::store::SnapshotStore
+        + interlock::store::IdempotencyStore
+        + interlock::store::CheckpointStore
+        + interlock::store::DeadLetterStore
+        + interlock::store::SagaStateStore
         + Clone,
 {
     Ok(Application::builder()
@@ -526,7 +528,7 @@ async fn w7_memory(events: u64) -> Result<(), Error> {
     let holding_mb = crate::report::peak_rss_mb().unwrap_or(0);
     catch_up_line(
         store,
-        interlock::subscription::MemoryCheckpointStore::new(),
+        interlock::store::MemoryCheckpointStore::new(),
         "memory",
         events,
         holding_mb,
@@ -562,8 +564,8 @@ async fn catch_up_line<S, C>(
     holding_mb: u64,
 ) -> Result<(), Error>
 where
-    S: interlock::EventStore + Clone,
-    C: interlock::subscription::CheckpointStore,
+    S: interlock::store::EventStore + Clone,
+    C: interlock::store::CheckpointStore,
 {
     let app = Application::builder()
         .projection_with(

@@ -16,21 +16,20 @@ use crate::cache::AggregateCache;
 use crate::command::{HandledCommand, HandlerError};
 use crate::error::{BuildError, CommandError, LoadError, QueryError};
 use crate::event::EventSet;
-use crate::idempotency::{self, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
 use crate::ids::{AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version};
 use crate::middleware::{CommandContext, Core, Layer, LayerError, Next, Outcome, Rejection};
 use crate::projection::{HandledQuery, Projection, ProjectionHandler};
-use crate::saga::{MemorySagaStateStore, Saga, SagaStateStore};
+use crate::saga::Saga;
 use crate::services::Services;
-use crate::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
+use crate::store::{self as idempotency, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
 use crate::store::{
     BoxFuture, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
     RecordedEvent, StoreError,
 };
-use crate::subscription::{
-    CheckpointStore, DeadLetter, DeadLetterStore, MemoryCheckpointStore, MemoryDeadLetterStore, Subscriber,
-    SubscriberConfig, SubscriberStatus, SubscriptionError,
-};
+use crate::store::{CheckpointStore, DeadLetter, DeadLetterStore, MemoryCheckpointStore, MemoryDeadLetterStore};
+use crate::store::{MemorySagaStateStore, SagaStateStore};
+use crate::store::{MemorySnapshotStore, Snapshot, SnapshotStore};
+use crate::subscription::{Subscriber, SubscriberConfig, SubscriberStatus, SubscriptionError};
 
 type ErasedState = Box<dyn Any + Send>;
 type EncodeState = fn(&(dyn Any + Send)) -> Option<Result<Vec<u8>, serde_json::Error>>;
@@ -157,16 +156,13 @@ pub struct ApplicationBuilder {
     query_interceptors: Vec<(Option<TypeId>, QueryInterceptor)>,
     settings: Settings,
     background: bool,
-    publish_to: Vec<(String, Arc<dyn crate::transport::EventTransport>)>,
-    consume_from: Option<(Arc<dyn crate::transport::EventTransport>, String)>,
+    publish_to: Vec<(String, Arc<dyn crate::store::EventTransport>)>,
+    consume_from: Option<(Arc<dyn crate::store::EventTransport>, String)>,
     outboxes: Vec<OutboxRelay>,
 }
 
 /// An outbox and the transport its events go to.
-type OutboxRelay = (
-    Arc<dyn crate::transport::Outbox>,
-    Arc<dyn crate::transport::EventTransport>,
-);
+type OutboxRelay = (Arc<dyn crate::store::Outbox>, Arc<dyn crate::store::EventTransport>);
 
 type Interceptor = Arc<dyn Fn(&mut dyn Any, &mut CommandContext) -> Result<(), Rejection> + Send + Sync>;
 type QueryInterceptor = Arc<dyn Fn(&dyn Any, &QueryContext) -> Result<(), Rejection> + Send + Sync>;
@@ -292,8 +288,8 @@ impl ApplicationBuilder {
     /// and on [`Application::publish_pending`].
     pub fn publish_outbox_to(
         mut self,
-        outbox: impl crate::transport::Outbox,
-        transport: impl crate::transport::EventTransport,
+        outbox: impl crate::store::Outbox,
+        transport: impl crate::store::EventTransport,
     ) -> Self {
         self.outboxes.push((Arc::new(outbox), Arc::new(transport)));
         self
@@ -301,7 +297,7 @@ impl ApplicationBuilder {
 
     /// Relays every committed event of this application's log to
     /// `transport`, at least once, from a checkpoint named `relay:<name>`.
-    pub fn publish_to(mut self, name: impl Into<String>, transport: impl crate::transport::EventTransport) -> Self {
+    pub fn publish_to(mut self, name: impl Into<String>, transport: impl crate::store::EventTransport) -> Self {
         self.publish_to.push((name.into(), Arc::new(transport)));
         self
     }
@@ -310,11 +306,7 @@ impl ApplicationBuilder {
     /// (as consumer `consumer`) instead of from its own event store; their
     /// checkpoints are the producer's global positions, so re-deliveries
     /// are skipped. Inline projections are fed from the transport too.
-    pub fn consume_from(
-        mut self,
-        consumer: impl Into<String>,
-        transport: impl crate::transport::EventTransport,
-    ) -> Self {
+    pub fn consume_from(mut self, consumer: impl Into<String>, transport: impl crate::store::EventTransport) -> Self {
         self.consume_from = Some((Arc::new(transport), consumer.into()));
         self
     }
@@ -663,7 +655,7 @@ impl ApplicationBuilder {
                         Arc::clone(&deps.store),
                         Arc::clone(&deps.checkpoints),
                         Arc::clone(&deps.dead_letters),
-                        Box::new(crate::transport::RelayHandler { transport }),
+                        Box::new(crate::processes::relay::RelayHandler { transport }),
                     ))
                 })
                 .collect();
@@ -800,7 +792,7 @@ impl From<std::time::SystemTime> for AsOf {
 pub(crate) struct Inner {
     outboxes: Vec<OutboxRelay>,
     relays: Vec<Arc<Subscriber>>,
-    consume_from: Option<(Arc<dyn crate::transport::EventTransport>, String)>,
+    consume_from: Option<(Arc<dyn crate::store::EventTransport>, String)>,
     store: Arc<dyn EventStore>,
     snapshots: Arc<dyn SnapshotStore>,
     idempotency: Arc<dyn IdempotencyStore>,
@@ -1041,7 +1033,7 @@ impl Application {
             last = relay.catch_up(None).await?;
         }
         for (outbox, transport) in &self.inner.outboxes {
-            crate::transport::drain_outbox(outbox.as_ref(), transport.as_ref())
+            crate::processes::relay::drain_outbox(outbox.as_ref(), transport.as_ref())
                 .await
                 .map_err(|source| SubscriptionError::Store {
                     subscriber: "outbox".into(),
@@ -1728,12 +1720,12 @@ async fn purge_loop(
 
 /// Drains an outbox into its transport every 100 ms, until shutdown.
 async fn outbox_loop(
-    outbox: Arc<dyn crate::transport::Outbox>,
-    transport: Arc<dyn crate::transport::EventTransport>,
+    outbox: Arc<dyn crate::store::Outbox>,
+    transport: Arc<dyn crate::store::EventTransport>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = crate::transport::drain_outbox(outbox.as_ref(), transport.as_ref()).await {
+        if let Err(e) = crate::processes::relay::drain_outbox(outbox.as_ref(), transport.as_ref()).await {
             tracing::warn!(error = %e, "publishing the outbox failed; retrying");
         }
         tokio::select! {

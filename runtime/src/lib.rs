@@ -7,21 +7,20 @@ mod cache;
 pub mod command;
 pub mod error;
 pub mod event;
-pub mod idempotency;
+mod future;
 pub mod ids;
 pub mod middleware;
+mod processes;
 pub mod projection;
 pub mod saga;
 mod saga_runner;
 pub mod scenario;
+mod seams;
 pub mod services;
-pub mod snapshot;
-pub mod store;
 pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-pub mod transport;
 
 #[doc(inline)]
 pub use crate::aggregate::{Aggregate, Loaded};
@@ -48,8 +47,13 @@ pub use crate::projection::{EventMeta, HandledQuery, Projection, ProjectionScena
 pub use crate::saga::{Saga, SagaContext, SagaError, SagaResult, SagaScenario};
 #[doc(inline)]
 pub use crate::scenario::AggregateScenario;
-#[doc(inline)]
-pub use crate::store::{EventMetadata, EventStore, MemoryEventStore, RecordedEvent, StoreError};
+
+/// The seams every backend implements: the storage traits with their
+/// in-memory implementations, the batch-append primitive and the transport.
+pub mod store {
+    #[doc(inline)]
+    pub use crate::seams::*;
+}
 #[doc(inline)]
 pub use crate::subscription::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 
@@ -133,9 +137,9 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
         Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId, DispatchOptions, Event,
-        EventMeta, EventStore, HandledCommand, HandledQuery, Projection, ProjectionConfig, ProjectionScenario, Reply,
-        Saga, SagaContext, SagaError, SagaResult, SagaScenario, SchemaVersion, Timestamp, Version, aggregate,
-        applies_event, handles_command, handles_event, handles_query, projection, saga, saga_deadline, saga_step,
+        EventMeta, HandledCommand, HandledQuery, Projection, ProjectionConfig, ProjectionScenario, Reply, Saga,
+        SagaContext, SagaError, SagaResult, SagaScenario, SchemaVersion, Timestamp, Version, aggregate, applies_event,
+        handles_command, handles_event, handles_query, projection, saga, saga_deadline, saga_step,
     };
     #[doc(no_inline)]
     pub use serde::{Deserialize, Serialize};

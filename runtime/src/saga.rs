@@ -8,7 +8,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ulid::Ulid;
@@ -17,8 +16,8 @@ use crate::application::{Application, DispatchOptions};
 use crate::command::HandledCommand;
 use crate::error::CommandError;
 use crate::event::{Event, EventSet};
-use crate::ids::{CausationId, CommandId, CorrelationId, SchemaVersion, StreamId, Timestamp, Version};
-use crate::store::{BoxFuture, ExpectedVersion, StoreError};
+use crate::ids::{CausationId, CommandId, CorrelationId, Timestamp};
+use crate::store::ScheduledDeadline;
 
 /// How a step relates to the saga's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,187 +98,6 @@ pub trait Saga: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
         deadline: Self::Deadline,
         ctx: &'a mut SagaContext,
     ) -> impl Future<Output = Result<bool, SagaError>> + Send + 'a;
-}
-
-/// A deadline scheduled by a saga.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScheduledDeadline {
-    /// The deadline's id.
-    pub id: Ulid,
-    /// The saga.
-    pub saga: String,
-    /// The instance key.
-    pub key: String,
-    /// When it fires.
-    pub due: Timestamp,
-    /// The payload's event name.
-    pub name: String,
-    /// The payload's schema version.
-    pub schema_version: SchemaVersion,
-    /// The payload (JSON).
-    pub payload: Bytes,
-    /// The correlation id of the step that scheduled it.
-    pub correlation_id: Option<CorrelationId>,
-}
-
-/// A saga instance's persisted state.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SagaInstance {
-    /// The state (JSON).
-    pub state: Bytes,
-    /// Its version: 1 after the first save, +1 per save.
-    pub version: Version,
-    /// The global position of the last event a step handled, so a
-    /// re-delivered event is not applied twice.
-    pub last_position: crate::ids::Position,
-}
-
-/// One atomic change of a saga instance.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SagaChange {
-    /// Store the new state, schedule and cancel deadlines.
-    Save {
-        /// The new state.
-        state: Bytes,
-        /// The position of the event handled (unchanged for a deadline).
-        last_position: crate::ids::Position,
-        /// Deadlines to add.
-        schedule: Vec<ScheduledDeadline>,
-        /// Deadlines to remove (the one that fired, cancelled ones).
-        cancel: Vec<Ulid>,
-    },
-    /// Delete the instance and all its deadlines.
-    Delete,
-}
-
-/// Storage of saga instances and their deadlines, with optimistic versions.
-pub trait SagaStateStore: Send + Sync + 'static {
-    /// The instance of `saga` with `key`.
-    fn load<'a>(&'a self, saga: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>>;
-
-    /// Applies `change` if the instance is at `expected` (`Version::INITIAL`:
-    /// must not exist); returns the new version.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Conflict`] (stream `saga.<name>/<key>`) on a version mismatch.
-    fn apply<'a>(
-        &'a self,
-        saga: &'a str,
-        key: &'a str,
-        expected: Version,
-        change: SagaChange,
-    ) -> BoxFuture<'a, Result<Version, StoreError>>;
-
-    /// Up to `limit` deadlines of `saga` due at `now`, earliest first.
-    fn due<'a>(
-        &'a self,
-        saga: &'a str,
-        now: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>>;
-}
-
-/// Saga instances kept in process memory.
-#[derive(Debug, Default)]
-pub struct MemorySagaStateStore {
-    inner: Mutex<MemorySagas>,
-}
-
-#[derive(Debug, Default)]
-struct MemorySagas {
-    instances: HashMap<(String, String), SagaInstance>,
-    deadlines: Vec<ScheduledDeadline>,
-}
-
-impl MemorySagaStateStore {
-    /// An empty store.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-/// The conflict error of a saga instance (for `SagaStateStore` implementations).
-pub fn saga_conflict(saga: &str, key: &str, expected: Version, actual: Version) -> StoreError {
-    StoreError::Conflict {
-        stream: StreamId::new(format!("saga.{saga}"), key),
-        expected: ExpectedVersion::Exact(expected),
-        actual,
-    }
-}
-
-impl SagaStateStore for MemorySagaStateStore {
-    fn load<'a>(&'a self, saga: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>> {
-        let instance = self
-            .inner
-            .lock()
-            .instances
-            .get(&(saga.to_owned(), key.to_owned()))
-            .cloned();
-        Box::pin(std::future::ready(Ok(instance)))
-    }
-
-    fn apply<'a>(
-        &'a self,
-        saga: &'a str,
-        key: &'a str,
-        expected: Version,
-        change: SagaChange,
-    ) -> BoxFuture<'a, Result<Version, StoreError>> {
-        let mut inner = self.inner.lock();
-        let id = (saga.to_owned(), key.to_owned());
-        let actual = inner.instances.get(&id).map_or(Version::INITIAL, |i| i.version);
-        let result = if actual != expected {
-            Err(saga_conflict(saga, key, expected, actual))
-        } else {
-            match change {
-                SagaChange::Save {
-                    state,
-                    last_position,
-                    schedule,
-                    cancel,
-                } => {
-                    let version = actual.next();
-                    inner.instances.insert(
-                        id,
-                        SagaInstance {
-                            state,
-                            version,
-                            last_position,
-                        },
-                    );
-                    inner.deadlines.retain(|d| !cancel.contains(&d.id));
-                    inner.deadlines.extend(schedule);
-                    Ok(version)
-                }
-                SagaChange::Delete => {
-                    inner.instances.remove(&id);
-                    inner.deadlines.retain(|d| !(d.saga == saga && d.key == key));
-                    Ok(Version::INITIAL)
-                }
-            }
-        };
-        Box::pin(std::future::ready(result))
-    }
-
-    fn due<'a>(
-        &'a self,
-        saga: &'a str,
-        now: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>> {
-        let inner = self.inner.lock();
-        let mut due: Vec<_> = inner
-            .deadlines
-            .iter()
-            .filter(|d| d.saga == saga && d.due <= now)
-            .cloned()
-            .collect();
-        due.sort_by_key(|d| (d.due, d.id));
-        due.truncate(limit);
-        Box::pin(std::future::ready(Ok(due)))
-    }
 }
 
 /// What caused the step now running.
@@ -713,28 +531,5 @@ impl<S: Saga> SagaOutcome<S> {
     /// Continues the scenario with the next event.
     pub fn and(self) -> SagaScenario<S> {
         self.scenario
-    }
-}
-
-impl<S: SagaStateStore + ?Sized> SagaStateStore for std::sync::Arc<S> {
-    fn load<'a>(&'a self, saga: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>> {
-        (**self).load(saga, key)
-    }
-    fn apply<'a>(
-        &'a self,
-        saga: &'a str,
-        key: &'a str,
-        expected: Version,
-        change: SagaChange,
-    ) -> BoxFuture<'a, Result<Version, StoreError>> {
-        (**self).apply(saga, key, expected, change)
-    }
-    fn due<'a>(
-        &'a self,
-        saga: &'a str,
-        now: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>> {
-        (**self).due(saga, now, limit)
     }
 }

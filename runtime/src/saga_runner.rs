@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::application::{Application, Inner};
 use crate::event::EventSet;
 use crate::ids::{CausationId, Timestamp, Version};
-use crate::saga::{Cause, Saga, SagaChange, SagaContext, SagaError, StepKind};
+use crate::saga::{Cause, Saga, SagaContext, SagaError, StepKind};
+use crate::store::SagaChange;
 use crate::store::{BoxFuture, RecordedEvent, StoreError};
 use crate::subscription::{ErasedHandler, HandlerFailure};
 

@@ -8,15 +8,14 @@
 //! it whenever the head moves (or on a poll interval); an *inline*
 //! projection is also caught up by `dispatch` before it returns.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
-use crate::ids::{EventId, Position, Timestamp};
-use crate::store::{BoxFuture, EventFilter, EventStore, RecordedEvent, StoreError};
+use crate::ids::{Position, Timestamp};
+use crate::store::{
+    BoxFuture, CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, RecordedEvent, StoreError,
+};
 
 /// Why an event handler failed (any error type, boxed).
 #[derive(Debug)]
@@ -64,107 +63,6 @@ impl EventHandlerResult for () {
 impl<E: std::error::Error + Send + Sync + 'static> EventHandlerResult for Result<(), E> {
     fn into_result(self) -> Result<(), HandlerFailure> {
         self.map_err(HandlerFailure::from)
-    }
-}
-
-/// Storage of subscribers' positions in the global log.
-pub trait CheckpointStore: Send + Sync + 'static {
-    /// The last position `subscriber` processed, if it ever saved one.
-    fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<Position>, StoreError>>;
-    /// Records that `subscriber` processed everything up to `position`.
-    fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>>;
-}
-
-/// Checkpoints kept in process memory.
-#[derive(Debug, Default)]
-pub struct MemoryCheckpointStore {
-    positions: Mutex<HashMap<String, Position>>,
-}
-
-impl MemoryCheckpointStore {
-    /// An empty store.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl CheckpointStore for MemoryCheckpointStore {
-    fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<Position>, StoreError>> {
-        let position = self.positions.lock().get(subscriber).copied();
-        Box::pin(std::future::ready(Ok(position)))
-    }
-
-    fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.positions.lock().insert(subscriber.to_owned(), position);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
-
-/// An event a subscriber failed on, parked after its retries.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadLetter {
-    /// The subscriber that failed.
-    pub subscriber: String,
-    /// The event.
-    pub event: RecordedEvent,
-    /// The last error, as text.
-    pub error: String,
-    /// How many times the handler ran on it.
-    pub attempts: u32,
-    /// When it was parked (or last replayed).
-    pub parked_at: Timestamp,
-}
-
-/// Storage of parked events.
-pub trait DeadLetterStore: Send + Sync + 'static {
-    /// Parks `letter`, replacing an earlier letter for the same subscriber and event.
-    fn park(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// The letters of `subscriber`, in global position order.
-    fn list<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>>;
-    /// Removes the letter of `subscriber` for `event`.
-    fn remove<'a>(&'a self, subscriber: &'a str, event: EventId) -> BoxFuture<'a, Result<(), StoreError>>;
-}
-
-/// Dead letters kept in process memory.
-#[derive(Debug, Default)]
-pub struct MemoryDeadLetterStore {
-    letters: Mutex<Vec<DeadLetter>>,
-}
-
-impl MemoryDeadLetterStore {
-    /// An empty store.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl DeadLetterStore for MemoryDeadLetterStore {
-    fn park(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
-        let mut letters = self.letters.lock();
-        letters.retain(|l| !(l.subscriber == letter.subscriber && l.event.event_id == letter.event.event_id));
-        letters.push(letter);
-        letters.sort_by_key(|l| l.event.position);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn list<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
-        let letters = self
-            .letters
-            .lock()
-            .iter()
-            .filter(|l| l.subscriber == subscriber)
-            .cloned()
-            .collect();
-        Box::pin(std::future::ready(Ok(letters)))
-    }
-
-    fn remove<'a>(&'a self, subscriber: &'a str, event: EventId) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.letters
-            .lock()
-            .retain(|l| !(l.subscriber == subscriber && l.event.event_id == event));
-        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -651,26 +549,5 @@ impl Subscriber {
                 _ = shutdown.changed() => {}
             }
         }
-    }
-}
-
-impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
-    fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<Position>, StoreError>> {
-        (**self).load(subscriber)
-    }
-    fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
-        (**self).save(subscriber, position)
-    }
-}
-
-impl<S: DeadLetterStore + ?Sized> DeadLetterStore for Arc<S> {
-    fn park(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), StoreError>> {
-        (**self).park(letter)
-    }
-    fn list<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
-        (**self).list(subscriber)
-    }
-    fn remove<'a>(&'a self, subscriber: &'a str, event: EventId) -> BoxFuture<'a, Result<(), StoreError>> {
-        (**self).remove(subscriber, event)
     }
 }

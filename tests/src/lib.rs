@@ -4,6 +4,7 @@ pub mod bank {
     //! A bank account: open, deposit, withdraw; one upcast event.
 
     use interlock::prelude::*;
+    use interlock::store::EventStore;
 
     /// Account errors.
     #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use interlock::prelude::*;
-use interlock::{CommandError, MemoryEventStore, StreamId};
+use interlock::store::EventStore;
+use interlock::store::MemoryEventStore;
+use interlock::{CommandError, StreamId};
 use interlock_tests::bank::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,8 +1,10 @@
 //! Dispatch through the application on the in-memory store.
 
 use interlock::prelude::*;
+use interlock::store::EventStore;
+use interlock::store::MemoryEventStore;
 use interlock::store::{EventFilter, NewEvent};
-use interlock::{CommandError, EventId, LoadError, MemoryEventStore, StreamId, Timestamp};
+use interlock::{CommandError, EventId, LoadError, StreamId, Timestamp};
 use interlock_tests::bank::*;
 
 async fn open(app: &Application) -> Ulid {
@@ -493,7 +495,7 @@ async fn read_all_filters_by_name_and_aggregate_type() {
 
 #[tokio::test]
 async fn expired_idempotency_records_are_cleaned_up_in_the_background() {
-    use interlock::idempotency::{Claim, IdempotencyStore, MemoryIdempotencyStore};
+    use interlock::store::{Claim, IdempotencyStore, MemoryIdempotencyStore};
     let records = std::sync::Arc::new(MemoryIdempotencyStore::new());
     let app = Application::builder()
         .aggregate::<BankAccount>()

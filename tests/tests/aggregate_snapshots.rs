@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use interlock::prelude::*;
-use interlock::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
-use interlock::{MemoryEventStore, StreamId, Timestamp};
+use interlock::store::MemoryEventStore;
+use interlock::store::{MemorySnapshotStore, Snapshot, SnapshotStore};
+use interlock::{StreamId, Timestamp};
 use interlock_tests::bank::*;
 
 async fn app(store: Arc<MemoryEventStore>, snapshots: Arc<MemorySnapshotStore>, cache: usize) -> Application {

@@ -7,9 +7,8 @@ use std::time::Duration;
 use interlock::middleware::{CommandContext, Layer, LayerError, Next, Outcome, Rejection};
 use interlock::prelude::*;
 use interlock::store::{BoxFuture, Committed, EventFilter, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent};
-use interlock::{
-    CommandError, MemoryEventStore, Position, RetryLayer, StoreError, StreamId, TimeoutLayer, TracingLayer,
-};
+use interlock::store::{MemoryEventStore, StoreError};
+use interlock::{CommandError, Position, RetryLayer, StreamId, TimeoutLayer, TracingLayer};
 use interlock_tests::bank::*;
 
 /// Adds a tenant header and refuses commands for a blocked owner.
@@ -90,7 +89,7 @@ async fn a_user_layer_changes_metadata_and_rejects_commands() {
 async fn a_timeout_layer_bounds_slow_commands() {
     /// Delays every append.
     struct Slow(MemoryEventStore);
-    impl interlock::EventStore for Slow {
+    impl interlock::store::EventStore for Slow {
         fn append<'a>(
             &'a self,
             s: &'a StreamId,
@@ -155,7 +154,7 @@ struct Flaky {
     failures: AtomicU32,
 }
 
-impl interlock::EventStore for Flaky {
+impl interlock::store::EventStore for Flaky {
     fn append<'a>(
         &'a self,
         s: &'a StreamId,

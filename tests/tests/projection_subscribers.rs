@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use interlock::prelude::*;
-use interlock::subscription::{CheckpointStore, MemoryCheckpointStore, MemoryDeadLetterStore};
-use interlock::{FailurePolicy, MemoryEventStore, Position, QueryError, SubscriberConfig};
+use interlock::store::EventStore;
+use interlock::store::MemoryEventStore;
+use interlock::store::{CheckpointStore, MemoryCheckpointStore, MemoryDeadLetterStore};
+use interlock::{FailurePolicy, Position, QueryError, SubscriberConfig};
 use interlock_tests::bank::*;
 
 /// An external read model (think: a table), keyed by event id so applying

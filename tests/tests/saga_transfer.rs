@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use interlock::idempotency::MemoryIdempotencyStore;
 use interlock::prelude::*;
-use interlock::saga::{MemorySagaStateStore, SagaStateStore};
 use interlock::store::EventFilter;
-use interlock::subscription::MemoryCheckpointStore;
-use interlock::{CausationId, CorrelationId, MemoryEventStore, Position, RecordedEvent};
+use interlock::store::MemoryCheckpointStore;
+use interlock::store::MemoryIdempotencyStore;
+use interlock::store::{MemoryEventStore, RecordedEvent};
+use interlock::store::{MemorySagaStateStore, SagaStateStore};
+use interlock::{CausationId, CorrelationId, Position};
 use transfer_example::accounts::*;
 use transfer_example::balances::{Balances, GetBalance, TransferCounts};
 use transfer_example::transfer::*;

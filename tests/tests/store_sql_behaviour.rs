@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use interlock::prelude::*;
 use interlock::store::{EventFilter, ExpectedVersion, NewEvent};
-use interlock::{CommandError, EventId, EventStore, LoadError, Position, StoreError, StreamId};
+use interlock::store::{EventStore, StoreError};
+use interlock::{CommandError, EventId, LoadError, Position, StreamId};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 use interlock_tests::bank::*;
 use interlock_tests::services::{postgres, sqlite_file};
@@ -106,12 +107,12 @@ async fn sqlite_gap_safety() {
 /// 16 tasks on 4 accounts through the application, with conflict retry.
 async fn contention<B>(backend: B)
 where
-    B: interlock::EventStore
-        + interlock::snapshot::SnapshotStore
-        + interlock::idempotency::IdempotencyStore
-        + interlock::subscription::CheckpointStore
-        + interlock::subscription::DeadLetterStore
-        + interlock::saga::SagaStateStore
+    B: interlock::store::EventStore
+        + interlock::store::SnapshotStore
+        + interlock::store::IdempotencyStore
+        + interlock::store::CheckpointStore
+        + interlock::store::DeadLetterStore
+        + interlock::store::SagaStateStore
         + Clone,
 {
     const EACH: u64 = 60;
@@ -499,10 +500,10 @@ async fn group_commit_keeps_every_outcome_exact() {
 /// A transport that refuses every publish.
 struct Down;
 
-impl interlock::transport::EventTransport for Down {
+impl interlock::store::EventTransport for Down {
     fn publish<'a>(
         &'a self,
-        _: &'a [interlock::RecordedEvent],
+        _: &'a [interlock::store::RecordedEvent],
     ) -> interlock::store::BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async {
             Err(StoreError::Unavailable {
@@ -516,7 +517,7 @@ impl interlock::transport::EventTransport for Down {
         _: &'a str,
         _: usize,
         _: Duration,
-    ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::transport::Delivery>, StoreError>> {
+    ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::store::Delivery>, StoreError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
     fn ack<'a>(&'a self, _: &'a str, _: u64) -> interlock::store::BoxFuture<'a, Result<(), StoreError>> {
@@ -528,16 +529,16 @@ impl interlock::transport::EventTransport for Down {
 /// publishes them in order and marks them; a failed publish leaves them.
 async fn outbox_relay<S>(store: S)
 where
-    S: interlock::transport::Outbox
-        + interlock::EventStore
-        + interlock::snapshot::SnapshotStore
-        + interlock::idempotency::IdempotencyStore
-        + interlock::subscription::CheckpointStore
-        + interlock::subscription::DeadLetterStore
-        + interlock::saga::SagaStateStore
+    S: interlock::store::Outbox
+        + interlock::store::EventStore
+        + interlock::store::SnapshotStore
+        + interlock::store::IdempotencyStore
+        + interlock::store::CheckpointStore
+        + interlock::store::DeadLetterStore
+        + interlock::store::SagaStateStore
         + Clone,
 {
-    use interlock::transport::{EventTransport, MemoryTransport};
+    use interlock::store::{EventTransport, MemoryTransport};
     let writer = Application::builder()
         .aggregate::<BankAccount>()
         .service(FeePolicy { fee: 0 })

@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use interlock::Position;
 use interlock::store::EventFilter;
-use interlock::{EventStore, Position};
+use interlock::store::EventStore;
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 
 const ROUNDS: usize = 20;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use interlock::prelude::*;
-use interlock::transport::{EventTransport, MemoryTransport};
+use interlock::store::{EventTransport, MemoryTransport};
 use transfer_example::accounts::*;
 use transfer_example::balances::{Balances, GetBalance};
 

@@ -5,7 +5,8 @@ macro_rules! impl_admin {
         const _: () = {
             use std::collections::BTreeMap;
 
-            use interlock::{StoreError, Timestamp};
+            use interlock::Timestamp;
+            use interlock::store::StoreError;
             use sqlx::{AssertSqlSafe, Row};
 
             use crate::health::{Health, Statistics};

@@ -11,8 +11,9 @@
 
 use std::time::Duration;
 
+use interlock::StreamId;
+use interlock::store::StoreError;
 use interlock::store::{BoxFuture, Committed, ExpectedVersion, NewEvent};
-use interlock::{StoreError, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
 /// Settings of group commit.

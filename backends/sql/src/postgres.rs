@@ -4,7 +4,8 @@ use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use interlock::{Position, StoreError};
+use interlock::Position;
+use interlock::store::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, Postgres, Transaction};
 use tokio::sync::watch;

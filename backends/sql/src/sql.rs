@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use interlock::StoreError;
+use interlock::store::StoreError;
 
 /// The differences between the two dialects that the statements need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
+use interlock::store::StoreError;
 use interlock::store::{Committed, ExpectedVersion};
-use interlock::{Position, StoreError, StreamId, Timestamp, Version};
+use interlock::{Position, StreamId, Timestamp, Version};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::group::AppendRequest;

@@ -3,8 +3,9 @@
 //! write transaction) and `after_append` (PostgreSQL notifies listeners).
 
 use bytes::Bytes;
+use interlock::store::StoreError;
 use interlock::store::{EventMetadata, RecordedEvent};
-use interlock::{EventId, Position, SchemaVersion, StoreError, StreamId, Timestamp, Version};
+use interlock::{EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
 
 /// A stored event row, decoded into fields before the checks.
 pub(crate) struct EventRow {
@@ -75,16 +76,15 @@ macro_rules! impl_sql_store {
             use std::time::Duration;
 
             use bytes::Bytes;
-            use interlock::idempotency::{Claim, IdempotencyRecord, IdempotencyStore};
-            use interlock::saga::{SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline};
-            use interlock::snapshot::{Snapshot, SnapshotStore};
+            use interlock::store::StoreError;
             use interlock::store::{
                 BoxFuture, Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent,
             };
-            use interlock::subscription::{CheckpointStore, DeadLetter, DeadLetterStore};
-            use interlock::{
-                CommandId, CorrelationId, Position, SchemaVersion, StoreError, StreamId, Timestamp, Version,
-            };
+            use interlock::store::{CheckpointStore, DeadLetter, DeadLetterStore};
+            use interlock::store::{Claim, IdempotencyRecord, IdempotencyStore};
+            use interlock::store::{SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline};
+            use interlock::store::{Snapshot, SnapshotStore};
+            use interlock::{CommandId, CorrelationId, Position, SchemaVersion, StreamId, Timestamp, Version};
             use sqlx::{AssertSqlSafe, Row};
 
             use crate::sql::{is_unique_violation, store_error};
@@ -799,7 +799,7 @@ macro_rules! impl_sql_store {
                     Box::pin(async move {
                         let q = self.queries();
                         let mut tx = self.begin_write().await.map_err(|e| self.err(e))?;
-                        let conflict = |actual| interlock::saga::saga_conflict(saga, key, expected, actual);
+                        let conflict = |actual| interlock::store::saga_conflict(saga, key, expected, actual);
                         let new_version = match change {
                             SagaChange::Save {
                                 state,
@@ -928,7 +928,7 @@ macro_rules! impl_sql_store {
                 }
             }
 
-            impl interlock::transport::Outbox for $store {
+            impl interlock::store::Outbox for $store {
                 fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
                     Box::pin(async move {
                         let rows = sqlx::query(AssertSqlSafe(self.queries().outbox_pending.clone()))

@@ -5,6 +5,7 @@
 
 use bank_example::domain::{BankAccount, BankError, Deposit, OpenAccount, Withdraw};
 use interlock::prelude::*;
+use interlock::store::EventStore;
 use interlock::store::{ExpectedVersion, NewEvent};
 use interlock::{CommandError, EventId, StreamId};
 use interlock_sql::{SqliteConfig, SqliteStore};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::ids::Position;
-use crate::subscription::CheckpointStore;
+use crate::store::CheckpointStore;
 
 fn name(prefix: &str) -> String {
     format!("{prefix}:{}", ulid::Ulid::new())

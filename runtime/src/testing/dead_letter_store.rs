@@ -3,8 +3,8 @@
 use bytes::Bytes;
 
 use crate::ids::{EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
+use crate::store::{DeadLetter, DeadLetterStore};
 use crate::store::{EventMetadata, RecordedEvent};
-use crate::subscription::{DeadLetter, DeadLetterStore};
 
 fn letter(subscriber: &str, position: u64, error: &str) -> DeadLetter {
     DeadLetter {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::idempotency::{Claim, IdempotencyRecord, IdempotencyStore};
 use crate::ids::{CommandId, StreamId, Timestamp, Version};
+use crate::store::{Claim, IdempotencyRecord, IdempotencyStore};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000_000);
 const SECOND: i64 = 1_000_000;

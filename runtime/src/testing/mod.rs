@@ -109,7 +109,7 @@ macro_rules! event_store_conformance {
     };
 }
 
-/// Runs the [`SnapshotStore`](crate::snapshot::SnapshotStore) conformance
+/// Runs the [`SnapshotStore`](crate::store::SnapshotStore) conformance
 /// suite as tests in module `$name`.
 #[macro_export]
 macro_rules! snapshot_store_conformance {
@@ -123,7 +123,7 @@ macro_rules! snapshot_store_conformance {
     };
 }
 
-/// Runs the [`IdempotencyStore`](crate::idempotency::IdempotencyStore)
+/// Runs the [`IdempotencyStore`](crate::store::IdempotencyStore)
 /// conformance suite as tests in module `$name`.
 #[macro_export]
 macro_rules! idempotency_store_conformance {
@@ -142,7 +142,7 @@ macro_rules! idempotency_store_conformance {
     };
 }
 
-/// Runs the [`CheckpointStore`](crate::subscription::CheckpointStore)
+/// Runs the [`CheckpointStore`](crate::store::CheckpointStore)
 /// conformance suite as tests in module `$name`.
 #[macro_export]
 macro_rules! checkpoint_store_conformance {
@@ -156,7 +156,7 @@ macro_rules! checkpoint_store_conformance {
     };
 }
 
-/// Runs the [`DeadLetterStore`](crate::subscription::DeadLetterStore)
+/// Runs the [`DeadLetterStore`](crate::store::DeadLetterStore)
 /// conformance suite as tests in module `$name`.
 #[macro_export]
 macro_rules! dead_letter_store_conformance {
@@ -170,7 +170,7 @@ macro_rules! dead_letter_store_conformance {
     };
 }
 
-/// Runs the [`SagaStateStore`](crate::saga::SagaStateStore) conformance
+/// Runs the [`SagaStateStore`](crate::store::SagaStateStore) conformance
 /// suite as tests in module `$name`.
 #[macro_export]
 macro_rules! saga_state_store_conformance {

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use ulid::Ulid;
 
 use crate::ids::{Position, SchemaVersion, Timestamp, Version};
-use crate::saga::{SagaChange, SagaStateStore, ScheduledDeadline};
 use crate::store::StoreError;
+use crate::store::{SagaChange, SagaStateStore, ScheduledDeadline};
 
 fn saga() -> String {
     format!("conf.saga_{}", Ulid::new())

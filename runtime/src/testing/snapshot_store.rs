@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::ids::{StreamId, Timestamp, Version};
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::{Snapshot, SnapshotStore};
 
 fn snapshot(version: u64, state_version: u32, payload: &'static str) -> Snapshot {
     Snapshot {

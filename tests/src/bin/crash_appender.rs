@@ -6,8 +6,9 @@
 
 use std::io::Write;
 
+use interlock::store::EventStore;
 use interlock::store::{EventMetadata, ExpectedVersion, NewEvent};
-use interlock::{EventId, EventStore, SchemaVersion, StreamId};
+use interlock::{EventId, SchemaVersion, StreamId};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 
 fn batch() -> Vec<NewEvent> {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
+use super::StoreError;
+use crate::future::BoxFuture;
 use crate::ids::{StreamId, Timestamp, Version};
-use crate::store::{BoxFuture, StoreError};
 
 /// An aggregate's state at a version.
 #[derive(Clone, Debug, PartialEq)]

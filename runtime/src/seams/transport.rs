@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::ids::EventId;
-use crate::store::{BoxFuture, RecordedEvent, StoreError};
+use super::{RecordedEvent, StoreError};
+use crate::future::BoxFuture;
+use crate::ids::{EventId, Position};
 
 /// One event delivered to a consumer.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,23 +121,6 @@ impl EventTransport for MemoryTransport {
     }
 }
 
-/// Publishes each event of the log to a transport (the relay's handler).
-pub(crate) struct RelayHandler {
-    pub(crate) transport: std::sync::Arc<dyn EventTransport>,
-}
-
-impl crate::subscription::ErasedHandler for RelayHandler {
-    fn handle<'a>(
-        &'a self,
-        event: &'a RecordedEvent,
-    ) -> BoxFuture<'a, Result<(), crate::subscription::HandlerFailure>> {
-        Box::pin(async move {
-            self.transport.publish(std::slice::from_ref(event)).await?;
-            Ok(())
-        })
-    }
-}
-
 impl<T: EventTransport + ?Sized> EventTransport for std::sync::Arc<T> {
     fn publish<'a>(&'a self, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).publish(events)
@@ -164,35 +148,14 @@ pub trait Outbox: Send + Sync + 'static {
     fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>>;
 
     /// Marks events published (by position).
-    fn mark_published<'a>(&'a self, positions: &'a [crate::ids::Position]) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn mark_published<'a>(&'a self, positions: &'a [Position]) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 impl<O: Outbox + ?Sized> Outbox for std::sync::Arc<O> {
     fn pending(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RecordedEvent>, StoreError>> {
         (**self).pending(limit)
     }
-    fn mark_published<'a>(&'a self, positions: &'a [crate::ids::Position]) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn mark_published<'a>(&'a self, positions: &'a [Position]) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).mark_published(positions)
-    }
-}
-
-/// Publishes everything pending in `outbox` to `transport`; returns how
-/// many events were published. Marks a page published only after the
-/// transport accepted it.
-///
-/// # Errors
-///
-/// The outbox's or the transport's failure; what was not marked stays pending.
-pub async fn drain_outbox(outbox: &dyn Outbox, transport: &dyn EventTransport) -> Result<usize, StoreError> {
-    let mut published = 0;
-    loop {
-        let page = outbox.pending(256).await?;
-        if page.is_empty() {
-            return Ok(published);
-        }
-        transport.publish(&page).await?;
-        let positions: Vec<_> = page.iter().map(|e| e.position).collect();
-        outbox.mark_published(&positions).await?;
-        published += page.len();
     }
 }

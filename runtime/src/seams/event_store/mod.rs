@@ -6,21 +6,17 @@ mod memory;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::StoreError;
+use crate::future::BoxFuture;
 use crate::ids::{
     CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
 
-pub use memory::MemoryEventStore;
-
-/// The boxed future every backend trait returns, so stores can be used as
-/// trait objects (`Arc<dyn EventStore>`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use self::memory::MemoryEventStore;
 
 /// User headers carried in event metadata.
 pub type Headers = BTreeMap<String, String>;
@@ -176,53 +172,6 @@ pub struct RewrittenEvent {
     pub schema_version: SchemaVersion,
     /// The new payload.
     pub payload: Bytes,
-}
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The stream was not at the expected version; nothing was appended.
-    #[error("stream `{stream}` is at version {actual}, expected {expected}")]
-    Conflict {
-        /// The stream.
-        stream: StreamId,
-        /// The version the writer expected.
-        expected: ExpectedVersion,
-        /// The stream's actual version.
-        actual: Version,
-    },
-    /// The backend cannot be reached; the operation may succeed later.
-    #[error("{backend} is unavailable: {source}")]
-    Unavailable {
-        /// The backend (e.g. `postgres`).
-        backend: &'static str,
-        /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A stored row cannot be read back.
-    #[error("{backend}: corrupt stored data at {location}: {reason}")]
-    Corrupt {
-        /// The backend.
-        backend: &'static str,
-        /// Which row (stream and version, or position).
-        location: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// No event at this position.
-    #[error("no event at position {0}")]
-    NotFound(Position),
-    /// Any other backend failure.
-    #[error("{backend}: {source}")]
-    Backend {
-        /// The backend.
-        backend: &'static str,
-        /// The underlying error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
 }
 
 /// Storage of event streams and the global log.

@@ -6,8 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::StoreError;
+use crate::future::BoxFuture;
 use crate::ids::{CommandId, StreamId, Timestamp, Version};
-use crate::store::{BoxFuture, StoreError};
 
 /// The recorded outcome of a processed command.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,3 @@
+//! Processes: what runs on the events of the log.
+
+pub(crate) mod relay;

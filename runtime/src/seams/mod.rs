@@ -1,0 +1,33 @@
+//! The seams: one file per storage trait, each with its in-memory
+//! implementation, plus the batch-append primitive. Published as
+//! `interlock::store`.
+//!
+//! This layer sits on the domain's ids only; nothing here knows about
+//! commands, aggregates or subscribers.
+
+mod batch;
+mod checkpoint;
+mod dead_letter;
+mod error;
+mod event_store;
+mod idempotency;
+mod saga_state;
+mod snapshot;
+mod transport;
+
+pub use self::batch::{AppendRequest, BatchAppend, GroupCommit, GroupCommitter};
+pub use self::checkpoint::{CheckpointStore, MemoryCheckpointStore};
+pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
+pub use self::error::StoreError;
+pub use self::event_store::{
+    Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
+    RecordedEvent, RewrittenEvent,
+};
+pub(crate) use self::idempotency::after;
+pub use self::idempotency::{Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
+pub use self::saga_state::{
+    MemorySagaStateStore, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline, saga_conflict,
+};
+pub use self::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
+pub use self::transport::{Delivery, EventTransport, MemoryTransport, Outbox};
+pub use crate::future::BoxFuture;
