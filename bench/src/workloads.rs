@@ -1,5 +1,8 @@
 //! The workloads W1-W7 and their baselines (W8 is in `w8.rs`).
 
+use interlock::AggregateConfig;
+use interlock::DispatchOptions;
+use interlock::ProjectionConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

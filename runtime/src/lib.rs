@@ -1,61 +1,65 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod aggregate;
-pub mod application;
-mod cache;
-pub mod command;
-pub mod error;
-pub mod event;
+// The layers, bottom up; each imports only from those above it in this list.
+mod application;
+mod domain;
 mod future;
-pub mod ids;
-pub mod middleware;
+mod pipeline;
 mod processes;
-pub mod projection;
-pub mod saga;
-mod saga_runner;
 pub mod scenario;
 mod seams;
-pub mod services;
-pub mod subscription;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 #[doc(inline)]
-pub use crate::aggregate::{Aggregate, Loaded};
-#[doc(inline)]
 pub use crate::application::{
-    AggregateConfig, Application, ApplicationBuilder, AsOf, DispatchOptions, Dispatched, ProjectionConfig,
-    QueryContext, SubscriberHandle,
+    Application, ApplicationBuilder, BuildError, CommandLayer, ProjectionConfig, QueryError, SubscriberHandle,
 };
 #[doc(inline)]
-pub use crate::command::{Command, Decision, HandledCommand, HandlerReturn, IntoEvents, Reply};
+pub use crate::domain::aggregate::{Aggregate, Loaded};
 #[doc(inline)]
-pub use crate::error::{BuildError, CommandError, LoadError, QueryError};
+pub use crate::domain::command::{Command, HandledCommand, Reply};
 #[doc(inline)]
-pub use crate::event::{Event, EventDecodeError, EventSet};
+pub use crate::domain::event::{Event, EventDecodeError};
 #[doc(inline)]
-pub use crate::ids::{
+pub use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
 #[doc(inline)]
-pub use crate::middleware::{Layer, RetryLayer, TimeoutLayer, TracingLayer};
+pub use crate::pipeline::config::AggregateConfig;
 #[doc(inline)]
-pub use crate::projection::{EventMeta, HandledQuery, Projection, ProjectionScenario};
+pub use crate::pipeline::error::{CommandError, LoadError};
 #[doc(inline)]
-pub use crate::saga::{Saga, SagaContext, SagaError, SagaResult, SagaScenario};
+pub use crate::pipeline::options::{AsOf, DispatchOptions, Dispatched};
 #[doc(inline)]
-pub use crate::scenario::AggregateScenario;
+pub use crate::processes::projection::{EventMeta, HandledQuery, Projection};
+#[doc(inline)]
+pub use crate::processes::saga::{Saga, SagaContext, SagaResult};
+#[doc(inline)]
+pub use crate::processes::subscriber::{
+    FailurePolicy, HandlerFailure, RetryPolicy, SubscriberConfig, SubscriberStatus, SubscriptionError,
+};
+/// Re-exported for users' domain types.
+pub use ulid::Ulid;
 
 /// The seams every backend implements: the storage traits with their
-/// in-memory implementations, the batch-append primitive and the transport.
+/// in-memory implementations, the batch-append primitive and group
+/// committer, and the event transport.
 pub mod store {
     #[doc(inline)]
     pub use crate::seams::*;
 }
-#[doc(inline)]
-pub use crate::subscription::{FailurePolicy, SubscriberConfig, SubscriberStatus};
+
+/// Middleware on tower: the request and services of the dispatch stack,
+/// the built-in layers, and typed interceptors' types.
+pub mod middleware {
+    #[doc(inline)]
+    pub use crate::application::{QueryContext, Rejection};
+    #[doc(inline)]
+    pub use crate::pipeline::middleware::*;
+}
 
 /// Derives [`Event`](trait@Event) for a serde type.
 ///
@@ -131,15 +135,19 @@ pub use interlock_macros::saga_deadline;
 #[doc(inline)]
 pub use interlock_macros::applies_event;
 
-/// The traits and macros for writing a domain, plus the few types every
-/// application names.
+/// What ordinary applications write: the macros, the traits they name, the
+/// application and its errors, ids, and the scenarios.
 pub mod prelude {
     #[doc(no_inline)]
+    pub use crate::scenario::{AggregateScenario, ProjectionScenario, SagaScenario};
+    #[doc(no_inline)]
+    pub use crate::store::ExpectedVersion;
+    #[doc(no_inline)]
     pub use crate::{
-        Aggregate, AggregateConfig, AggregateScenario, Application, Command, CommandId, DispatchOptions, Event,
-        EventMeta, HandledCommand, HandledQuery, Projection, ProjectionConfig, ProjectionScenario, Reply, Saga,
-        SagaContext, SagaError, SagaResult, SagaScenario, SchemaVersion, Timestamp, Version, aggregate, applies_event,
-        handles_command, handles_event, handles_query, projection, saga, saga_deadline, saga_step,
+        Aggregate, Application, ApplicationBuilder, Command, CommandError, CommandId, CorrelationId, Event, EventId,
+        EventMeta, HandledCommand, HandledQuery, Position, Projection, Reply, Saga, SagaContext, SagaResult,
+        SchemaVersion, StreamId, SubscriberConfig, Timestamp, Version, aggregate, applies_event, handles_command,
+        handles_event, handles_query, projection, saga, saga_deadline, saga_step,
     };
     #[doc(no_inline)]
     pub use serde::{Deserialize, Serialize};
@@ -155,23 +163,20 @@ pub mod docs {
     pub mod compile_errors {}
 }
 
-/// Re-exported for users' domain types.
-pub use ulid::Ulid;
-
 /// What generated code reaches through absolute paths. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::aggregate::Aggregate;
-    pub use crate::command::{
+    pub use crate::domain::aggregate::Aggregate;
+    pub use crate::domain::command::{
         Command, Decision, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
     };
-    pub use crate::event::{
+    pub use crate::domain::event::{
         EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
     };
-    pub use crate::ids::{AggregateId, CommandId, SchemaVersion};
-    pub use crate::projection::{EventMeta, HandledQuery, Projection};
-    pub use crate::saga::{Saga, SagaContext, SagaError, SagaResult, SagaRoute, StepKind};
-    pub use crate::subscription::{EventHandlerResult, HandlerFailure};
+    pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
+    pub use crate::processes::projection::{EventMeta, HandledQuery, Projection};
+    pub use crate::processes::saga::{Saga, SagaContext, SagaResult, SagaRoute, StepKind};
+    pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
 
     /// The key of a saga instance, from the event's key field.
     pub fn saga_key<K: AggregateId + ?Sized>(key: &K) -> ::std::string::String {
@@ -201,7 +206,7 @@ pub mod __private {
             self
         }
     }
-    pub use crate::services::{MissingService, ServiceKey, Services};
+    pub use crate::domain::services::{MissingService, ServiceKey, Services};
     pub use bytes::Bytes;
     pub use core::convert::Infallible;
     pub use core::future::Future;

@@ -1,6 +1,7 @@
 //! RELIABILITY.md contention: 16 tasks dispatch `Deposit` to the same 4
 //! accounts, 1 000 commands each, with automatic conflict retry.
 
+use interlock::DispatchOptions;
 use std::sync::Arc;
 
 use interlock::prelude::*;

@@ -1,5 +1,7 @@
 //! Dispatch through the application on the in-memory store.
 
+use interlock::AggregateConfig;
+use interlock::DispatchOptions;
 use interlock::prelude::*;
 use interlock::store::EventStore;
 use interlock::store::MemoryEventStore;
@@ -170,10 +172,10 @@ async fn unregistered_aggregate_is_a_typed_error() {
     assert!(
         matches!(
             err,
-            CommandError::NotRegistered {
+            CommandError::Load(LoadError::NotRegistered {
                 aggregate: "bank.account",
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -351,10 +353,10 @@ async fn corrupt_stored_events_give_typed_errors_naming_the_event() {
         assert!(
             matches!(
                 err,
-                CommandError::Decode {
+                CommandError::Load(LoadError::Decode {
                     version: Version(2),
                     ..
-                }
+                })
             ),
             "{err}"
         );

@@ -1,5 +1,7 @@
 //! Snapshots by policy, state schema versions, and the cache.
 
+use interlock::AggregateConfig;
+use interlock::DispatchOptions;
 use std::sync::Arc;
 
 use interlock::prelude::*;

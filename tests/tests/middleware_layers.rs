@@ -1,50 +1,91 @@
 //! Middleware around dispatch: user layers, built-in layers, interceptors.
 
+use interlock::DispatchOptions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use interlock::middleware::{CommandContext, Layer, LayerError, Next, Outcome, Rejection};
+use std::task::{Context, Poll};
+
+use interlock::middleware::{CommandRequest, Rejection, RetryLayer, TimeoutLayer, TracingLayer};
 use interlock::prelude::*;
 use interlock::store::{BoxFuture, Committed, EventFilter, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent};
 use interlock::store::{MemoryEventStore, StoreError};
-use interlock::{CommandError, Position, RetryLayer, StreamId, TimeoutLayer, TracingLayer};
+use interlock::{CommandError, Dispatched, Position, StreamId};
 use interlock_tests::bank::*;
 
-/// Adds a tenant header and refuses commands for a blocked owner.
+/// Adds a tenant header and refuses commands for a blocked owner: a user
+/// layer written as an ordinary tower layer.
+#[derive(Clone)]
 struct TenantLayer {
     seen: Arc<AtomicU32>,
 }
 
-impl Layer for TenantLayer {
-    fn call<'a>(&'a self, ctx: &'a mut CommandContext, next: Next<'a>) -> BoxFuture<'a, Result<Outcome, LayerError>> {
+impl<S> tower::Layer<S> for TenantLayer {
+    type Service = Tenant<S>;
+    fn layer(&self, inner: S) -> Tenant<S> {
+        Tenant {
+            inner,
+            seen: self.seen.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Tenant<S> {
+    inner: S,
+    seen: Arc<AtomicU32>,
+}
+
+impl<C, O, E, S> tower::Service<CommandRequest<C>> for Tenant<S>
+where
+    S: tower::Service<CommandRequest<C>, Response = Dispatched<O>, Error = CommandError<E>>,
+    S::Future: Send + 'static,
+    O: Send + 'static,
+    E: Send + 'static,
+{
+    type Response = Dispatched<O>;
+    type Error = CommandError<E>;
+    type Future = BoxFuture<'static, Result<Dispatched<O>, CommandError<E>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: CommandRequest<C>) -> Self::Future {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        let headers = &mut request.context.options.headers;
+        if headers.get("user").is_some_and(|u| u == "mallory") {
+            return Box::pin(std::future::ready(Err(CommandError::Rejected {
+                layer: "tenant".into(),
+                reason: "user is blocked".into(),
+            })));
+        }
+        headers.insert("tenant".into(), "acme".into());
+        let future = self.inner.call(request);
         Box::pin(async move {
-            self.seen.fetch_add(1, Ordering::SeqCst);
-            if ctx.options.headers.get("user").is_some_and(|u| u == "mallory") {
-                return Err(LayerError::Rejected {
-                    layer: "tenant".into(),
-                    reason: "user is blocked".into(),
-                });
-            }
-            ctx.options.headers.insert("tenant".into(), "acme".into());
-            let outcome = next.run(ctx).await?;
-            assert!(matches!(outcome, Outcome::Committed { .. } | Outcome::Rejected(_)));
-            Ok(outcome)
+            let result = future.await;
+            assert!(matches!(result, Ok(_) | Err(CommandError::Domain(_))));
+            result
         })
     }
 }
 
-async fn app_with(layers: impl FnOnce(interlock::ApplicationBuilder) -> interlock::ApplicationBuilder) -> Application {
-    let builder = Application::builder()
+fn bank() -> interlock::ApplicationBuilder {
+    Application::builder()
         .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 });
-    layers(builder).build().await.expect("build")
+        .service(FeePolicy { fee: 0 })
 }
 
 #[tokio::test]
 async fn a_user_layer_changes_metadata_and_rejects_commands() {
     let seen = Arc::new(AtomicU32::new(0));
-    let app = app_with(|b| b.layer(TracingLayer).layer(TenantLayer { seen: seen.clone() })).await;
+    let app = bank()
+        .layer(TracingLayer)
+        .layer(TenantLayer { seen: seen.clone() })
+        .build()
+        .await
+        .expect("build");
     let account = Ulid::new();
     app.dispatch(OpenAccount {
         account,
@@ -250,8 +291,8 @@ async fn a_retry_layer_rides_out_an_unavailable_store() {
 
 #[tokio::test]
 async fn typed_interceptors_change_or_refuse_one_command_type() {
-    let app = app_with(|b| {
-        b.intercept::<Deposit>(|cmd, ctx| {
+    let app = bank()
+        .intercept::<Deposit>(|cmd, ctx| {
             if cmd.amount == 0 {
                 return Err(Rejection::new("zero deposit"));
             }
@@ -259,8 +300,9 @@ async fn typed_interceptors_change_or_refuse_one_command_type() {
             ctx.options.headers.insert("capped".into(), "yes".into());
             Ok(())
         })
-    })
-    .await;
+        .build()
+        .await
+        .expect("build");
     let account = Ulid::new();
     app.dispatch(OpenAccount {
         account,
@@ -298,5 +340,143 @@ async fn typed_interceptors_change_or_refuse_one_command_type() {
     assert_eq!(
         events[1].metadata.headers.get("capped").map(String::as_str),
         Some("yes")
+    );
+}
+
+/// Counts appends in flight and the most ever in flight at once.
+struct Gauge {
+    inner: MemoryEventStore,
+    in_flight: AtomicU32,
+    peak: AtomicU32,
+}
+
+impl interlock::store::EventStore for Gauge {
+    fn append<'a>(
+        &'a self,
+        s: &'a StreamId,
+        e: ExpectedVersion,
+        ev: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let result = self.inner.append(s, e, ev).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            result
+        })
+    }
+    fn read_stream<'a>(
+        &'a self,
+        s: &'a StreamId,
+        f: Version,
+        t: Option<Version>,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        self.inner.read_stream(s, f, t)
+    }
+    fn read_all<'a>(
+        &'a self,
+        a: Position,
+        l: usize,
+        f: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        self.inner.read_all(a, l, f)
+    }
+    fn stream_version<'a>(&'a self, s: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+        self.inner.stream_version(s)
+    }
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        self.inner.head()
+    }
+    fn rewrite(&self, p: Position, e: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.rewrite(p, e)
+    }
+}
+
+async fn open_concurrently<L>(app: &Application<L>, n: usize) -> Vec<Result<(), CommandError<BankError>>>
+where
+    L: interlock::CommandLayer<OpenAccount> + Clone,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let app = app.clone();
+        tasks.spawn(async move {
+            app.dispatch(OpenAccount {
+                account: Ulid::new(),
+                owner: format!("c{i}"),
+            })
+            .await
+            .map(|_| ())
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        results.push(result.expect("task"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_off_the_shelf_tower_layer_limits_dispatch_concurrency() {
+    let gauge = || {
+        Arc::new(Gauge {
+            inner: MemoryEventStore::new(),
+            in_flight: AtomicU32::new(0),
+            peak: AtomicU32::new(0),
+        })
+    };
+    // Without a limit, the eight commands overlap in the store.
+    let free_store = gauge();
+    let free = bank()
+        .shared_event_store(free_store.clone())
+        .build()
+        .await
+        .expect("build");
+    assert!(open_concurrently(&free, 8).await.iter().all(Result::is_ok));
+    assert!(
+        free_store.peak.load(Ordering::SeqCst) > 1,
+        "the unlimited run did not overlap"
+    );
+
+    // tower's ConcurrencyLimitLayer lets one through at a time.
+    let limited_store = gauge();
+    let limited = bank()
+        .shared_event_store(limited_store.clone())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .build()
+        .await
+        .expect("build");
+    assert!(open_concurrently(&limited, 8).await.iter().all(Result::is_ok));
+    assert_eq!(limited_store.peak.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tower_layer_s_own_error_comes_back_as_a_layer_error() {
+    let store = Arc::new(Gauge {
+        inner: MemoryEventStore::new(),
+        in_flight: AtomicU32::new(0),
+        peak: AtomicU32::new(0),
+    });
+    // Load shedding in front of a limit of one: commands that find the
+    // limit taken are refused with tower's `Overloaded`, boxed.
+    let app = bank()
+        .shared_event_store(store.clone())
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .build()
+        .await
+        .expect("build");
+    let results = open_concurrently(&app, 8).await;
+    let shed = results
+        .iter()
+        .filter(|r| matches!(r, Err(CommandError::Layer(e)) if e.is::<tower::load_shed::error::Overloaded>()))
+        .count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!(ok >= 1, "{results:?}");
+    assert!(shed >= 1, "nothing was shed: {results:?}");
+    assert_eq!(ok + shed, 8, "{results:?}");
+    assert_eq!(
+        app.event_store().head().await.expect("head"),
+        Position(u64::try_from(ok).expect("count"))
     );
 }

@@ -1,6 +1,7 @@
 //! Projections as subscribers: catch-up and inline, checkpoint restart,
 //! poison events and dead letters, stop policy, rebuild, lag, queries.
 
+use interlock::ProjectionConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

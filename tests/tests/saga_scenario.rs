@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use interlock::CommandError;
 use interlock::prelude::*;
-use interlock::{CommandError, ProjectionScenario, SagaScenario};
+use interlock::scenario::{ProjectionScenario, SagaScenario};
 use transfer_example::accounts::*;
 use transfer_example::balances::{Balances, GetBalance, TransferCounts};
 use transfer_example::transfer::*;

@@ -1,6 +1,8 @@
 //! The money-transfer saga end to end: completion, compensation, restart
 //! between steps, re-delivery, deadlines, and the correlation chain.
 
+use interlock::DispatchOptions;
+use interlock::ProjectionConfig;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! through the application, corrupt rows, injection attempts, unreachable
 //! servers, live notifications, health and statistics.
 
+use interlock::AggregateConfig;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -232,7 +233,7 @@ async fn corrupt_rows(store: impl EventStore + Clone) {
             .dispatch(Withdraw { account, amount: 1 })
             .await
             .expect_err("corrupt");
-        assert!(matches!(err, CommandError::Decode { .. }), "{err}");
+        assert!(matches!(err, CommandError::Load(LoadError::Decode { .. })), "{err}");
     }
 }
 

@@ -4,6 +4,7 @@
 //! directory, or `INTERLOCK_SQLITE_PATH`).
 
 use bank_example::domain::{BankAccount, BankError, Deposit, OpenAccount, Withdraw};
+use interlock::AggregateConfig;
 use interlock::prelude::*;
 use interlock::store::EventStore;
 use interlock::store::{ExpectedVersion, NewEvent};

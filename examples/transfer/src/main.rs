@@ -5,10 +5,13 @@
 //! compensated by a refund, and a transfer left pending that the saga's
 //! deadline cancels; then the balance projection is queried.
 
+use interlock::DispatchOptions;
+use interlock::ProjectionConfig;
 use std::time::Duration;
 
+use interlock::Position;
+use interlock::middleware::TracingLayer;
 use interlock::prelude::*;
-use interlock::{Position, TracingLayer};
 use transfer_example::accounts::{Account, CloseAccount, Deposit, OpenAccount};
 use transfer_example::balances::{Balances, GetBalance, TransferCounts};
 use transfer_example::transfer::{MoneyTransfer, RequestTransfer, Transfer, TransferStatus, TransferTimeout};
@@ -103,6 +106,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn status(app: &Application, transfer: Ulid) -> Result<TransferStatus, interlock::LoadError> {
+async fn status<L>(app: &Application<L>, transfer: Ulid) -> Result<TransferStatus, interlock::LoadError> {
     Ok(app.load::<Transfer>(&transfer).await?.state.status)
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use interlock::HandlerFailure;
 use interlock::prelude::*;
 
 use crate::accounts::{CreditFromTransfer, DebitForTransfer, RefundTransfer, TransferCredited, TransferDebited};
@@ -234,7 +235,7 @@ impl MoneyTransfer {
     #[saga_step(key = transfer_id)]
     async fn debited(&mut self, e: &TransferDebited, ctx: &mut SagaContext) -> SagaResult {
         let (Some(to), Some(from)) = (self.to, self.from) else {
-            return Err(SagaError::msg("transfer state has no accounts"));
+            return Err(HandlerFailure::msg("transfer state has no accounts"));
         };
         let credit = CreditFromTransfer {
             account: to,

@@ -91,7 +91,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                     &'a mut self,
                     event: #deadlines,
                     ctx: &'a mut #p::SagaContext,
-                ) -> impl #p::Future<Output = #p::Result<bool, #p::SagaError>> + ::core::marker::Send + 'a {
+                ) -> impl #p::Future<Output = #p::Result<bool, #p::HandlerFailure>> + ::core::marker::Send + 'a {
                     async move {
                         match event {
                             #(#deadline_arms)*

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::future::BoxFuture;
+use crate::processes::subscriber::{ErasedHandler, HandlerFailure};
 use crate::store::{EventTransport, Outbox, RecordedEvent, StoreError};
-use crate::subscription::{ErasedHandler, HandlerFailure};
 
 /// Publishes each event of the log to a transport (the relay's handler).
 pub(crate) struct RelayHandler {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Committed, ExpectedVersion, NewEvent, StoreError};
+use crate::domain::ids::StreamId;
 use crate::future::BoxFuture;
-use crate::ids::StreamId;
 
 /// One append of a batch: events for one stream with its own expected
 /// version.
@@ -183,7 +183,7 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
-    use crate::ids::{Position, Version};
+    use crate::domain::ids::{Position, Version};
 
     /// Commits every request, recording the size of each batch.
     #[derive(Clone, Default)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::StoreError;
+use crate::domain::ids::Position;
 use crate::future::BoxFuture;
-use crate::ids::Position;
 
 /// Storage of subscribers' positions in the global log.
 pub trait CheckpointStore: Send + Sync + 'static {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{RecordedEvent, StoreError};
+use crate::domain::ids::{EventId, Timestamp};
 use crate::future::BoxFuture;
-use crate::ids::{EventId, Timestamp};
 
 /// An event a subscriber failed on, parked after its retries.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,6 +1,6 @@
 //! Why a store operation failed: the one error type of the seams layer.
 
-use crate::ids::{Position, StreamId, Version};
+use crate::domain::ids::{Position, StreamId, Version};
 
 use super::ExpectedVersion;
 

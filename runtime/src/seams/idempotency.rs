@@ -7,8 +7,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::StoreError;
+use crate::domain::ids::{CommandId, StreamId, Timestamp, Version};
 use crate::future::BoxFuture;
-use crate::ids::{CommandId, StreamId, Timestamp, Version};
 
 /// The recorded outcome of a processed command.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use ulid::Ulid;
 
 use super::{ExpectedVersion, StoreError};
+use crate::domain::ids::{CorrelationId, Position, SchemaVersion, StreamId, Timestamp, Version};
 use crate::future::BoxFuture;
-use crate::ids::{CorrelationId, Position, SchemaVersion, StreamId, Timestamp, Version};
 
 /// A deadline scheduled by a saga.
 #[derive(Clone, Debug, PartialEq)]

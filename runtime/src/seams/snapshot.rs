@@ -6,8 +6,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use super::StoreError;
+use crate::domain::ids::{StreamId, Timestamp, Version};
 use crate::future::BoxFuture;
-use crate::ids::{StreamId, Timestamp, Version};
 
 /// An aggregate's state at a version.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,8 +13,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::{RecordedEvent, StoreError};
+use crate::domain::ids::{EventId, Position};
 use crate::future::BoxFuture;
-use crate::ids::{EventId, Position};
 
 /// One event delivered to a consumer.
 #[derive(Clone, Debug, PartialEq)]

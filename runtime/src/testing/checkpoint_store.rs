@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::ids::Position;
+use crate::domain::ids::Position;
 use crate::store::CheckpointStore;
 
 fn name(prefix: &str) -> String {

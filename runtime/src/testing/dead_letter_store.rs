@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::ids::{EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
+use crate::domain::ids::{EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
 use crate::store::{DeadLetter, DeadLetterStore};
 use crate::store::{EventMetadata, RecordedEvent};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{
+use crate::domain::ids::{
     CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
 use crate::store::{EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, RewrittenEvent, StoreError};

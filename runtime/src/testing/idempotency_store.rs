@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::ids::{CommandId, StreamId, Timestamp, Version};
+use crate::domain::ids::{CommandId, StreamId, Timestamp, Version};
 use crate::store::{Claim, IdempotencyRecord, IdempotencyStore};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000_000);

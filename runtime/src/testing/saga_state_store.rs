@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ulid::Ulid;
 
-use crate::ids::{Position, SchemaVersion, Timestamp, Version};
+use crate::domain::ids::{Position, SchemaVersion, Timestamp, Version};
 use crate::store::StoreError;
 use crate::store::{SagaChange, SagaStateStore, ScheduledDeadline};
 
@@ -31,7 +31,7 @@ fn deadline(saga: &str, key: &str, due: i64) -> ScheduledDeadline {
         name: "conf.timeout".into(),
         schema_version: SchemaVersion(1),
         payload: Bytes::from_static(br#"{"k":1}"#),
-        correlation_id: Some(crate::ids::CorrelationId::new()),
+        correlation_id: Some(crate::domain::ids::CorrelationId::new()),
     }
 }
 

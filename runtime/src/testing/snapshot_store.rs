@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::ids::{StreamId, Timestamp, Version};
+use crate::domain::ids::{StreamId, Timestamp, Version};
 use crate::store::{Snapshot, SnapshotStore};
 
 fn snapshot(version: u64, state_version: u32, payload: &'static str) -> Snapshot {

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use super::{
     BoxFuture, Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, StoreError,
 };
-use crate::ids::{Position, StreamId, Version};
+use crate::domain::ids::{Position, StreamId, Version};
 
 /// An event store that keeps everything in process memory.
 ///
@@ -90,7 +90,7 @@ impl MemoryEventStore {
         let mut version = actual;
         let mut positions = Vec::with_capacity(events.len());
         let indexes = inner.streams.entry(stream.clone()).or_default();
-        let now = crate::ids::Timestamp::now();
+        let now = crate::domain::ids::Timestamp::now();
         for (offset, mut e) in events.into_iter().enumerate() {
             if e.metadata.timestamp.is_none() {
                 e.metadata.timestamp = Some(now);

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::future::BoxFuture;
-use crate::ids::{
+use crate::domain::ids::{
     CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
 };
+use crate::future::BoxFuture;
 
 pub use self::memory::MemoryEventStore;
 

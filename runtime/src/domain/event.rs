@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ids::SchemaVersion;
+use crate::domain::ids::SchemaVersion;
 
 /// A domain event type: a stable name, a schema version and, for versions
 /// above 1, the older type it upcasts from.

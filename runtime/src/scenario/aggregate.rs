@@ -3,15 +3,11 @@
 #![allow(clippy::panic)] // a failed expectation is a failed test
 
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 
-use crate::aggregate::Aggregate;
-use crate::command::{Decision, HandledCommand, HandlerError, HandlerOutcome, IntoEvents};
-use crate::event::EventSet;
-use crate::services::Services;
+use crate::domain::aggregate::Aggregate;
+use crate::domain::command::{Decision, HandledCommand, HandlerError, HandlerOutcome, IntoEvents};
+use crate::domain::event::EventSet;
+use crate::domain::services::Services;
 
 /// A test of one aggregate: the events it has seen, the command it gets,
 /// and what it must emit, return or refuse.
@@ -72,7 +68,7 @@ impl<A: Aggregate> AggregateScenario<A> {
     /// Runs the handler of `command` on the state.
     #[must_use = "check the outcome with a `then_*` method"]
     pub fn when<C: HandledCommand<Aggregate = A>>(self, command: C) -> ScenarioOutcome<A, C> {
-        let result = block_on(C::handle(&self.state, command, &self.services));
+        let result = super::block_on(C::handle(&self.state, command, &self.services));
         ScenarioOutcome {
             state: self.state,
             result,
@@ -193,45 +189,5 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
             Err(HandlerError::Domain(e)) => Err(e),
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
         }
-    }
-}
-
-/// Encodes `event` and decodes it into the event set `S` of `owner`, as a
-/// store would hand it over; a scenario given an event its subject does
-/// not take fails the test with `missing`.
-#[track_caller]
-pub(crate) fn into_set<S: EventSet, E: crate::event::Event>(event: &E, owner: &str, missing: &str) -> S {
-    let payload = match event.encode_payload() {
-        Ok(p) => p,
-        Err(e) => panic!("cannot encode `{}`: {e}", E::NAME),
-    };
-    match S::decode(E::NAME, E::VERSION, &payload) {
-        Ok(d) => d,
-        Err(e) => panic!("{owner} {missing} `{}`: {e}", E::NAME),
-    }
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs a future to completion on the current thread (for handlers in
-/// scenarios; they do no I/O of the runtime's).
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
     }
 }

@@ -1,5 +1,5 @@
-//! Subscribers of the global log: checkpoints, retry with backoff, dead
-//! letters, lag. Projections and sagas both run as subscribers.
+//! The subscriber engine: followers of the global log with checkpoints,
+//! retry with backoff, dead letters and lag. Projections and sagas both run as subscribers.
 //!
 //! One mechanism serves both ways of running: [`Subscriber::catch_up`]
 //! reads the log after the persisted checkpoint, hands each event to the
@@ -8,228 +8,24 @@
 //! it whenever the head moves (or on a poll interval); an *inline*
 //! projection is also caught up by `dispatch` before it returns.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ids::{Position, Timestamp};
-use crate::store::{
-    BoxFuture, CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, RecordedEvent, StoreError,
-};
+use crate::domain::ids::{Position, Timestamp};
+mod config;
+mod error;
+mod handler;
 
-/// Why an event handler failed (any error type, boxed).
-#[derive(Debug)]
-pub struct HandlerFailure(pub Box<dyn std::error::Error + Send + Sync>);
-
-impl fmt::Display for HandlerFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl HandlerFailure {
-    /// A failure with this message.
-    pub fn msg(message: impl Into<String>) -> Self {
-        Self(message.into().into())
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerFailure {
-    fn from(e: E) -> Self {
-        Self(Box::new(e))
-    }
-}
-
-/// What an event handler may return: `()`, or a `Result<(), E>`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be returned by an event handler",
-    note = "an event handler returns nothing, or `Result<(), E>` with an error type `E` (its failures are retried, then dead-lettered)"
-)]
-pub trait EventHandlerResult {
-    /// The result as a failure, if any.
-    ///
-    /// # Errors
-    ///
-    /// The handler's error, boxed.
-    fn into_result(self) -> Result<(), HandlerFailure>;
-}
-
-impl EventHandlerResult for () {
-    fn into_result(self) -> Result<(), HandlerFailure> {
-        Ok(())
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> EventHandlerResult for Result<(), E> {
-    fn into_result(self) -> Result<(), HandlerFailure> {
-        self.map_err(HandlerFailure::from)
-    }
-}
-
-/// What a subscriber does with an event that still fails after its retries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FailurePolicy {
-    /// Park it in the dead-letter store and go on with the next event.
-    #[default]
-    ParkAndContinue,
-    /// Park it and stop the subscriber before it; `resume` retries it.
-    ParkAndStop,
-}
-
-/// Retries of a failing event handler, with exponential backoff.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Runs of the handler before the event is parked (at least 1).
-    pub max_attempts: u32,
-    /// The wait after the first failure.
-    pub initial_backoff: Duration,
-    /// The longest wait between attempts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after `failures` failures.
-    #[must_use]
-    pub fn backoff(&self, failures: u32) -> Duration {
-        let factor = 2u32.saturating_pow(failures.saturating_sub(1));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
-    }
-}
-
-/// How a subscriber runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[must_use]
-pub struct SubscriberConfig {
-    /// Retries of a failing handler.
-    pub retry: RetryPolicy,
-    /// What to do after the retries.
-    pub on_failure: FailurePolicy,
-    /// Events read per batch.
-    pub batch_size: usize,
-    /// How often to poll a store that cannot announce new events.
-    pub poll_interval: Duration,
-}
-
-impl Default for SubscriberConfig {
-    fn default() -> Self {
-        Self {
-            retry: RetryPolicy::default(),
-            on_failure: FailurePolicy::default(),
-            batch_size: 512,
-            poll_interval: Duration::from_millis(100),
-        }
-    }
-}
-
-impl SubscriberConfig {
-    /// The defaults: 5 attempts from 50 ms backoff, then park and continue.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the retry policy.
-    pub fn retry(mut self, max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
-        self.retry = RetryPolicy {
-            max_attempts,
-            initial_backoff,
-            max_backoff,
-        };
-        self
-    }
-
-    /// Sets the failure policy.
-    pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
-        self.on_failure = policy;
-        self
-    }
-
-    /// Sets the batch size.
-    pub fn batch_size(mut self, events: usize) -> Self {
-        self.batch_size = events;
-        self
-    }
-
-    /// Sets the poll interval.
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
-        self
-    }
-}
-
-/// The health of one subscriber, for health checks.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SubscriberStatus {
-    /// The subscriber (`projection:<name>` or `saga:<name>`).
-    pub name: String,
-    /// The last position processed.
-    pub checkpoint: Position,
-    /// The head of the log.
-    pub head: Position,
-    /// Events of the log after the checkpoint (`head - checkpoint`).
-    pub events_behind: u64,
-    /// How long the oldest event it has not processed has waited.
-    pub oldest_unprocessed_age: Option<Duration>,
-    /// Events parked in the dead-letter store.
-    pub dead_letters: usize,
-    /// Why it stopped, if it did.
-    pub stopped: Option<String>,
-}
-
-/// The handler side of a subscriber, type-erased.
-pub(crate) trait ErasedHandler: Send + Sync + 'static {
-    /// Handles one event.
-    fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>>;
-}
+pub use self::config::{FailurePolicy, RetryPolicy, SubscriberConfig, SubscriberStatus};
+pub use self::error::SubscriptionError;
+pub(crate) use self::handler::ErasedHandler;
+pub use self::handler::{EventHandlerResult, HandlerFailure};
+use crate::store::{CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, RecordedEvent, StoreError};
 
 struct Progress {
     checkpoint: Position,
     loaded: bool,
     stopped: Option<String>,
-}
-
-/// Why catching up failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SubscriptionError {
-    /// The event, checkpoint or dead-letter store failed.
-    #[error("subscriber `{subscriber}`: {source}")]
-    Store {
-        /// The subscriber.
-        subscriber: String,
-        /// The store error.
-        #[source]
-        source: StoreError,
-    },
-    /// The subscriber stopped on a failing event (policy `ParkAndStop`).
-    #[error("subscriber `{subscriber}` is stopped: {reason}")]
-    Stopped {
-        /// The subscriber.
-        subscriber: String,
-        /// Why.
-        reason: String,
-    },
-    /// A saga deadline handler failed; the deadline stays scheduled.
-    #[error("deadline of saga `{saga}` failed: {source}")]
-    Deadline {
-        /// The saga.
-        saga: &'static str,
-        /// What failed.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// No subscriber of that type is registered.
-    #[error("`{0}` is not registered on the application")]
-    NotRegistered(&'static str),
 }
 
 pub(crate) struct Subscriber {

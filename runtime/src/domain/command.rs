@@ -6,9 +6,9 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aggregate::Aggregate;
-use crate::ids::{AggregateId, CommandId};
-use crate::services::{MissingService, Services};
+use crate::domain::aggregate::Aggregate;
+use crate::domain::ids::{AggregateId, CommandId};
+use crate::domain::services::{MissingService, Services};
 
 /// A command: a request to change one aggregate instance.
 ///
@@ -63,11 +63,11 @@ pub trait HandledCommand: Command + Sized {
     ) -> impl Future<Output = HandlerOutcome<Self>> + Send + 'a;
 
     /// The services the handler takes as parameters, checked by `build()`.
-    fn required_services() -> Vec<crate::services::ServiceKey>;
+    fn required_services() -> Vec<crate::domain::services::ServiceKey>;
 }
 
 /// What running the handler of command `C` produced.
-pub type HandlerOutcome<C> = Result<
+pub(crate) type HandlerOutcome<C> = Result<
     Decision<<C as HandledCommand>::Aggregate, <C as HandledCommand>::Output>,
     HandlerError<<C as HandledCommand>::Error>,
 >;

@@ -1,8 +1,9 @@
-//! The errors of the runtime.
+//! The errors of the command pipeline: loading an aggregate and running a
+//! command.
 
-use crate::event::EventDecodeError;
-use crate::ids::{CommandId, Position, StreamId, Version};
-use crate::services::{MissingService, ServiceKey};
+use crate::domain::event::EventDecodeError;
+use crate::domain::ids::{CommandId, Position, StreamId, Version};
+use crate::domain::services::MissingService;
 use crate::store::StoreError;
 
 /// Why loading an aggregate failed.
@@ -69,36 +70,13 @@ pub enum CommandError<E> {
         /// How many times the command was run.
         attempts: u32,
     },
-    /// The event store, snapshot store or idempotency store failed.
+    /// The aggregate could not be loaded (store failure, corrupt stream,
+    /// unregistered aggregate).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Appending the events, or recording the outcome, failed in the store.
     #[error(transparent)]
     Store(StoreError),
-    /// A stored event of the aggregate could not be decoded.
-    #[error("cannot decode event `{event}` (version {version} of `{aggregate}/{id}`, position {position}): {source}")]
-    Decode {
-        /// The aggregate type.
-        aggregate: &'static str,
-        /// The aggregate id.
-        id: String,
-        /// The event's version in the stream.
-        version: Version,
-        /// The stored event name.
-        event: String,
-        /// The event's global position.
-        position: Position,
-        /// What went wrong.
-        #[source]
-        source: EventDecodeError,
-    },
-    /// The stream read back with a gap or duplicate version.
-    #[error("stream `{stream}` is corrupt: expected version {expected}, read {found}")]
-    Gap {
-        /// The stream.
-        stream: StreamId,
-        /// The version that should have come next.
-        expected: Version,
-        /// The version that came.
-        found: Version,
-    },
     /// An emitted event could not be serialized.
     #[error("cannot encode event `{event}`: {source}")]
     Encode {
@@ -118,14 +96,6 @@ pub enum CommandError<E> {
         /// The limit (`ApplicationBuilder::max_event_bytes`).
         limit: usize,
     },
-    /// The command's aggregate type was not registered on the application.
-    #[error("aggregate `{aggregate}` is not registered; add `.aggregate::<{type_name}>()` to the application builder")]
-    NotRegistered {
-        /// The aggregate name.
-        aggregate: &'static str,
-        /// The Rust type.
-        type_name: &'static str,
-    },
     /// A handler parameter names a service that is not registered.
     #[error(transparent)]
     MissingService(MissingService),
@@ -143,6 +113,10 @@ pub enum CommandError<E> {
     /// The command did not complete within the timeout layer's limit.
     #[error("command timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// A tower layer of the user's failed the command with an error of its
+    /// own (a load shed, a rate limit, ...).
+    #[error("middleware failed: {0}")]
+    Layer(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The recorded outcome of an already processed command cannot be decoded.
     #[error("recorded outcome of command `{command_id}` cannot be decoded: {source}")]
     RecordedOutcome {
@@ -152,39 +126,6 @@ pub enum CommandError<E> {
         #[source]
         source: serde_json::Error,
     },
-}
-
-impl<E> From<LoadError> for CommandError<E> {
-    fn from(e: LoadError) -> Self {
-        match e {
-            LoadError::Store(e) => CommandError::Store(e),
-            LoadError::Decode {
-                aggregate,
-                id,
-                version,
-                event,
-                position,
-                source,
-            } => CommandError::Decode {
-                aggregate,
-                id,
-                version,
-                event,
-                position,
-                source,
-            },
-            LoadError::Gap {
-                stream,
-                expected,
-                found,
-            } => CommandError::Gap {
-                stream,
-                expected,
-                found,
-            },
-            LoadError::NotRegistered { aggregate, type_name } => CommandError::NotRegistered { aggregate, type_name },
-        }
-    }
 }
 
 impl<E> CommandError<E> {
@@ -198,61 +139,10 @@ impl<E> CommandError<E> {
 
     /// Whether the store was unreachable (the command may succeed later).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, CommandError::Store(StoreError::Unavailable { .. }))
+        matches!(
+            self,
+            CommandError::Store(StoreError::Unavailable { .. })
+                | CommandError::Load(LoadError::Store(StoreError::Unavailable { .. }))
+        )
     }
-}
-
-/// Why a query failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// The projection that answers the query is not registered.
-    #[error("projection `{projection}` is not registered; add `.projection(...)` to the application builder")]
-    NotRegistered {
-        /// The projection.
-        projection: &'static str,
-    },
-    /// An interceptor refused the query.
-    #[error("query `{query}` refused: {reason}")]
-    Rejected {
-        /// The query type.
-        query: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Why `ApplicationBuilder::build` failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// A handler of a registered aggregate takes a service that is not registered.
-    #[error("aggregate `{aggregate}` needs service `{service}`; register it with `.service(...)`")]
-    MissingService {
-        /// The aggregate.
-        aggregate: &'static str,
-        /// The service type.
-        service: ServiceKey,
-    },
-    /// Two registered aggregate types share one name, so their streams would mix.
-    #[error("aggregates `{first}` and `{second}` are both named `{name}`")]
-    DuplicateAggregateName {
-        /// The shared name.
-        name: &'static str,
-        /// The first Rust type.
-        first: &'static str,
-        /// The second Rust type.
-        second: &'static str,
-    },
-    /// A setting has a value that cannot work.
-    #[error("invalid setting `{setting}`: {reason}")]
-    InvalidConfig {
-        /// The setting.
-        setting: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// A backend could not be opened.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }

@@ -1,6 +1,6 @@
 //! Aggregates: state folded from events, and the commands that change it.
 
-use crate::event::EventSet;
+use crate::domain::event::EventSet;
 
 /// An aggregate: a consistency boundary whose state is folded from its events.
 ///
@@ -23,7 +23,7 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     fn apply(&mut self, event: &Self::Event);
 
     /// The services any handler of this aggregate takes, checked by `build()`.
-    fn required_services() -> Vec<crate::services::ServiceKey>;
+    fn required_services() -> Vec<crate::domain::services::ServiceKey>;
 }
 
 /// An aggregate's state together with the version it was loaded at.
@@ -32,5 +32,5 @@ pub struct Loaded<A> {
     /// The state.
     pub state: A,
     /// The version of the last event applied (0 for a new aggregate).
-    pub version: crate::ids::Version,
+    pub version: crate::domain::ids::Version,
 }

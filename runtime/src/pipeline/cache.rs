@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 
 use parking_lot::Mutex;
 
-use crate::ids::{StreamId, Version};
+use crate::domain::ids::{StreamId, Version};
 
 type State = Box<dyn Any + Send>;
 

@@ -1,0 +1,59 @@
+//! The errors of the application layer: building it and answering queries.
+
+use crate::domain::services::ServiceKey;
+use crate::store::StoreError;
+
+/// Why a query failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// The projection that answers the query is not registered.
+    #[error("projection `{projection}` is not registered; add `.projection(...)` to the application builder")]
+    NotRegistered {
+        /// The projection.
+        projection: &'static str,
+    },
+    /// An interceptor refused the query.
+    #[error("query `{query}` refused: {reason}")]
+    Rejected {
+        /// The query type.
+        query: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why `ApplicationBuilder::build` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A handler of a registered aggregate takes a service that is not registered.
+    #[error("aggregate `{aggregate}` needs service `{service}`; register it with `.service(...)`")]
+    MissingService {
+        /// The aggregate.
+        aggregate: &'static str,
+        /// The service type.
+        service: ServiceKey,
+    },
+    /// Two registered aggregate types share one name, so their streams would mix.
+    #[error("aggregates `{first}` and `{second}` are both named `{name}`")]
+    DuplicateAggregateName {
+        /// The shared name.
+        name: &'static str,
+        /// The first Rust type.
+        first: &'static str,
+        /// The second Rust type.
+        second: &'static str,
+    },
+    /// A setting has a value that cannot work.
+    #[error("invalid setting `{setting}`: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A backend could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

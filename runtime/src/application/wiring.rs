@@ -1,0 +1,188 @@
+//! `build()`: validates the configuration and wires the layers together.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::builder::{ApplicationBuilder, SubscriberDeps};
+use super::error::BuildError;
+use super::{Application, Inner, ProjectionEntry};
+use crate::pipeline::bus::CommandBus;
+use crate::pipeline::cache::AggregateCache;
+use crate::pipeline::config::Settings;
+use crate::pipeline::dispatcher::{AfterCommit, Dispatcher};
+use crate::pipeline::repository::Repository;
+use crate::processes::inline::InlineProjections;
+use crate::processes::relay::RelayHandler;
+use crate::processes::subscriber::{Subscriber, SubscriberConfig};
+use crate::store::{
+    EventFilter, MemoryCheckpointStore, MemoryDeadLetterStore, MemoryEventStore, MemoryIdempotencyStore,
+    MemorySagaStateStore, MemorySnapshotStore,
+};
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> BuildError {
+    BuildError::InvalidConfig {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+fn validate(settings: &Settings) -> Result<(), BuildError> {
+    if settings.max_attempts == 0 {
+        return Err(invalid("max_attempts", "must be at least 1"));
+    }
+    if settings.max_event_bytes == 0 {
+        return Err(invalid("max_event_bytes", "must be at least 1"));
+    }
+    if settings.idempotency_ttl.is_zero() {
+        return Err(invalid("idempotency_ttl", "must be longer than zero"));
+    }
+    Ok(())
+}
+
+impl<L> ApplicationBuilder<L> {
+    /// Validates the configuration and builds the application.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for a missing service, two aggregates with one name, or
+    /// an invalid setting.
+    pub async fn build(self) -> Result<Application<L>, BuildError> {
+        let parts = self.parts;
+        validate(&parts.settings)?;
+        let mut names: HashMap<&'static str, &'static str> = HashMap::new();
+        for (_, reg) in &parts.aggregates {
+            if let Some(first) = names.insert(reg.name, reg.type_name) {
+                return Err(BuildError::DuplicateAggregateName {
+                    name: reg.name,
+                    first,
+                    second: reg.type_name,
+                });
+            }
+            if reg.snapshot.is_some_and(|s| s.every == 0) {
+                return Err(invalid(
+                    "snapshot_every",
+                    format!("aggregate `{}`: must be at least 1", reg.name),
+                ));
+            }
+            if let Some(service) = (reg.required_services)()
+                .into_iter()
+                .find(|k| !parts.services.contains(k))
+            {
+                return Err(BuildError::MissingService {
+                    aggregate: reg.name,
+                    service,
+                });
+            }
+        }
+        let mut subscriber_names = std::collections::HashSet::new();
+        for name in parts
+            .projections
+            .iter()
+            .map(|p| format!("projection:{}", p.name))
+            .chain(parts.sagas.iter().map(|s| format!("saga:{}", s.name)))
+        {
+            if !subscriber_names.insert(name.clone()) {
+                return Err(invalid(
+                    "projection/saga name",
+                    format!("two subscribers are named `{name}`"),
+                ));
+            }
+        }
+        let deps = SubscriberDeps {
+            store: parts.store.unwrap_or_else(|| Arc::new(MemoryEventStore::new())),
+            checkpoints: parts
+                .checkpoints
+                .unwrap_or_else(|| Arc::new(MemoryCheckpointStore::new())),
+            dead_letters: parts
+                .dead_letters
+                .unwrap_or_else(|| Arc::new(MemoryDeadLetterStore::new())),
+            sagas: parts
+                .sagas_store
+                .unwrap_or_else(|| Arc::new(MemorySagaStateStore::new())),
+        };
+        let consuming = parts.consume_from.is_some();
+
+        // Projections first: the inline ones run after every commit.
+        let mut projections = HashMap::new();
+        let mut inline = Vec::new();
+        for pending in parts.projections {
+            let (subscriber, model): (Arc<Subscriber>, Arc<dyn Any + Send + Sync>) = (pending.make)(&deps);
+            if pending.inline && !consuming {
+                inline.push(Arc::clone(&subscriber));
+            }
+            projections.insert(
+                pending.type_id,
+                ProjectionEntry {
+                    name: pending.name,
+                    model,
+                    subscriber,
+                },
+            );
+        }
+        let mut after_commit: Vec<Arc<dyn AfterCommit>> = Vec::new();
+        if !inline.is_empty() {
+            after_commit.push(Arc::new(InlineProjections(inline)));
+        }
+        let dispatcher = Arc::new(Dispatcher {
+            repository: Repository {
+                store: Arc::clone(&deps.store),
+                snapshots: parts.snapshots.unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
+                cache: AggregateCache::new(parts.settings.cache_capacity),
+            },
+            idempotency: parts
+                .idempotency
+                .unwrap_or_else(|| Arc::new(MemoryIdempotencyStore::new())),
+            services: parts.services,
+            aggregates: parts.aggregates.into_iter().collect(),
+            settings: parts.settings,
+            after_commit,
+        });
+
+        // Sagas send their commands through the dispatcher, as a command bus.
+        let bus = Arc::clone(&dispatcher) as Arc<dyn CommandBus>;
+        let mut sagas = HashMap::new();
+        let mut deadline_pollers = Vec::new();
+        for pending in parts.sagas {
+            sagas.insert(pending.type_id, (pending.make)(&deps, Arc::clone(&bus)));
+            deadline_pollers.push((pending.deadlines, pending.poll));
+        }
+        let relays = parts
+            .publish_to
+            .into_iter()
+            .map(|(name, transport)| {
+                Arc::new(Subscriber::new(
+                    format!("relay:{name}"),
+                    EventFilter::all(),
+                    SubscriberConfig::default(),
+                    Arc::clone(&deps.store),
+                    Arc::clone(&deps.checkpoints),
+                    Arc::clone(&deps.dead_letters),
+                    Box::new(RelayHandler { transport }),
+                ))
+            })
+            .collect();
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let inner = Arc::new(Inner {
+            dispatcher,
+            sagas_store: deps.sagas,
+            outboxes: parts.outboxes,
+            relays,
+            consume_from: parts.consume_from,
+            projections,
+            sagas,
+            deadline_pollers: parking_lot::Mutex::new(deadline_pollers),
+            interceptors: parts.interceptors,
+            query_interceptors: parts.query_interceptors,
+            stacks: parking_lot::RwLock::new(HashMap::new()),
+            shutdown,
+        });
+        if parts.background {
+            inner.start_background();
+        }
+        Ok(Application {
+            inner,
+            layer: self.layer,
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! The domain layer: what users write and the macros target — events,
+//! commands, aggregates, ids and the services handlers take. Depends on
+//! nothing else in the crate.
+
+pub(crate) mod aggregate;
+pub(crate) mod command;
+pub(crate) mod event;
+pub(crate) mod ids;
+pub(crate) mod services;

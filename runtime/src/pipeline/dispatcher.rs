@@ -1,0 +1,211 @@
+//! The command loop: load, handle, append; on a conflict bring the state
+//! forward and run the handler again.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::{Registration, Settings};
+use super::error::{CommandError, LoadError};
+use super::idempotency::idempotent;
+use super::options::{DispatchOptions, Dispatched};
+use super::repository::Repository;
+use crate::domain::aggregate::Aggregate;
+use crate::domain::command::{HandledCommand, HandlerError};
+use crate::domain::ids::{
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version,
+};
+use crate::domain::services::Services;
+use crate::future::BoxFuture;
+use crate::store::{EventMetadata, ExpectedVersion, IdempotencyStore, NewEvent, StoreError};
+
+/// What runs after every commit, before `dispatch` returns: inline
+/// projections (read-your-writes). Implemented by the processes layer.
+pub(crate) trait AfterCommit: Send + Sync + 'static {
+    /// The command's events are committed up to `position`. Failures are
+    /// the hook's own business: the events are committed whatever happens.
+    fn committed(&self, position: Position) -> BoxFuture<'_, ()>;
+}
+
+/// The command pipeline below the middleware: registered aggregates, the
+/// repository, idempotency and the command loop.
+pub(crate) struct Dispatcher {
+    pub(crate) repository: Repository,
+    pub(crate) idempotency: Arc<dyn IdempotencyStore>,
+    pub(crate) services: Services,
+    pub(crate) aggregates: HashMap<TypeId, Registration>,
+    pub(crate) settings: Settings,
+    pub(crate) after_commit: Vec<Arc<dyn AfterCommit>>,
+}
+
+impl Dispatcher {
+    /// The registration of aggregate `A`.
+    pub(crate) fn registration<A: Aggregate>(&self) -> Result<&Registration, LoadError> {
+        self.aggregates.get(&TypeId::of::<A>()).ok_or(LoadError::NotRegistered {
+            aggregate: A::NAME,
+            type_name: std::any::type_name::<A>(),
+        })
+    }
+
+    /// The stream of the registered aggregate with id `id`.
+    pub(crate) fn stream_of(&self, registration: &Registration, id: &(impl AggregateId + ?Sized)) -> StreamId {
+        StreamId::new(Arc::clone(&registration.shared_name), id.to_stream_key())
+    }
+
+    /// Idempotency, then the command loop: the whole pipeline without user
+    /// layers.
+    pub(crate) async fn dispatch<C: HandledCommand>(
+        &self,
+        command: C,
+        options: DispatchOptions,
+    ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
+        let registration = self.registration::<C::Aggregate>()?;
+        let stream = self.stream_of(registration, command.aggregate_id());
+        match options.command_id.or_else(|| command.command_id()) {
+            None => self.run(registration, stream, command, CommandId::new(), options).await,
+            Some(id) => {
+                idempotent(self.idempotency.as_ref(), &self.settings, id, || {
+                    self.run(registration, stream, command, id, options)
+                })
+                .await
+            }
+        }
+    }
+
+    /// The command loop: load, handle, append; on conflict bring the state
+    /// forward and re-run.
+    pub(crate) async fn run<C: HandledCommand>(
+        &self,
+        registration: &Registration,
+        stream: StreamId,
+        command: C,
+        command_id: CommandId,
+        options: DispatchOptions,
+    ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
+        let repository = &self.repository;
+        let settings = &self.settings;
+        let metadata = EventMetadata {
+            timestamp: None,
+            correlation_id: Some(options.correlation_id.unwrap_or(CorrelationId(command_id.0))),
+            causation_id: Some(options.causation_id.unwrap_or(CausationId::Command(command_id))),
+            command_id: Some(command_id),
+            headers: options.headers,
+        };
+        let mut last_conflict = (Version::INITIAL, Version::INITIAL);
+        let (mut state, mut version) = repository
+            .load_latest::<C::Aggregate>(registration, &stream, true)
+            .await?;
+        for attempt in 1..=settings.max_attempts {
+            let decision = match C::handle(&*state, command.clone(), &self.services).await {
+                Ok(d) => d,
+                Err(HandlerError::Domain(e)) => {
+                    repository.cache.put(stream, state, version);
+                    return Err(CommandError::Domain(e));
+                }
+                Err(HandlerError::MissingService(m)) => {
+                    return Err(CommandError::MissingService(m));
+                }
+            };
+            if decision.events.is_empty() {
+                repository.cache.put(stream.clone(), state, version);
+                return Ok(Dispatched {
+                    output: decision.output,
+                    command_id,
+                    stream,
+                    version,
+                    positions: Vec::new(),
+                    replayed: false,
+                    attempts: attempt,
+                });
+            }
+            let new_events = encode(&decision.events, &metadata, settings.max_event_bytes)?;
+            match repository
+                .store
+                .append(&stream, ExpectedVersion::Exact(version), new_events)
+                .await
+            {
+                Ok(committed) => {
+                    for event in &decision.events {
+                        state.apply(event);
+                    }
+                    repository
+                        .maybe_snapshot(registration, &stream, &*state, version, committed.version)
+                        .await;
+                    repository.cache.put(stream, state, committed.version);
+                    if let Some(last) = committed.positions.last() {
+                        for hook in &self.after_commit {
+                            hook.committed(*last).await;
+                        }
+                    }
+                    return Ok(Dispatched {
+                        output: decision.output,
+                        command_id,
+                        stream: committed.stream,
+                        version: committed.version,
+                        positions: committed.positions,
+                        replayed: false,
+                        attempts: attempt,
+                    });
+                }
+                Err(StoreError::Conflict { actual, .. }) => {
+                    tracing::debug!(%stream, expected = %version, %actual, attempt, "append conflict; re-running command");
+                    repository.cache.invalidate(&stream);
+                    last_conflict = (version, actual);
+                    // Under contention, back off a little (jittered) so the
+                    // writers that keep colliding spread out.
+                    if attempt > 1 {
+                        let jitter = u64::from(command_id.0.random() as u8) % 64;
+                        let micros = (50 * u64::from(attempt.min(20)) + jitter * 4).min(2_000);
+                        tokio::time::sleep(Duration::from_micros(micros)).await;
+                    }
+                    (state, version) = repository.load_forward(registration, &stream, *state, version).await?;
+                }
+                Err(e) => {
+                    repository.cache.invalidate(&stream);
+                    return Err(CommandError::Store(e));
+                }
+            }
+        }
+        Err(CommandError::Conflict {
+            stream,
+            expected: last_conflict.0,
+            actual: last_conflict.1,
+            attempts: settings.max_attempts,
+        })
+    }
+}
+
+/// Encodes a decision's events for the store, each stamped with the
+/// command's metadata and one timestamp.
+fn encode<E: crate::domain::event::EventSet, X>(
+    events: &[E],
+    metadata: &EventMetadata,
+    max_event_bytes: usize,
+) -> Result<Vec<NewEvent>, CommandError<X>> {
+    let now = Timestamp::now();
+    let mut new_events = Vec::with_capacity(events.len());
+    for event in events {
+        let encoded = event.encode().map_err(|source| CommandError::Encode {
+            event: event.name(),
+            source,
+        })?;
+        if encoded.payload.len() > max_event_bytes {
+            return Err(CommandError::EventTooLarge {
+                event: encoded.name,
+                size: encoded.payload.len(),
+                limit: max_event_bytes,
+            });
+        }
+        let mut metadata = metadata.clone();
+        metadata.timestamp = Some(now);
+        new_events.push(NewEvent {
+            event_id: EventId::new(),
+            name: encoded.name.into(),
+            schema_version: encoded.version,
+            payload: encoded.payload,
+            metadata,
+        });
+    }
+    Ok(new_events)
+}

@@ -1,0 +1,196 @@
+//! The repository: loads aggregates (cache -> snapshot -> events), folds
+//! stored events into state, and takes snapshots by policy.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::cache::AggregateCache;
+use super::config::Registration;
+use super::error::LoadError;
+use super::options::AsOf;
+use crate::domain::aggregate::{Aggregate, Loaded};
+use crate::domain::event::{EventDecodeError, EventSet};
+use crate::domain::ids::{StreamId, Timestamp, Version};
+use crate::store::{EventStore, RecordedEvent, Snapshot, SnapshotStore};
+
+/// Where aggregates come from and go back to.
+pub(crate) struct Repository {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) snapshots: Arc<dyn SnapshotStore>,
+    pub(crate) cache: AggregateCache,
+}
+
+impl Repository {
+    /// The latest state: from the cache if allowed, else snapshot plus
+    /// events. Boxed: a cached state goes back to the cache in the same box.
+    pub(crate) async fn load_latest<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        use_cache: bool,
+    ) -> Result<(Box<A>, Version), LoadError> {
+        if use_cache
+            && let Some((state, version)) = self.cache.take(stream)
+            && let Ok(state) = state.downcast::<A>()
+        {
+            return Ok((state, version));
+        }
+        let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
+        let events = self.store.read_stream_for_load(stream, version.next()).await?;
+        let (state, version) = fold(registration, stream, state, version, &events, None)?;
+        Ok((Box::new(state), version))
+    }
+
+    /// Brings a state known to be right at `version` forward with the
+    /// events written since (after a conflict), instead of reloading it all.
+    pub(crate) async fn load_forward<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        state: A,
+        version: Version,
+    ) -> Result<(Box<A>, Version), LoadError> {
+        let newer = self.store.read_stream_for_load(stream, version.next()).await?;
+        let (state, version) = fold(registration, stream, state, version, &newer, None)?;
+        Ok((Box::new(state), version))
+    }
+
+    /// The current state, not from the cache.
+    pub(crate) async fn load<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+    ) -> Result<Loaded<A>, LoadError> {
+        let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
+        let events = self.store.read_stream_for_load(stream, version.next()).await?;
+        let (state, version) = fold(registration, stream, state, version, &events, None)?;
+        Ok(Loaded { state, version })
+    }
+
+    /// The state as it was at a version or a time.
+    pub(crate) async fn load_as_of<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        as_of: AsOf,
+    ) -> Result<Loaded<A>, LoadError> {
+        let (state, version, until, time) = match as_of {
+            AsOf::Version(v) => {
+                let (state, version) = self.load_snapshot::<A>(registration, stream, Some(v)).await;
+                (state, version, Some(v), None)
+            }
+            AsOf::Time(t) => (A::default(), Version::INITIAL, None, Some(t)),
+        };
+        if until.is_some_and(|u| u <= version) {
+            return Ok(Loaded { state, version });
+        }
+        let events = self.store.read_stream(stream, version.next(), until).await?;
+        let (state, version) = fold(registration, stream, state, version, &events, time)?;
+        Ok(Loaded { state, version })
+    }
+
+    async fn load_snapshot<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        at_most: Option<Version>,
+    ) -> (A, Version) {
+        let Some(codec) = registration.snapshot else {
+            return (A::default(), Version::INITIAL);
+        };
+        match self.snapshots.load(stream).await {
+            Ok(Some(s)) if s.state_version == A::STATE_VERSION && at_most.is_none_or(|v| s.version <= v) => {
+                match (codec.decode)(&s.payload).map(|b| b.downcast::<A>()) {
+                    Ok(Ok(state)) => return (*state, s.version),
+                    Ok(Err(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(%stream, error = %e, "snapshot ignored: cannot decode it")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%stream, error = %e, "snapshot store failed; loading from events")
+            }
+        }
+        (A::default(), Version::INITIAL)
+    }
+
+    /// Takes a snapshot when the version crossed a multiple of the policy's
+    /// interval. A failure is logged: the events are committed either way.
+    pub(crate) async fn maybe_snapshot<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        state: &A,
+        before: Version,
+        after: Version,
+    ) {
+        let Some(codec) = registration.snapshot else {
+            return;
+        };
+        if codec.every == 0 || before.0 / codec.every == after.0 / codec.every {
+            return;
+        }
+        let erased: &(dyn Any + Send) = state;
+        match (codec.encode)(erased) {
+            Some(Ok(payload)) => {
+                let snapshot = Snapshot {
+                    version: after,
+                    state_version: A::STATE_VERSION,
+                    payload: Bytes::from(payload),
+                    taken_at: Timestamp::now(),
+                };
+                if let Err(e) = self.snapshots.save(stream, snapshot).await {
+                    tracing::warn!(%stream, error = %e, "snapshot not saved");
+                }
+            }
+            Some(Err(e)) => tracing::warn!(%stream, error = %e, "snapshot not encoded"),
+            None => {}
+        }
+    }
+}
+
+/// Folds stored events into a state, checking the versions are consecutive.
+/// With `until_time`, stops at the first event recorded after it.
+fn fold<A: Aggregate>(
+    registration: &Registration,
+    stream: &StreamId,
+    mut state: A,
+    mut version: Version,
+    events: &[RecordedEvent],
+    until_time: Option<Timestamp>,
+) -> Result<(A, Version), LoadError> {
+    for recorded in events {
+        if until_time.is_some_and(|t| recorded.metadata.timestamp.is_some_and(|ts| ts > t)) {
+            break;
+        }
+        if recorded.version != version.next() {
+            return Err(LoadError::Gap {
+                stream: stream.clone(),
+                expected: version.next(),
+                found: recorded.version,
+            });
+        }
+        match A::Event::decode(&recorded.name, recorded.schema_version, &recorded.payload) {
+            Ok(event) => state.apply(&event),
+            Err(EventDecodeError::UnknownEvent { name }) if registration.skip_unknown_events => {
+                tracing::warn!(%stream, version = %recorded.version, event = %name, "skipping unknown event");
+            }
+            Err(source) => {
+                return Err(LoadError::Decode {
+                    aggregate: A::NAME,
+                    id: stream.aggregate_id().to_owned(),
+                    version: recorded.version,
+                    event: recorded.name.to_string(),
+                    position: recorded.position,
+                    source,
+                });
+            }
+        }
+        version = recorded.version;
+    }
+    Ok((state, version))
+}

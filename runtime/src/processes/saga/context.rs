@@ -1,0 +1,210 @@
+//! What a saga step can do besides changing its state.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ulid::Ulid;
+
+use crate::domain::command::HandledCommand;
+use crate::domain::event::Event;
+use crate::domain::ids::{CausationId, CommandId, CorrelationId, Timestamp};
+use crate::future::BoxFuture;
+use crate::pipeline::bus::{AnyCommand, AnyOutcome, CommandBus, LiveDispatch, NoResponse};
+use crate::pipeline::dispatcher::Dispatcher;
+use crate::pipeline::error::CommandError;
+use crate::pipeline::options::DispatchOptions;
+use crate::processes::subscriber::HandlerFailure;
+use crate::store::ScheduledDeadline;
+
+/// What caused the step now running.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cause {
+    pub(crate) id: Ulid,
+    pub(crate) causation: CausationId,
+    pub(crate) correlation: Option<CorrelationId>,
+}
+
+/// What a saga step can do besides changing its state: dispatch commands,
+/// schedule deadlines, end the saga.
+pub struct SagaContext {
+    bus: Arc<dyn CommandBus>,
+    saga: &'static str,
+    key: String,
+    cause: Cause,
+    dispatch_count: u32,
+    schedule_count: u32,
+    pub(crate) scheduled: Vec<ScheduledDeadline>,
+    pub(crate) cancelled: Vec<Ulid>,
+    pub(crate) completed: bool,
+    pub(crate) schedule_error: Option<HandlerFailure>,
+}
+
+impl fmt::Debug for SagaContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SagaContext")
+            .field("saga", &self.saga)
+            .field("key", &self.key)
+            .field("scheduled", &self.scheduled.len())
+            .field("completed", &self.completed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SagaContext {
+    pub(crate) fn new(bus: Arc<dyn CommandBus>, saga: &'static str, key: String, cause: Cause) -> Self {
+        Self {
+            bus,
+            saga,
+            key,
+            cause,
+            dispatch_count: 0,
+            schedule_count: 0,
+            scheduled: Vec::new(),
+            cancelled: Vec::new(),
+            completed: false,
+            schedule_error: None,
+        }
+    }
+
+    /// The key of the saga instance.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The correlation id flowing through this saga step.
+    #[must_use]
+    pub fn correlation_id(&self) -> Option<CorrelationId> {
+        self.cause.correlation
+    }
+
+    /// A service registered on the application (or the scenario), if any.
+    #[must_use]
+    pub fn service<T: Any>(&self) -> Option<&T> {
+        self.bus.services().get::<T>().ok()
+    }
+
+    /// Dispatches a command. Its id is derived from the saga, the key, the
+    /// event (or deadline) being handled and the dispatch's index in the
+    /// step, so a step that runs again for the same event dispatches the
+    /// same ids and nothing twice. Correlation flows on; causation is the
+    /// triggering event.
+    ///
+    /// # Errors
+    ///
+    /// The command's [`CommandError`].
+    pub async fn dispatch<C: HandledCommand>(&mut self, command: C) -> Result<C::Output, CommandError<C::Error>> {
+        self.dispatch_count += 1;
+        let command_id = CommandId::derived(&[
+            self.saga.as_bytes(),
+            self.key.as_bytes(),
+            &self.cause.id.to_bytes(),
+            &self.dispatch_count.to_le_bytes(),
+        ]);
+        let mut options = DispatchOptions::new()
+            .command_id(command_id)
+            .causation_id(self.cause.causation);
+        if let Some(c) = self.cause.correlation {
+            options = options.correlation_id(c);
+        }
+        let outcome = self
+            .bus
+            .send(Box::new(command), C::NAME, options, live_dispatch::<C> as LiveDispatch)
+            .await;
+        match outcome.downcast::<Result<C::Output, CommandError<C::Error>>>() {
+            Ok(result) => *result,
+            // A recording bus with no response for this command: commands
+            // whose output is `()` succeed by default.
+            Err(other) if other.is::<NoResponse>() => {
+                let unit: Box<dyn Any + Send> = Box::new(Ok::<(), CommandError<C::Error>>(()));
+                match unit.downcast::<Result<C::Output, CommandError<C::Error>>>() {
+                    Ok(result) => *result,
+                    Err(_) => Err(CommandError::Rejected {
+                        layer: "scenario".into(),
+                        reason: format!(
+                            "no response registered for `{}`: add `.respond::<{}>(..)` to the SagaScenario",
+                            C::NAME,
+                            std::any::type_name::<C>()
+                        ),
+                    }),
+                }
+            }
+            Err(_) => Err(CommandError::Rejected {
+                layer: "command bus".into(),
+                reason: format!("the bus answered `{}` with another type", C::NAME),
+            }),
+        }
+    }
+
+    /// Schedules `deadline` to fire at `due`: the saga's `#[saga_deadline]`
+    /// method for its type runs then, even after a restart. Returns its id.
+    pub fn schedule<D: Event>(&mut self, due: Timestamp, deadline: D) -> Ulid {
+        self.schedule_count += 1;
+        // Derived like command ids: a step re-run for the same cause
+        // schedules the same deadline, not a second one.
+        let id = CommandId::derived(&[
+            self.saga.as_bytes(),
+            self.key.as_bytes(),
+            &self.cause.id.to_bytes(),
+            &self.schedule_count.to_le_bytes(),
+            b"deadline",
+        ])
+        .0;
+        match deadline.encode_payload() {
+            Ok(payload) => self.scheduled.push(ScheduledDeadline {
+                id,
+                saga: self.saga.to_owned(),
+                key: self.key.clone(),
+                due,
+                name: D::NAME.to_owned(),
+                schema_version: D::VERSION,
+                payload: Bytes::from(payload),
+                correlation_id: self.cause.correlation,
+            }),
+            Err(e) => self.schedule_error = Some(e.into()),
+        }
+        id
+    }
+
+    /// Schedules `deadline` to fire after `delay`.
+    pub fn schedule_after<D: Event>(&mut self, delay: Duration, deadline: D) -> Ulid {
+        let due = Timestamp(
+            Timestamp::now()
+                .0
+                .saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX)),
+        );
+        self.schedule(due, deadline)
+    }
+
+    /// Cancels a deadline scheduled earlier.
+    pub fn cancel(&mut self, deadline: Ulid) {
+        self.scheduled.retain(|d| d.id != deadline);
+        self.cancelled.push(deadline);
+    }
+
+    /// Ends the saga after this step (its state and deadlines are deleted).
+    pub fn complete(&mut self) {
+        self.completed = true;
+    }
+}
+
+/// Dispatches an erased command of type `C` on a live dispatcher.
+fn live_dispatch<C: HandledCommand>(
+    dispatcher: &Dispatcher,
+    command: AnyCommand,
+    options: DispatchOptions,
+) -> BoxFuture<'_, AnyOutcome> {
+    Box::pin(async move {
+        let result: Result<C::Output, CommandError<C::Error>> = match command.downcast::<C>() {
+            Ok(command) => dispatcher.dispatch(*command, options).await.map(|d| d.output),
+            Err(_) => Err(CommandError::Rejected {
+                layer: "command bus".into(),
+                reason: format!("a command sent as `{}` has another type", C::NAME),
+            }),
+        };
+        Box::new(result) as AnyOutcome
+    })
+}

@@ -1,0 +1,79 @@
+//! Runs the steps of a saga as a subscriber of the log.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::{Cause, Saga, SagaContext, StepKind};
+use crate::domain::event::EventSet;
+use crate::domain::ids::{CausationId, Version};
+use crate::future::BoxFuture;
+use crate::pipeline::bus::CommandBus;
+use crate::processes::subscriber::{ErasedHandler, HandlerFailure};
+use crate::store::{RecordedEvent, SagaChange, SagaStateStore, StoreError};
+
+/// Runs the steps of saga `S` on the events of the log.
+pub(crate) struct SagaHandler<S> {
+    bus: Arc<dyn CommandBus>,
+    store: Arc<dyn SagaStateStore>,
+    _saga: PhantomData<fn() -> S>,
+}
+
+impl<S> SagaHandler<S> {
+    pub(crate) fn new(bus: Arc<dyn CommandBus>, store: Arc<dyn SagaStateStore>) -> Self {
+        Self {
+            bus,
+            store,
+            _saga: PhantomData,
+        }
+    }
+}
+
+impl<S: Saga> ErasedHandler for SagaHandler<S> {
+    fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>> {
+        Box::pin(async move {
+            let store = &self.store;
+            loop {
+                let decoded = S::Event::decode(&event.name, event.schema_version, &event.payload)?;
+                let route = S::route(&decoded);
+                let instance = store.load(S::NAME, &route.key).await?;
+                let (mut state, expected) = match (instance, route.kind) {
+                    (Some(instance), _) => {
+                        if instance.last_position >= event.position {
+                            return Ok(()); // a re-delivered event: already handled
+                        }
+                        (serde_json::from_slice::<S>(&instance.state)?, instance.version)
+                    }
+                    (None, StepKind::Start) => (S::default(), Version::INITIAL),
+                    (None, _) => return Ok(()), // no instance for this key: not ours
+                };
+                let cause = Cause {
+                    id: event.event_id.0,
+                    causation: CausationId::Event(event.event_id),
+                    correlation: event.metadata.correlation_id,
+                };
+                let mut ctx = SagaContext::new(Arc::clone(&self.bus), S::NAME, route.key.clone(), cause);
+                state.step(decoded, &mut ctx).await?;
+                if let Some(e) = ctx.schedule_error.take() {
+                    return Err(e);
+                }
+                let change = if route.kind == StepKind::End || ctx.completed {
+                    SagaChange::Delete
+                } else {
+                    SagaChange::Save {
+                        state: serde_json::to_vec(&state)?.into(),
+                        last_position: event.position,
+                        schedule: std::mem::take(&mut ctx.scheduled),
+                        cancel: std::mem::take(&mut ctx.cancelled),
+                    }
+                };
+                match store.apply(S::NAME, &route.key, expected, change).await {
+                    Ok(_) => return Ok(()),
+                    // Another runner moved the instance: run the step again on
+                    // fresh state; its commands have the same ids.
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! The one error of the processes layer.
+
+use crate::store::StoreError;
+
+/// Why catching up failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// The event, checkpoint or dead-letter store failed.
+    #[error("subscriber `{subscriber}`: {source}")]
+    Store {
+        /// The subscriber.
+        subscriber: String,
+        /// The store error.
+        #[source]
+        source: StoreError,
+    },
+    /// The subscriber stopped on a failing event (policy `ParkAndStop`).
+    #[error("subscriber `{subscriber}` is stopped: {reason}")]
+    Stopped {
+        /// The subscriber.
+        subscriber: String,
+        /// Why.
+        reason: String,
+    },
+    /// A saga deadline handler failed; the deadline stays scheduled.
+    #[error("deadline of saga `{saga}` failed: {source}")]
+    Deadline {
+        /// The saga.
+        saga: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No subscriber of that type is registered.
+    #[error("`{0}` is not registered on the application")]
+    NotRegistered(&'static str),
+}

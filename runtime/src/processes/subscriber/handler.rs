@@ -1,0 +1,62 @@
+//! What a subscriber's handler is: user handler results and failures, and
+//! the type-erased handler the engine drives.
+
+use std::fmt;
+
+use crate::future::BoxFuture;
+use crate::store::RecordedEvent;
+
+/// Why an event handler failed (any error type, boxed).
+#[derive(Debug)]
+pub struct HandlerFailure(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for HandlerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl HandlerFailure {
+    /// A failure with this message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self(message.into().into())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerFailure {
+    fn from(e: E) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+/// What an event handler may return: `()`, or a `Result<(), E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by an event handler",
+    note = "an event handler returns nothing, or `Result<(), E>` with an error type `E` (its failures are retried, then dead-lettered)"
+)]
+pub trait EventHandlerResult {
+    /// The result as a failure, if any.
+    ///
+    /// # Errors
+    ///
+    /// The handler's error, boxed.
+    fn into_result(self) -> Result<(), HandlerFailure>;
+}
+
+impl EventHandlerResult for () {
+    fn into_result(self) -> Result<(), HandlerFailure> {
+        Ok(())
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> EventHandlerResult for Result<(), E> {
+    fn into_result(self) -> Result<(), HandlerFailure> {
+        self.map_err(HandlerFailure::from)
+    }
+}
+
+/// The handler side of a subscriber, type-erased.
+pub(crate) trait ErasedHandler: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>>;
+}
