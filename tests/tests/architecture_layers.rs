@@ -96,13 +96,19 @@ fn imports_only_go_down_and_modules_have_no_cycles() {
         let text = std::fs::read_to_string(file).expect("read source");
         // Tests inside a file may reach anywhere.
         let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
-        let is_mod_file = file.file_name().is_some_and(|n| n == "mod.rs");
-        let parent: Vec<&str> = module.split("::").collect();
-        let base = if is_mod_file { &parent[..] } else { &parent[..parent.len().saturating_sub(1)] };
+        // `super` is the module's parent, for `x/mod.rs` and `x/y.rs` alike.
+        let parts: Vec<&str> = module.split("::").collect();
+        let parent = &parts[..parts.len().saturating_sub(1)];
         let mut named: Vec<String> = paths_after(code, "crate::").into_iter().map(str::to_owned).collect();
         for path in paths_after(code, "super::") {
-            let up = &base[..base.len().saturating_sub(1)];
-            named.push(up.iter().copied().chain(path.split("::")).collect::<Vec<_>>().join("::"));
+            named.push(
+                parent
+                    .iter()
+                    .copied()
+                    .chain(path.split("::"))
+                    .collect::<Vec<_>>()
+                    .join("::"),
+            );
         }
         for path in named {
             let path = path.replacen("store::", "seams::", 1);
@@ -144,7 +150,13 @@ fn imports_only_go_down_and_modules_have_no_cycles() {
     assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
     // The check saw the tree: every layer has modules, and references were found.
     for (name, _) in LAYERS.iter().filter(|(n, _)| *n != "store") {
-        assert!(modules.iter().any(|m| m.starts_with(name)), "no module in layer `{name}`");
+        assert!(
+            modules.iter().any(|m| m.starts_with(name)),
+            "no module in layer `{name}`"
+        );
     }
-    assert!(graph.values().map(BTreeSet::len).sum::<usize>() > 50, "too few references found");
+    assert!(
+        graph.values().map(BTreeSet::len).sum::<usize>() > 50,
+        "too few references found"
+    );
 }
