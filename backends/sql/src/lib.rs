@@ -75,7 +75,3 @@ pub use crate::postgres::{PostgresConfig, PostgresDriver, PostgresStore, Postgre
 pub use crate::sqlite::{SqliteConfig, SqliteDriver, SqliteLocation, SqliteStore, SqliteTransaction};
 #[doc(inline)]
 pub use crate::store::SqlStore;
-
-/// The sqlx version this crate uses, for SQL read models that share its
-/// transactions (`SqliteStore::begin`, `save_checkpoint_in`).
-pub use sqlx;
