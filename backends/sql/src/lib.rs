@@ -44,6 +44,10 @@
 // Without a driver feature the shared code has no user.
 #![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code, unused_imports))]
 
+// The layout, like sqlx's: the contract (`driver`); the shared code
+// (`store/`, one file per storage trait, and `schema`, `queries`, `rows`,
+// `error`, `append`, `health`, `config`); one directory per driver
+// (`sqlite/`, `postgres/`: its `Driver` impl, config, open, batch append).
 mod append;
 pub mod config;
 pub mod driver;
