@@ -13,8 +13,8 @@ use interlock::store::MemoryEventStore;
 use interlock::store::{EventFilter, EventMetadata, ExpectedVersion, NewEvent};
 use interlock::store::{Snapshot, SnapshotStore};
 use interlock::{EventId, Position, StreamId, Timestamp};
-use interlock_sql::sqlx::{self, AssertSqlSafe};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+use sqlx::AssertSqlSafe;
 
 use crate::domain::{Account, Deposit, MoneyDeposited, OpenAccount, Total, Totals};
 use crate::report::{Line, reset_peak_rss};

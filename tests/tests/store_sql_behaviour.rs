@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use interlock::prelude::*;
-use interlock::store::{EventFilter, ExpectedVersion, NewEvent};
+use interlock::store::{AppendRequest, BatchAppend, EventFilter, ExpectedVersion, NewEvent};
 use interlock::store::{EventStore, StoreError};
 use interlock::{CommandError, EventId, LoadError, Position, StreamId};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
@@ -262,8 +262,8 @@ async fn postgres_corrupt_rows_are_typed_errors() {
     );
 }
 
-async fn sqlx_exec(tx: &mut interlock_sql::sqlx::Transaction<'static, interlock_sql::sqlx::Postgres>, sql: String) {
-    interlock_sql::sqlx::query(interlock_sql::sqlx::AssertSqlSafe(sql))
+async fn sqlx_exec(tx: &mut interlock_sql::PostgresTransaction, sql: String) {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .execute(&mut **tx)
         .await
         .expect("insert");
@@ -274,7 +274,7 @@ async fn sqlite_corrupt_rows_are_typed_errors() {
     let Some(store) = sqlite_file().await else { return };
     corrupt_rows(store.clone()).await;
     let mut tx = store.begin().await.expect("begin");
-    interlock_sql::sqlx::query(
+    sqlx::query(
         "INSERT INTO interlock_events (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
          VALUES (1000000, 'not-a-ulid', 'bank.account', 'broken', 1, 'bank.account_opened', 1, x'7b7d', '{}', 0)",
     )
@@ -610,4 +610,102 @@ async fn postgres_outbox_is_written_with_the_events_and_relayed() {
         .await
         .expect("open");
     outbox_relay(store).await;
+}
+
+/// The batch append itself: one outcome per request, in order; appends to
+/// one stream applied in order, each seeing the versions the earlier ones
+/// wrote; a conflict failing alone; accepted appends at consecutive
+/// positions in batch order. On PostgreSQL two appends to one stream take
+/// the savepoint path.
+async fn batch_outcomes(store: impl BatchAppend + EventStore) {
+    let a = StreamId::new("batch.a", Ulid::new().to_string());
+    let b = StreamId::new("batch.b", Ulid::new().to_string());
+    let request = |stream: &StreamId, expected: ExpectedVersion, n: usize| AppendRequest {
+        stream: stream.clone(),
+        expected,
+        events: (0..n).map(|_| event("batch.e", 1, "{}")).collect(),
+    };
+    let start = store.head().await.expect("head");
+    let outcomes = store
+        .append_batch(vec![
+            request(&a, ExpectedVersion::Exact(Version(0)), 2),
+            request(&b, ExpectedVersion::Any, 1),
+            request(&a, ExpectedVersion::Exact(Version(0)), 1),
+            request(&a, ExpectedVersion::Exact(Version(2)), 1),
+            request(&b, ExpectedVersion::Exact(Version(1)), 0),
+        ])
+        .await;
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    let mut outcomes = outcomes.into_iter();
+    let mut next = |what: &str| outcomes.next().unwrap_or_else(|| panic!("no outcome for {what}"));
+    let p = |i: u64| Position(start.0 + i);
+    let first = next("a from 0").expect("a from 0");
+    assert_eq!(
+        (first.stream.clone(), first.version, first.positions),
+        (a.clone(), Version(2), vec![p(1), p(2)])
+    );
+    let second = next("b any").expect("b any");
+    assert_eq!((second.version, second.positions), (Version(1), vec![p(3)]));
+    match next("a from 0 again") {
+        Err(StoreError::Conflict { stream, actual, .. }) => assert_eq!((stream, actual), (a.clone(), Version(2))),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let fourth = next("a from 2").expect("a from 2");
+    assert_eq!((fourth.version, fourth.positions), (Version(3), vec![p(4)]));
+    let fifth = next("b empty").expect("b empty");
+    assert_eq!((fifth.version, fifth.positions), (Version(1), vec![]));
+    let stored = store.read_stream(&a, Version(1), None).await.expect("read");
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [Version(1), Version(2), Version(3)]
+    );
+    assert_eq!(store.head().await.expect("head"), p(4));
+}
+
+#[tokio::test]
+async fn batch_append_answers_every_request_in_order() {
+    batch_outcomes(SqliteStore::open(SqliteConfig::memory()).await.expect("open")).await;
+    match postgres().await {
+        Some(pg) => batch_outcomes(pg).await,
+        None => skip("postgres batch_append_answers_every_request_in_order"),
+    }
+}
+
+/// Polls a future to completion on this thread, with no tokio runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn opening_outside_a_tokio_runtime_is_a_typed_error() {
+    let sqlite = block_on(SqliteStore::open(SqliteConfig::memory()));
+    assert!(
+        matches!(sqlite, Err(StoreError::Unavailable { backend: "sqlite", .. })),
+        "{sqlite:?}"
+    );
+    let pg = block_on(PostgresStore::open(PostgresConfig::new(
+        "postgres://u@127.0.0.1:5432/test",
+    )));
+    assert!(
+        matches!(
+            pg,
+            Err(StoreError::Unavailable {
+                backend: "postgres",
+                ..
+            })
+        ),
+        "{pg:?}"
+    );
 }

@@ -1,11 +1,25 @@
 //! SQLite and PostgreSQL backends of Interlock, on sqlx.
 //!
-//! [`SqliteStore`] (feature `sqlite`, the embedded default) and
+//! [`SqliteStore`] (feature `sqlite`, the embedded backend) and
 //! [`PostgresStore`] (feature `postgres`) each implement every storage
 //! trait of the runtime — `EventStore`, `SnapshotStore`, `IdempotencyStore`,
-//! `CheckpointStore`, `DeadLetterStore`, `SagaStateStore` — on one database,
-//! and pass the runtime's conformance suites. Pass a store to
-//! `ApplicationBuilder::backend` to use it for all of them.
+//! `CheckpointStore`, `DeadLetterStore`, `SagaStateStore`, `Outbox` — on one
+//! database, and pass the runtime's conformance suites. Pass a store to
+//! `ApplicationBuilder::backend` to use it for all of them. No feature is on
+//! by default: enable the driver you use, and only it is compiled.
+//!
+//! Both are [`SqlStore`]s: the storage traits are written once, over the
+//! [`Driver`] contract (see [`driver`]), and each driver adds what differs
+//! per database — its primitive calls, its batch append behind the
+//! runtime's group committer (`interlock::store::GroupCommitter`), and its
+//! way of opening. Concurrent appends share batches; settings in
+//! `interlock::store::GroupCommit`.
+//!
+//! A SQL read model that shares a store's transactions
+//! ([`SqliteStore::begin`], `save_checkpoint_in`) gets them as
+//! [`SqliteTransaction`] / [`PostgresTransaction`]; it writes its own
+//! statements with `sqlx` (0.9, the same driver feature) as a dependency of
+//! its own — this crate does not re-export it.
 //!
 //! Queries are built at runtime from validated identifiers with every value
 //! bound (no compile-time checked queries, so building needs no database).
@@ -27,12 +41,21 @@
 //! | `{prefix}schema_migrations` | applied schema versions |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without a driver feature the shared code has no user.
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code, unused_imports))]
 
-mod admin;
+// The layout, like sqlx's: the contract (`driver`); the shared code
+// (`store/`, one file per storage trait, and `schema`, `queries`, `rows`,
+// `error`, `append`, `health`, `config`); one directory per driver
+// (`sqlite/`, `postgres/`: its `Driver` impl, config, open, batch append).
+mod append;
 pub mod config;
-mod group;
+pub mod driver;
+mod error;
 pub mod health;
-mod sql;
+mod queries;
+mod rows;
+mod schema;
 mod store;
 
 #[cfg(feature = "postgres")]
@@ -41,22 +64,18 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_batch;
 
 #[doc(inline)]
-pub use crate::config::{ConfigError, PostgresConfig, SecretUrl, SqliteConfig, SqliteLocation};
+pub use crate::config::{ConfigError, SecretUrl};
 #[doc(inline)]
-pub use crate::group::GroupCommit;
+pub use crate::driver::Driver;
 #[doc(inline)]
 pub use crate::health::{Health, Statistics};
 #[cfg(feature = "postgres")]
 #[doc(inline)]
-pub use crate::postgres::PostgresStore;
+pub use crate::postgres::{PostgresConfig, PostgresDriver, PostgresStore, PostgresTransaction};
 #[cfg(feature = "sqlite")]
 #[doc(inline)]
-pub use crate::sqlite::SqliteStore;
-
-/// The sqlx version this crate uses, for SQL read models that share its
-/// transactions (`SqliteStore::begin`, `save_checkpoint_in`).
-pub use sqlx;
+pub use crate::sqlite::{SqliteConfig, SqliteDriver, SqliteLocation, SqliteStore, SqliteTransaction};
+#[doc(inline)]
+pub use crate::store::SqlStore;

@@ -1,0 +1,209 @@
+//! Settings of the PostgreSQL backend.
+
+use std::time::Duration;
+
+use interlock::store::GroupCommit;
+
+use crate::config::{ConfigError, SecretUrl, env, env_millis, env_u32, validate_identifier};
+
+/// Settings of [`PostgresStore`](crate::PostgresStore).
+///
+/// Environment variables read by [`PostgresConfig::from_env`]:
+/// `INTERLOCK_POSTGRES_URL` (required, e.g. `postgres://user:pass@host/db`),
+/// `INTERLOCK_POSTGRES_SCHEMA` (default `public`),
+/// `INTERLOCK_TABLE_PREFIX` (default `interlock_`),
+/// `INTERLOCK_POSTGRES_MAX_CONNECTIONS` (default 10),
+/// `INTERLOCK_POSTGRES_MIN_CONNECTIONS` (default 0),
+/// `INTERLOCK_POSTGRES_CONNECT_TIMEOUT_MS` (default 5000),
+/// `INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS` (default 30000; 0 for none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct PostgresConfig {
+    /// The connection URL (its password is redacted when shown).
+    pub url: SecretUrl,
+    /// The schema of the tables (created if missing; default `public`).
+    pub schema: String,
+    /// Prefix of every table name (default `interlock_`).
+    pub table_prefix: String,
+    /// Largest pool size (default 10).
+    pub max_connections: u32,
+    /// Connections kept open (default 0).
+    pub min_connections: u32,
+    /// How long to wait for a connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Per-statement limit set on every connection (default 30 s).
+    pub statement_timeout: Option<Duration>,
+    /// Group commit of concurrent appends (default on, 64 per transaction).
+    pub group_commit: GroupCommit,
+    /// `LISTEN/NOTIFY` for live subscriptions (default on). Off, every
+    /// commit is a little cheaper and subscribers poll.
+    pub notify: bool,
+    /// Record every append in the transactional outbox table too (default
+    /// off), for `ApplicationBuilder::publish_outbox_to`.
+    pub outbox: bool,
+}
+
+impl PostgresConfig {
+    /// Settings for the database at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: SecretUrl::new(url),
+            schema: "public".into(),
+            table_prefix: "interlock_".into(),
+            max_connections: 10,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(30)),
+            group_commit: GroupCommit::default(),
+            notify: true,
+            outbox: false,
+        }
+    }
+
+    /// Records every append in the transactional outbox table too.
+    pub fn outbox(mut self, on: bool) -> Self {
+        self.outbox = on;
+        self
+    }
+
+    /// Turns `LISTEN/NOTIFY` on (the default) or off (subscribers poll).
+    pub fn notify(mut self, on: bool) -> Self {
+        self.notify = on;
+        self
+    }
+
+    /// Reads the settings from the environment (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// When `INTERLOCK_POSTGRES_URL` is unset or a value does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let url = env("INTERLOCK_POSTGRES_URL").ok_or(ConfigError::MissingVariable("INTERLOCK_POSTGRES_URL"))?;
+        let mut config = Self::new(url);
+        if let Some(s) = env("INTERLOCK_POSTGRES_SCHEMA") {
+            config.schema = s;
+        }
+        if let Some(p) = env("INTERLOCK_TABLE_PREFIX") {
+            config.table_prefix = p;
+        }
+        if let Some(n) = env_u32("INTERLOCK_POSTGRES_MAX_CONNECTIONS", "max connections")? {
+            config.max_connections = n;
+        }
+        if let Some(n) = env_u32("INTERLOCK_POSTGRES_MIN_CONNECTIONS", "min connections")? {
+            config.min_connections = n;
+        }
+        if let Some(t) = env_millis("INTERLOCK_POSTGRES_CONNECT_TIMEOUT_MS", "connect timeout")? {
+            config.connect_timeout = t;
+        }
+        if let Some(t) = env_millis("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "statement timeout")? {
+            config.statement_timeout = (!t.is_zero()).then_some(t);
+        }
+        if let Some(n) = env_u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
+            config.group_commit.max_batch = n as usize;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets the schema.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets the table prefix.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the largest pool size.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the statement timeout (`None` for none).
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sets group commit: at most `max_batch` appends per transaction (1
+    /// turns it off), waiting up to `max_wait` for more.
+    pub fn group_commit(mut self, max_batch: usize, max_wait: Duration) -> Self {
+        self.group_commit = GroupCommit { max_batch, max_wait };
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// An invalid schema or prefix, a zero pool size, or a URL that is not
+    /// `postgres://` / `postgresql://`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_identifier("schema", &self.schema)?;
+        validate_identifier("table prefix", &self.table_prefix)?;
+        if self.max_connections == 0 {
+            return Err(ConfigError::InvalidValue {
+                setting: "max connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.min_connections > self.max_connections {
+            return Err(ConfigError::InvalidValue {
+                setting: "min connections",
+                reason: "cannot exceed max connections".into(),
+            });
+        }
+        if self.group_commit.max_batch == 0 {
+            return Err(ConfigError::InvalidValue {
+                setting: "group commit batch",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::InvalidValue {
+                setting: "connect timeout",
+                reason: "must be longer than zero".into(),
+            });
+        }
+        let url = self.url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::InvalidUrl {
+                backend: "postgres",
+                url: self.url.redacted(),
+                reason: "expected postgres://user:password@host:port/database".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        let config = PostgresConfig::new("postgres://bob:s3cret@db/x");
+        for shown in [format!("{config:?}"), config.url.to_string()] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_reported() {
+        let config = PostgresConfig::new("mysql://x").schema("ok");
+        assert!(matches!(config.validate(), Err(ConfigError::InvalidUrl { .. })));
+        let config = PostgresConfig::new("postgres://x/y").max_connections(0);
+        assert!(matches!(config.validate(), Err(ConfigError::InvalidValue { .. })));
+    }
+}

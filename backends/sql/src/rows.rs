@@ -1,0 +1,106 @@
+//! Decoding stored rows, and the integer conversions of bound values:
+//! a bad stored value is a typed `Corrupt` error naming the row, never a
+//! panic.
+
+use bytes::Bytes;
+use interlock::store::StoreError;
+use interlock::store::{EventMetadata, RecordedEvent};
+use interlock::{EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
+
+use crate::driver::SqlRow;
+
+/// A stored event row, decoded into fields before the checks.
+pub(crate) struct EventRow {
+    pub(crate) position: i64,
+    pub(crate) event_id: String,
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: String,
+    pub(crate) version: i64,
+    pub(crate) event_name: String,
+    pub(crate) schema_version: i64,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) metadata: String,
+    pub(crate) recorded_at: i64,
+}
+
+impl EventRow {
+    /// Reads the columns of [`EVENT_COLUMNS`](crate::queries::EVENT_COLUMNS),
+    /// in that order, from the start of `row`.
+    pub(crate) fn read(row: &impl SqlRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            position: row.int(0)?,
+            event_id: row.text(1)?,
+            aggregate_type: row.text(2)?,
+            aggregate_id: row.text(3)?,
+            version: row.int(4)?,
+            event_name: row.text(5)?,
+            schema_version: row.int(6)?,
+            payload: row.bytes(7)?,
+            metadata: row.text(8)?,
+            recorded_at: row.int(9)?,
+        })
+    }
+
+    /// Checks and converts the row; a bad id or metadata is a typed
+    /// `Corrupt` error naming the row, never a panic.
+    pub(crate) fn into_event(self, backend: &'static str) -> Result<RecordedEvent, StoreError> {
+        let location = format!(
+            "{}/{} version {} (position {})",
+            self.aggregate_type, self.aggregate_id, self.version, self.position
+        );
+        let corrupt = |reason: String| StoreError::Corrupt {
+            backend,
+            location: location.clone(),
+            reason,
+        };
+        let event_id = self
+            .event_id
+            .parse::<EventId>()
+            .map_err(|e| corrupt(format!("event id `{}`: {e}", self.event_id)))?;
+        let mut metadata: EventMetadata =
+            serde_json::from_str(&self.metadata).map_err(|e| corrupt(format!("metadata is not valid JSON: {e}")))?;
+        if metadata.timestamp.is_none() {
+            metadata.timestamp = Some(Timestamp(self.recorded_at));
+        }
+        let non_negative = |v: i64, what: &str| u64::try_from(v).map_err(|_| corrupt(format!("negative {what} {v}")));
+        let schema_version = u32::try_from(self.schema_version)
+            .map_err(|_| corrupt(format!("schema version {} out of range", self.schema_version)))?;
+        Ok(RecordedEvent {
+            event_id,
+            stream: StreamId::new(self.aggregate_type.as_str(), self.aggregate_id.as_str()),
+            version: Version(non_negative(self.version, "version")?),
+            position: Position(non_negative(self.position, "position")?),
+            name: self.event_name.into(),
+            schema_version: SchemaVersion(schema_version),
+            payload: Bytes::from(self.payload),
+            metadata,
+        })
+    }
+}
+
+/// Decodes rows of [`EVENT_COLUMNS`](crate::queries::EVENT_COLUMNS) into
+/// events.
+pub(crate) fn events(backend: &'static str, rows: &[impl SqlRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            EventRow::read(row)
+                .map_err(|e| crate::error::store_error(backend, e))?
+                .into_event(backend)
+        })
+        .collect()
+}
+
+/// `u64` → `i64` for a bound parameter (saturating).
+pub(crate) fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `usize` → `i64` for a bound parameter (saturating).
+pub(crate) fn i64_of_usize(v: usize) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `i64` column → `u64`, clamping corrupt negatives to 0.
+pub(crate) fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}

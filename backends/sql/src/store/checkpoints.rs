@@ -1,0 +1,63 @@
+//! `CheckpointStore`, and checkpoints saved in a caller's transaction (a
+//! SQL read model and its checkpoint committed together).
+
+use interlock::Position;
+use interlock::store::{BoxFuture, CheckpointStore, StoreError};
+use sqlx::Transaction;
+
+use super::SqlStore;
+use crate::driver::Param::{Int, Text};
+use crate::driver::{Driver, SqlRow};
+use crate::rows::{i64_of, u64_of};
+
+impl<D: Driver> CheckpointStore for SqlStore<D> {
+    fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<Position>, StoreError>> {
+        Box::pin(async move {
+            let row = self
+                .fetch_optional(self.queries().checkpoint_load.clone(), &[Text(subscriber)])
+                .await?;
+            let position = row.map(|row| row.int(0)).transpose();
+            Ok(position.map_err(Self::error)?.map(|p| Position(u64_of(p))))
+        })
+    }
+
+    fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let params = [Text(subscriber), Int(i64_of(position.0))];
+            self.execute(self.queries().checkpoint_save.clone(), &params).await?;
+            Ok(())
+        })
+    }
+}
+
+impl<D: Driver> SqlStore<D> {
+    /// Saves a checkpoint inside the caller's transaction, so a SQL read
+    /// model and its checkpoint commit together (exactly-once projections
+    /// into the same database).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    pub async fn save_checkpoint_in(
+        &self,
+        tx: &mut Transaction<'static, D::Database>,
+        subscriber: &str,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        let params = [Text(subscriber), Int(i64_of(position.0))];
+        D::execute(&mut **tx, self.queries().checkpoint_save.clone(), &params)
+            .await
+            .map_err(Self::error)?;
+        Ok(())
+    }
+
+    /// Starts a write transaction on the store's pool, for a SQL read model
+    /// updated together with its checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    pub async fn begin(&self) -> Result<Transaction<'static, D::Database>, StoreError> {
+        self.begin_write().await.map_err(Self::error)
+    }
+}

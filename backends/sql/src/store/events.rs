@@ -1,0 +1,159 @@
+//! `EventStore`: appends go through the group committer to the driver's
+//! batch append; reads are shared.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use interlock::store::{
+    BoxFuture, Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    RewrittenEvent, StoreError,
+};
+use interlock::{Position, SchemaVersion, StreamId, Version};
+
+use super::SqlStore;
+use crate::driver::Param::{Bytes as Blob, Int, Text};
+use crate::driver::{Driver, SqlRow};
+use crate::rows::{i64_of, i64_of_usize, u64_of};
+
+impl<D: Driver> EventStore for SqlStore<D> {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        Box::pin(self.inner.committer.append(stream, expected, events))
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        to: Option<Version>,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let params = [
+                Text(stream.aggregate_type()),
+                Text(stream.aggregate_id()),
+                Int(i64_of(from.0)),
+                Int(to.map_or(i64::MAX, |t| i64_of(t.0))),
+            ];
+            let rows = self.fetch_all(self.queries().read_stream.clone(), &params).await?;
+            crate::rows::events(D::NAME, &rows)
+        })
+    }
+
+    fn read_stream_for_load<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let params = [
+                Text(stream.aggregate_type()),
+                Text(stream.aggregate_id()),
+                Int(i64_of(from.0)),
+            ];
+            let rows = self
+                .fetch_all(self.queries().read_stream_for_load.clone(), &params)
+                .await?;
+            rows.iter().map(|row| light_event(D::NAME, stream, row)).collect()
+        })
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            if filter.event_names.as_ref().is_some_and(Vec::is_empty)
+                || filter.aggregate_types.as_ref().is_some_and(Vec::is_empty)
+            {
+                return Ok(Vec::new()); // an empty list matches nothing
+            }
+            let names: &[Cow<'static, str>] = filter.event_names.as_deref().unwrap_or(&[]);
+            let types: &[Cow<'static, str>] = filter.aggregate_types.as_deref().unwrap_or(&[]);
+            let mut params = vec![Int(i64_of(after.0)), Int(i64_of_usize(limit))];
+            params.extend(names.iter().chain(types).map(|value| Text(value.as_ref())));
+            let sql = self.queries().read_all(names.len(), types.len());
+            let rows = self.fetch_all(sql, &params).await?;
+            crate::rows::events(D::NAME, &rows)
+        })
+    }
+
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+        Box::pin(async move {
+            let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+            let version = self.fetch_int(self.queries().stream_version.clone(), &params).await?;
+            Ok(Version(u64_of(version)))
+        })
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        Box::pin(async move {
+            let last = self.fetch_int(self.queries().head.clone(), &[]).await?;
+            Ok(Position(u64_of(last)))
+        })
+    }
+
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let params = [
+                Text(event.name.as_ref()),
+                Int(i64::from(event.schema_version.0)),
+                Blob(event.payload.as_ref()),
+                Int(i64_of(position.0)),
+            ];
+            let changed = self.execute(self.queries().rewrite.clone(), &params).await?;
+            if changed == 0 {
+                Err(StoreError::NotFound(position))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
+        self.inner.head.as_ref().map(tokio::sync::watch::Sender::subscribe)
+    }
+}
+
+/// An event of `read_stream_for_load`: the columns a load decodes
+/// (position, event id, version, name, schema version, payload), no
+/// metadata.
+fn light_event(backend: &'static str, stream: &StreamId, row: &impl SqlRow) -> Result<RecordedEvent, StoreError> {
+    let read = || -> Result<_, sqlx::Error> {
+        Ok((
+            row.int(0)?,
+            row.text(1)?,
+            row.int(2)?,
+            row.text(3)?,
+            row.int(4)?,
+            row.bytes(5)?,
+        ))
+    };
+    let (position, event_id, version, name, schema_version, payload) =
+        read().map_err(|e| crate::error::store_error(backend, e))?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        backend,
+        location: format!("{stream} version {version} (position {position})"),
+        reason,
+    };
+    Ok(RecordedEvent {
+        event_id: event_id
+            .parse()
+            .map_err(|e| corrupt(format!("event id `{event_id}`: {e}")))?,
+        stream: stream.clone(),
+        version: Version(u64_of(version)),
+        position: Position(u64_of(position)),
+        name: name.into(),
+        schema_version: SchemaVersion(
+            u32::try_from(schema_version)
+                .map_err(|_| corrupt(format!("schema version {schema_version} out of range")))?,
+        ),
+        payload: Bytes::from(payload),
+        metadata: EventMetadata::default(),
+    })
+}

@@ -1,0 +1,49 @@
+//! `SnapshotStore`: the latest snapshot per stream.
+
+use bytes::Bytes;
+use interlock::store::{BoxFuture, Snapshot, SnapshotStore, StoreError};
+use interlock::{StreamId, Timestamp, Version};
+
+use super::SqlStore;
+use crate::driver::Param::{Bytes as Blob, Int, Text};
+use crate::driver::{Driver, SqlRow};
+use crate::rows::{i64_of, u64_of};
+
+impl<D: Driver> SnapshotStore for SqlStore<D> {
+    fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
+        Box::pin(async move {
+            let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+            let row = self
+                .fetch_optional(self.queries().snapshot_load.clone(), &params)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let decode = || -> Result<Snapshot, sqlx::Error> {
+                Ok(Snapshot {
+                    version: Version(u64_of(row.int(0)?)),
+                    state_version: u32::try_from(row.int(1)?).unwrap_or(u32::MAX),
+                    payload: Bytes::from(row.bytes(2)?),
+                    taken_at: Timestamp(row.int(3)?),
+                })
+            };
+            decode().map(Some).map_err(Self::error)
+        })
+    }
+
+    fn save<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut tx = self.begin_write().await.map_err(Self::error)?;
+            let params = [
+                Text(stream.aggregate_type()),
+                Text(stream.aggregate_id()),
+                Int(i64_of(snapshot.version.0)),
+                Int(i64::from(snapshot.state_version)),
+                Blob(snapshot.payload.as_ref()),
+                Int(snapshot.taken_at.0),
+            ];
+            D::execute(&mut tx, self.queries().snapshot_save.clone(), &params)
+                .await
+                .map_err(Self::error)?;
+            tx.commit().await.map_err(Self::error)
+        })
+    }
+}
