@@ -27,17 +27,23 @@ pub(crate) enum Backend {
 pub(crate) struct Options {
     pub(crate) quick: bool,
     pub(crate) backend: Option<Backend>,
+    /// An exact operation count (`--ops N`), for instruction counts.
+    pub(crate) ops: Option<u64>,
 }
 
 impl Options {
-    /// `full` operations, or a tenth with `--quick`.
+    /// `full` operations, a tenth with `--quick`, or exactly `--ops N`.
     pub(crate) fn ops(&self, full: u64) -> u64 {
-        if self.quick { (full / 10).max(1) } else { full }
+        match self.ops {
+            Some(n) => n,
+            None if self.quick => (full / 10).max(1),
+            None => full,
+        }
     }
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: interlock-bench <W1..W8|all> [--backend memory|sqlite|postgres] [--quick]");
+    eprintln!("usage: interlock-bench <W1..W8|W1-DISPATCH|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]");
     ExitCode::from(2)
 }
 
@@ -47,11 +53,16 @@ fn main() -> ExitCode {
     let mut options = Options {
         quick: false,
         backend: None,
+        ops: None,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--ops" => match iter.next().and_then(|n| n.parse().ok()) {
+                Some(n) => options.ops = Some(n),
+                None => return usage(),
+            },
             "--backend" => {
                 options.backend = match iter.next().map(String::as_str) {
                     Some("memory") => Some(Backend::Memory),

@@ -26,6 +26,7 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
     reset_peak_rss();
     match workload {
         "W1" => w1(options).await,
+        "W1-DISPATCH" => w1_dispatch_only(options).await,
         "W2" => w2(options).await,
         "W3" => w3(options).await,
         "W4" => w4(options).await,
@@ -144,6 +145,29 @@ async fn deposits(
         latencies,
         retries.load(Ordering::Relaxed),
     ))
+}
+
+/// W1's dispatch loop alone (no latency recording, no baseline), for
+/// instruction counts: run it under `valgrind --tool=callgrind` with two
+/// `--ops` values; the difference over the difference in ops is the cost of
+/// one command.
+async fn w1_dispatch_only(options: &Options) -> Result<(), Error> {
+    let ops = options.ops(200_000);
+    let app = Application::builder()
+        .aggregate::<Account>()
+        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
+        .build()
+        .await?;
+    open_accounts(&app, 100).await?;
+    for i in 0..ops {
+        app.dispatch(Deposit {
+            account: i % 100,
+            amount: 1,
+        })
+        .await?;
+    }
+    println!("workload=W1-DISPATCH ops={ops}");
+    Ok(())
 }
 
 /// W1: in-memory store, 1 task, 100 accounts, 200 000 deposits.
