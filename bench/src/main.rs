@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     };
     let selected: Vec<&str> = match workload.as_str() {
         "ALL" => vec!["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"],
-        w @ ("W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8") => vec![w],
+        w @ ("W1" | "W1-DISPATCH" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8") => vec![w],
         _ => return usage(),
     };
     let mut failed = false;

@@ -1,7 +1,12 @@
-#![doc = include_str!("../../README.md")]
+//! The runtime of Interlock: traits, the application, dispatch, the
+//! subscriber engine, in-memory backends and test scenarios. Use it through
+//! the `interlock` crate, which re-exports all of it and adds the backends
+//! its features select.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// The layers, bottom up; each imports only from those above it in this list.
+// The layers, bottom up: future, domain, seams, pipeline, processes, then
+// scenario and application side by side. Imports only go down; the test
+// `tests/tests/architecture_layers.rs` checks it.
 mod application;
 mod domain;
 mod future;

@@ -23,7 +23,7 @@ use crate::processes::saga::deadlines::deadline_poller;
 use crate::processes::saga::runner::SagaHandler;
 use crate::processes::subscriber::{ErasedHandler, Subscriber, SubscriberConfig};
 use crate::store::{
-    CheckpointStore, DeadLetterStore, EventFilter, EventStore, EventTransport, IdempotencyStore, Outbox,
+    Backend, CheckpointStore, DeadLetterStore, EventFilter, EventStore, EventTransport, IdempotencyStore, Outbox,
     SagaStateStore, SnapshotStore,
 };
 
@@ -318,18 +318,20 @@ impl<L> ApplicationBuilder<L> {
         self
     }
 
-    /// Uses `backend` for every store: events, snapshots, idempotency,
-    /// checkpoints, dead letters and saga state (a SQL backend, say).
-    pub fn backend<B>(self, backend: B) -> Self
-    where
-        B: EventStore + SnapshotStore + IdempotencyStore + CheckpointStore + DeadLetterStore + SagaStateStore + Clone,
-    {
-        self.event_store(backend.clone())
-            .snapshot_store(backend.clone())
-            .idempotency_store(backend.clone())
-            .checkpoint_store(backend.clone())
-            .dead_letter_store(backend.clone())
-            .saga_state_store(backend)
+    /// Uses the stores `backend` provides (a SQL store provides all of
+    /// them: events, snapshots, idempotency, checkpoints, dead letters and
+    /// saga state; a [`StoreSet`] may provide some). Seams it does not cover
+    /// keep what was set before, or the in-memory default.
+    pub fn backend(mut self, backend: impl Backend) -> Self {
+        let set = backend.stores();
+        let parts = &mut self.parts;
+        parts.store = set.events.or(parts.store.take());
+        parts.snapshots = set.snapshots.or(parts.snapshots.take());
+        parts.idempotency = set.idempotency.or(parts.idempotency.take());
+        parts.checkpoints = set.checkpoints.or(parts.checkpoints.take());
+        parts.dead_letters = set.dead_letters.or(parts.dead_letters.take());
+        parts.sagas_store = set.sagas.or(parts.sagas_store.take());
+        self
     }
 
     /// The event store (in-memory when not set).

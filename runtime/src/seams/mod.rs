@@ -5,6 +5,7 @@
 //! This layer sits on the domain's ids only; nothing here knows about
 //! commands, aggregates or subscribers.
 
+mod backend;
 mod batch;
 mod checkpoint;
 mod dead_letter;
@@ -15,6 +16,7 @@ mod saga_state;
 mod snapshot;
 mod transport;
 
+pub use self::backend::{Backend, StoreSet};
 pub use self::batch::{AppendRequest, BatchAppend, GroupCommit, GroupCommitter};
 pub use self::checkpoint::{CheckpointStore, MemoryCheckpointStore};
 pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};

@@ -1,0 +1,59 @@
+#![doc = include_str!("../../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The facade: the runtime (`interlock-core`) and the backends the user's
+// features ask for, under one crate. Nothing is implemented here but the
+// URL opener.
+
+mod open;
+
+#[doc(inline)]
+pub use interlock_core::{
+    Aggregate, AggregateConfig, AggregateId, Application, ApplicationBuilder, AsOf, BuildError, CausationId, Command,
+    CommandError, CommandId, CommandLayer, CorrelationId, DispatchOptions, Dispatched, Event, EventDecodeError,
+    EventId, EventMeta, FailurePolicy, HandledCommand, HandledQuery, HandlerFailure, LoadError, Loaded, Position,
+    Projection, ProjectionConfig, QueryError, Reply, RetryPolicy, Saga, SagaContext, SagaResult, SchemaVersion,
+    StreamId, SubscriberConfig, SubscriberHandle, SubscriberStatus, SubscriptionError, Timestamp, Ulid, Version,
+};
+#[doc(inline)]
+pub use interlock_core::{
+    aggregate, applies_event, handles_command, handles_event, handles_query, projection, saga, saga_deadline, saga_step,
+};
+#[doc(inline)]
+pub use interlock_core::{docs, middleware, prelude, scenario, store};
+
+#[doc(inline)]
+pub use crate::open::{OpenError, open};
+
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use interlock_core::__conformance_tests;
+/// The exported conformance suites for backend implementers.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+#[doc(inline)]
+pub use interlock_core::testing;
+#[cfg(feature = "testing")]
+#[doc(inline)]
+pub use interlock_core::{
+    checkpoint_store_conformance, dead_letter_store_conformance, event_store_conformance,
+    idempotency_store_conformance, saga_state_store_conformance, snapshot_store_conformance,
+};
+
+/// The SQL backends (features `sqlite` and `postgres`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub mod sql {
+    #[doc(inline)]
+    pub use interlock_sql::{ConfigError, Health, SqlStore, Statistics};
+    #[cfg(feature = "postgres")]
+    #[doc(inline)]
+    pub use interlock_sql::{PostgresConfig, PostgresStore, PostgresTransaction};
+    #[cfg(feature = "sqlite")]
+    #[doc(inline)]
+    pub use interlock_sql::{SqliteConfig, SqliteLocation, SqliteStore, SqliteTransaction};
+}
+
+/// What generated code reaches through absolute paths. Not public API.
+#[doc(hidden)]
+pub use interlock_core::__private;
