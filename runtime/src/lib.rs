@@ -25,12 +25,15 @@ pub use crate::application::{
 #[doc(inline)]
 pub use crate::domain::aggregate::{Aggregate, Loaded};
 #[doc(inline)]
+pub use crate::domain::backoff::Backoff;
+#[doc(inline)]
 pub use crate::domain::command::{Command, HandledCommand, Reply};
 #[doc(inline)]
 pub use crate::domain::event::{Event, EventDecodeError};
 #[doc(inline)]
 pub use crate::domain::ids::{
-    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp,
+    TimestampParseError, Version,
 };
 #[doc(inline)]
 pub use crate::pipeline::config::AggregateConfig;
@@ -44,7 +47,7 @@ pub use crate::processes::projection::{EventMeta, HandledQuery, Projection};
 pub use crate::processes::saga::{Saga, SagaContext, SagaResult};
 #[doc(inline)]
 pub use crate::processes::subscriber::{
-    FailurePolicy, HandlerFailure, RetryPolicy, SubscriberConfig, SubscriberStatus, SubscriptionError,
+    FailurePolicy, HandlerFailure, SubscriberConfig, SubscriberStatus, SubscriptionError,
 };
 /// Re-exported for users' domain types.
 pub use ulid::Ulid;

@@ -248,10 +248,7 @@ async fn a_retry_layer_rides_out_an_unavailable_store() {
         .aggregate::<BankAccount>()
         .service(FeePolicy { fee: 0 })
         .shared_event_store(store.clone())
-        .layer(RetryLayer {
-            max_attempts: 3,
-            backoff: Duration::from_millis(1),
-        })
+        .layer(RetryLayer::new(3, Duration::from_millis(1)))
         .build()
         .await
         .expect("build");

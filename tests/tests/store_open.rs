@@ -72,7 +72,9 @@ async fn postgres_urls_open_the_server_and_never_show_a_password() {
 
 #[tokio::test]
 async fn unknown_schemes_are_refused_with_the_known_ones() {
-    let err = open("mongodb://localhost/db").await.expect_err("no mongodb backend yet");
+    let err = open("mongodb://localhost/db")
+        .await
+        .expect_err("no mongodb backend yet");
     assert!(
         matches!(&err, OpenError::UnknownScheme { scheme, known } if scheme == "mongodb" && known.contains("sqlite")),
         "{err}"

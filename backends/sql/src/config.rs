@@ -110,31 +110,36 @@ impl fmt::Display for SecretUrl {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` and of a
-/// `password=` query parameter with `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = rest_start + colon + 1;
-                out.replace_range(start..rest_start + at, "***");
-            }
-        }
+/// Replaces the password of `scheme://user:password@host` and the value
+/// of a `password=` or `pass=` query parameter with `***`. Text that is not
+/// a URL shows its scheme only, since the rest may hold a secret.
+pub(crate) fn redact(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return match text.split_once(':') {
+            Some((scheme, _)) => format!("{scheme}:<unparsable URL>"),
+            None => "<unparsable URL>".to_owned(),
+        };
+    };
+    if url.password().is_some() {
+        // Fails only for URLs that cannot carry a password.
+        let _ = url.set_password(Some("***"));
     }
-    for key in ["password=", "pass="] {
-        let mut from = 0;
-        while let Some(i) = out[from..].find(key) {
-            let start = from + i + key.len();
-            let end = out[start..].find('&').map_or(out.len(), |j| start + j);
-            out.replace_range(start..end, "***");
-            from = start + 3;
-        }
+    let secret = |key: &str| key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass");
+    if url.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    out
+    url.to_string()
 }
 
 pub(crate) fn env(name: &'static str) -> Option<String> {
@@ -201,5 +206,23 @@ mod tests {
             redact("postgres://db/x?user=a&password=p4ss&ssl=1"),
             "postgres://db/x?user=a&password=***&ssl=1"
         );
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_in_the_authority_and_the_query_are_redacted() {
+        assert_eq!(
+            redact("postgres://bob:s3cret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        let shown = redact("postgres://db/x?user=bob&password=s3cret&sslmode=require");
+        assert_eq!(shown, "postgres://db/x?user=bob&password=***&sslmode=require");
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+        let unparsable = redact("postgres://bob:s3cret@[db/x");
+        assert!(!unparsable.contains("s3cret"), "{unparsable}");
     }
 }

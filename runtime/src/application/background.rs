@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::{Application, Inner};
+use crate::domain::backoff::Backoff;
 use crate::domain::ids::Timestamp;
 use crate::processes::relay::drain_outbox;
 use crate::store::{EventTransport, IdempotencyStore, Outbox};
@@ -56,6 +57,8 @@ impl Inner {
 
 /// Feeds the application's subscribers from its transport until shutdown.
 async fn consume_loop(inner: Weak<Inner>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let policy = Backoff::new(u32::MAX, Duration::from_millis(200), Duration::from_secs(5));
+    let mut waits = policy.delays();
     loop {
         if *shutdown.borrow() {
             return;
@@ -63,9 +66,12 @@ async fn consume_loop(inner: Weak<Inner>, shutdown: tokio::sync::watch::Receiver
         let Some(inner) = inner.upgrade() else { return };
         let result = Application::consume_with(&inner, 256, Duration::from_millis(200)).await;
         drop(inner);
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "consuming the transport failed; retrying");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        match result {
+            Ok(_) => waits = policy.delays(),
+            Err(e) => {
+                tracing::warn!(error = %e, "consuming the transport failed; retrying");
+                tokio::time::sleep(waits.next().unwrap_or(policy.max)).await;
+            }
         }
     }
 }

@@ -251,11 +251,31 @@ impl From<Timestamp> for SystemTime {
     }
 }
 
+/// RFC 3339 in UTC with microseconds, e.g. `2026-12-01T22:24:01.123456Z`
+/// (a time outside jiff's range, years -9999 to 9999, shows as microseconds).
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}µs", self.0)
+        match jiff::Timestamp::from_microsecond(self.0) {
+            Ok(t) => write!(f, "{t:.6}"),
+            Err(_) => write!(f, "{}µs", self.0),
+        }
     }
 }
+
+/// Parses RFC 3339 (`2026-12-01T22:24:01Z`, `2026-12-01T23:24:01.5+01:00`).
+impl std::str::FromStr for Timestamp {
+    type Err = TimestampParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed: jiff::Timestamp = s.parse().map_err(|e: jiff::Error| TimestampParseError(e.to_string()))?;
+        Ok(Timestamp(parsed.as_microsecond()))
+    }
+}
+
+/// Why a text is not an RFC 3339 timestamp.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an RFC 3339 timestamp: {0}")]
+pub struct TimestampParseError(String);
 
 /// An id type that names an aggregate instance: any type with a stable
 /// `Display` (ULID, UUID, integers, strings, your own newtypes).
@@ -272,5 +292,21 @@ pub trait AggregateId: Send + Sync {
 impl<T: fmt::Display + Send + Sync + ?Sized> AggregateId for T {
     fn to_stream_key(&self) -> String {
         self.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_display_and_parse_as_rfc_3339() {
+        let t = Timestamp(1_764_627_841_123_456);
+        assert_eq!(t.to_string(), "2025-12-01T22:24:01.123456Z");
+        assert_eq!("2025-12-01T22:24:01.123456Z".parse::<Timestamp>(), Ok(t));
+        assert_eq!("2025-12-01T23:24:01.123456+01:00".parse::<Timestamp>(), Ok(t));
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
+        assert!("yesterday".parse::<Timestamp>().is_err());
+        assert_eq!(Timestamp(i64::MAX).to_string(), format!("{}µs", i64::MAX));
     }
 }

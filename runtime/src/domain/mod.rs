@@ -3,6 +3,7 @@
 //! nothing else in the crate.
 
 pub(crate) mod aggregate;
+pub(crate) mod backoff;
 pub(crate) mod command;
 pub(crate) mod event;
 pub(crate) mod ids;

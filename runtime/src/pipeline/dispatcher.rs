@@ -12,6 +12,7 @@ use super::idempotency::idempotent;
 use super::options::{DispatchOptions, Dispatched};
 use super::repository::Repository;
 use crate::domain::aggregate::Aggregate;
+use crate::domain::backoff::Backoff;
 use crate::domain::command::{HandledCommand, HandlerError};
 use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version,
@@ -19,6 +20,10 @@ use crate::domain::ids::{
 use crate::domain::services::Services;
 use crate::future::BoxFuture;
 use crate::store::{EventMetadata, ExpectedVersion, IdempotencyStore, NewEvent, StoreError};
+
+/// Waits between re-runs after conflicts with other writers: short, since a
+/// re-run reads only the events written since.
+const CONFLICT_BACKOFF: Backoff = Backoff::new(u32::MAX, Duration::from_micros(50), Duration::from_millis(2));
 
 /// What runs after every commit, before `dispatch` returns: inline
 /// projections (read-your-writes). Implemented by the processes layer.
@@ -93,6 +98,7 @@ impl Dispatcher {
             headers: options.headers,
         };
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
+        let mut conflict_waits = CONFLICT_BACKOFF.delays();
         let (mut state, mut version) = repository
             .load_latest::<C::Aggregate>(registration, &stream, true)
             .await?;
@@ -153,11 +159,12 @@ impl Dispatcher {
                     repository.cache.invalidate(&stream);
                     last_conflict = (version, actual);
                     // Under contention, back off a little (jittered) so the
-                    // writers that keep colliding spread out.
-                    if attempt > 1 {
-                        let jitter = u64::from(command_id.0.random() as u8) % 64;
-                        let micros = (50 * u64::from(attempt.min(20)) + jitter * 4).min(2_000);
-                        tokio::time::sleep(Duration::from_micros(micros)).await;
+                    // writers that keep colliding spread out; the first
+                    // re-run is immediate.
+                    if attempt > 1
+                        && let Some(wait) = conflict_waits.next()
+                    {
+                        tokio::time::sleep(wait).await;
                     }
                     (state, version) = repository.load_forward(registration, &stream, *state, version).await?;
                 }

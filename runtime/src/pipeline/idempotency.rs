@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::config::Settings;
 use super::error::CommandError;
 use super::options::Dispatched;
+use crate::domain::backoff::Backoff;
 use crate::domain::ids::{CommandId, Timestamp};
 use crate::store::{Claim, IdempotencyRecord, IdempotencyStore, after};
 
@@ -30,7 +31,8 @@ where
     Fut: Future<Output = Result<Dispatched<O>, CommandError<E>>>,
 {
     let lease = settings.idempotency_lease;
-    let mut wait = Duration::from_millis(1);
+    // Another caller holds the id: wait for its outcome, up to the lease.
+    let mut waits = Backoff::new(u32::MAX, Duration::from_millis(1), Duration::from_millis(100)).delays();
     let waited_since = std::time::Instant::now();
     loop {
         match store
@@ -56,8 +58,7 @@ where
                 if waited_since.elapsed() >= lease {
                     return Err(CommandError::InProgress(command_id));
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_millis(100));
+                tokio::time::sleep(waits.next().unwrap_or(Duration::from_millis(100))).await;
             }
         }
     }

@@ -7,17 +7,23 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::request::CommandRequest;
+use crate::domain::backoff::Backoff;
 use crate::future::BoxFuture;
 use crate::pipeline::error::CommandError;
 
-/// Runs a command again, with backoff, when it failed because the store was
-/// unreachable. Conflicts are already retried inside dispatch.
+/// Runs a command again, waiting by its [`Backoff`] policy, when it failed
+/// because the store was unreachable. Conflicts are already retried inside
+/// dispatch.
 #[derive(Clone, Copy, Debug)]
-pub struct RetryLayer {
-    /// Runs in all (at least 1).
-    pub max_attempts: u32,
-    /// The wait after the first failure, doubled after each.
-    pub backoff: Duration,
+pub struct RetryLayer(pub Backoff);
+
+impl RetryLayer {
+    /// Up to `max_attempts` runs, waits from `initial` doubling up to 5 s,
+    /// with jitter.
+    #[must_use]
+    pub const fn new(max_attempts: u32, initial: Duration) -> Self {
+        Self(Backoff::new(max_attempts, initial, Duration::from_secs(5)))
+    }
 }
 
 impl<S> Layer<S> for RetryLayer {
@@ -55,24 +61,26 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy;
         Box::pin(async move {
-            let mut wait = policy.backoff;
+            let mut waits = policy.0.delays();
             let mut attempt = 1;
             loop {
                 let result = inner.call(request.clone()).await;
-                let retry = matches!(&result, Err(e) if e.is_unavailable()) && attempt < policy.max_attempts;
-                match result {
-                    Err(_) if retry => {
+                let wait = match &result {
+                    Err(e) if e.is_unavailable() => waits.next(),
+                    _ => None,
+                };
+                match (result, wait) {
+                    (Err(_), Some(wait)) => {
                         tracing::debug!(
                             command = request.context.command,
                             attempt,
                             "store unavailable; retrying"
                         );
                         tokio::time::sleep(wait).await;
-                        wait = wait.saturating_mul(2);
                         attempt += 1;
                         std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
                     }
-                    result => return result,
+                    (result, _) => return result,
                 }
             }
         })

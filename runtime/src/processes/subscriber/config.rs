@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::domain::backoff::Backoff;
 use crate::domain::ids::Position;
 
 /// What a subscriber does with an event that still fails after its retries.
@@ -15,42 +16,13 @@ pub enum FailurePolicy {
     ParkAndStop,
 }
 
-/// Retries of a failing event handler, with exponential backoff.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Runs of the handler before the event is parked (at least 1).
-    pub max_attempts: u32,
-    /// The wait after the first failure.
-    pub initial_backoff: Duration,
-    /// The longest wait between attempts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after `failures` failures.
-    #[must_use]
-    pub fn backoff(&self, failures: u32) -> Duration {
-        let factor = 2u32.saturating_pow(failures.saturating_sub(1));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
-    }
-}
-
 /// How a subscriber runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct SubscriberConfig {
-    /// Retries of a failing handler.
-    pub retry: RetryPolicy,
+    /// Runs of a failing handler before the event is parked, and the waits
+    /// between them.
+    pub retry: Backoff,
     /// What to do after the retries.
     pub on_failure: FailurePolicy,
     /// Events read per batch.
@@ -62,7 +34,7 @@ pub struct SubscriberConfig {
 impl Default for SubscriberConfig {
     fn default() -> Self {
         Self {
-            retry: RetryPolicy::default(),
+            retry: Backoff::default(),
             on_failure: FailurePolicy::default(),
             batch_size: 512,
             poll_interval: Duration::from_millis(100),
@@ -76,13 +48,16 @@ impl SubscriberConfig {
         Self::default()
     }
 
-    /// Sets the retry policy.
+    /// Sets the retries: `max_attempts` runs of a failing handler, waits
+    /// from `initial_backoff` doubling up to `max_backoff`, with jitter.
     pub fn retry(mut self, max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
-        self.retry = RetryPolicy {
-            max_attempts,
-            initial_backoff,
-            max_backoff,
-        };
+        self.retry = Backoff::new(max_attempts, initial_backoff, max_backoff);
+        self
+    }
+
+    /// Sets the retries from a [`Backoff`] policy.
+    pub fn backoff(mut self, policy: Backoff) -> Self {
+        self.retry = policy;
         self
     }
 

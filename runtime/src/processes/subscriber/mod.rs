@@ -16,7 +16,7 @@ mod config;
 mod error;
 mod handler;
 
-pub use self::config::{FailurePolicy, RetryPolicy, SubscriberConfig, SubscriberStatus};
+pub use self::config::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 pub use self::error::SubscriptionError;
 pub(crate) use self::handler::ErasedHandler;
 pub use self::handler::{EventHandlerResult, HandlerFailure};
@@ -158,7 +158,7 @@ impl Subscriber {
     }
 
     async fn handle_with_retry(&self, event: &RecordedEvent) -> Result<(), HandlerFailure> {
-        let retry = self.config.retry;
+        let mut waits = self.config.retry.delays();
         let mut failures = 0;
         loop {
             match self.handler.handle(event).await {
@@ -173,10 +173,10 @@ impl Subscriber {
                         error = %failure,
                         "event handler failed"
                     );
-                    if failures >= retry.max_attempts.max(1) {
+                    let Some(wait) = waits.next() else {
                         return Err(failure);
-                    }
-                    tokio::time::sleep(retry.backoff(failures)).await;
+                    };
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
