@@ -167,7 +167,7 @@ pub mod prelude {
 pub mod docs {
     /// Debugging macro and type errors: what each message means and what to
     /// write instead.
-    #[doc = include_str!("../../docs/compile-errors.md")]
+    #[doc = include_str!("../docs/compile-errors.md")]
     pub mod compile_errors {}
 }
 
