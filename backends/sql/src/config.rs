@@ -1,17 +1,10 @@
 //! Configuration shared by the SQL backends: the errors, identifier
 //! validation, URLs whose secrets are redacted everywhere, and reading the
 //! environment. Each driver's settings are in its own module
-//! (`SqliteConfig`, `PostgresConfig`), re-exported here.
+//! (`SqliteConfig`, `PostgresConfig`).
 
 use std::fmt;
 use std::time::Duration;
-
-#[cfg(feature = "postgres")]
-#[doc(inline)]
-pub use crate::postgres::PostgresConfig;
-#[cfg(feature = "sqlite")]
-#[doc(inline)]
-pub use crate::sqlite::{SqliteConfig, SqliteLocation};
 
 /// Why a configuration cannot be used. Reported when the store is opened,
 /// never at first use.
@@ -56,7 +49,7 @@ pub enum ConfigError {
 /// # Errors
 ///
 /// [`ConfigError::InvalidIdentifier`] otherwise.
-pub fn validate_identifier(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_identifier(setting: &'static str, value: &str) -> Result<(), ConfigError> {
     let ok = !value.is_empty()
         && value.len() <= 48
         && value

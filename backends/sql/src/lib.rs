@@ -49,10 +49,10 @@
 // `error`, `append`, `health`, `config`); one directory per driver
 // (`sqlite/`, `postgres/`: its `Driver` impl, config, open, batch append).
 mod append;
-pub mod config;
+mod config;
 pub mod driver;
 mod error;
-pub mod health;
+mod health;
 mod queries;
 mod rows;
 mod schema;
@@ -67,8 +67,6 @@ mod sqlite;
 
 #[doc(inline)]
 pub use crate::config::{ConfigError, SecretUrl};
-#[doc(inline)]
-pub use crate::driver::Driver;
 #[doc(inline)]
 pub use crate::health::{Health, Statistics};
 #[cfg(feature = "postgres")]

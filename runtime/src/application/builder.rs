@@ -320,7 +320,7 @@ impl<L> ApplicationBuilder<L> {
 
     /// Uses the stores `backend` provides (a SQL store provides all of
     /// them: events, snapshots, idempotency, checkpoints, dead letters and
-    /// saga state; a [`StoreSet`] may provide some). Seams it does not cover
+    /// saga state; a [`StoreSet`](crate::store::StoreSet) may provide some). Seams it does not cover
     /// keep what was set before, or the in-memory default.
     pub fn backend(mut self, backend: impl Backend) -> Self {
         let set = backend.stores();

@@ -20,9 +20,11 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     type Event: EventSet;
 
     /// Folds one event into the state.
+    #[doc(hidden)]
     fn apply(&mut self, event: &Self::Event);
 
     /// The services any handler of this aggregate takes, checked by `build()`.
+    #[doc(hidden)]
     fn required_services() -> Vec<crate::domain::services::ServiceKey>;
 }
 

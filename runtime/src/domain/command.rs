@@ -56,6 +56,7 @@ pub trait HandledCommand: Command + Sized {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Runs the handler on the current state.
+    #[doc(hidden)]
     fn handle<'a>(
         aggregate: &'a Self::Aggregate,
         command: Self,
@@ -63,6 +64,7 @@ pub trait HandledCommand: Command + Sized {
     ) -> impl Future<Output = HandlerOutcome<Self>> + Send + 'a;
 
     /// The services the handler takes as parameters, checked by `build()`.
+    #[doc(hidden)]
     fn required_services() -> Vec<crate::domain::services::ServiceKey>;
 }
 

@@ -58,6 +58,7 @@ pub trait Projection: Send + Sync + 'static {
     type Event: EventSet;
 
     /// Handles one event.
+    #[doc(hidden)]
     fn handle<'a>(
         &'a mut self,
         event: Self::Event,
@@ -81,6 +82,7 @@ pub trait HandledQuery: Send + Sized + 'static {
     type Output: Send + 'static;
 
     /// Answers the query from the read model.
+    #[doc(hidden)]
     fn handle(projection: &Self::Projection, query: Self) -> impl Future<Output = Self::Output> + Send + '_;
 }
 

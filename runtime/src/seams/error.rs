@@ -50,3 +50,16 @@ pub enum StoreError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
+
+impl StoreError {
+    /// The conflict of a saga instance that is not at the version a writer
+    /// expected (for implementers of `SagaStateStore`).
+    #[must_use]
+    pub fn saga_conflict(saga: &str, key: &str, expected: Version, actual: Version) -> Self {
+        StoreError::Conflict {
+            stream: StreamId::new(format!("saga.{saga}"), key),
+            expected: ExpectedVersion::Exact(expected),
+            actual,
+        }
+    }
+}

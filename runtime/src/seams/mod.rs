@@ -27,9 +27,7 @@ pub use self::event_store::{
 };
 pub(crate) use self::idempotency::after;
 pub use self::idempotency::{Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
-pub use self::saga_state::{
-    MemorySagaStateStore, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline, saga_conflict,
-};
+pub use self::saga_state::{MemorySagaStateStore, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline};
 pub use self::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
 pub use self::transport::{Delivery, EventTransport, MemoryTransport, Outbox};
 pub use crate::future::BoxFuture;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use ulid::Ulid;
 
-use super::{ExpectedVersion, StoreError};
-use crate::domain::ids::{CorrelationId, Position, SchemaVersion, StreamId, Timestamp, Version};
+use super::StoreError;
+use crate::domain::ids::{CorrelationId, Position, SchemaVersion, Timestamp, Version};
 use crate::future::BoxFuture;
 
 /// A deadline scheduled by a saga.
@@ -111,15 +111,6 @@ impl MemorySagaStateStore {
     }
 }
 
-/// The conflict error of a saga instance (for `SagaStateStore` implementations).
-pub fn saga_conflict(saga: &str, key: &str, expected: Version, actual: Version) -> StoreError {
-    StoreError::Conflict {
-        stream: StreamId::new(format!("saga.{saga}"), key),
-        expected: ExpectedVersion::Exact(expected),
-        actual,
-    }
-}
-
 impl SagaStateStore for MemorySagaStateStore {
     fn load<'a>(&'a self, saga: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>> {
         let instance = self
@@ -142,7 +133,7 @@ impl SagaStateStore for MemorySagaStateStore {
         let id = (saga.to_owned(), key.to_owned());
         let actual = inner.instances.get(&id).map_or(Version::INITIAL, |i| i.version);
         let result = if actual != expected {
-            Err(saga_conflict(saga, key, expected, actual))
+            Err(StoreError::saga_conflict(saga, key, expected, actual))
         } else {
             match change {
                 SagaChange::Save {

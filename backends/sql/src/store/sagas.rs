@@ -136,7 +136,7 @@ impl<D: Driver> SqlStore<D> {
         match SagaStateStore::load(self, saga, key).await {
             Ok(instance) => {
                 let actual = instance.map_or(Version::INITIAL, |i| i.version);
-                interlock::store::saga_conflict(saga, key, expected, actual)
+                StoreError::saga_conflict(saga, key, expected, actual)
             }
             Err(e) => e,
         }

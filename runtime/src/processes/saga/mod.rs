@@ -55,9 +55,11 @@ pub trait Saga: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     type Deadline: EventSet;
 
     /// The instance and step kind of an event.
+    #[doc(hidden)]
     fn route(event: &Self::Event) -> SagaRoute;
 
     /// Runs the step for `event`.
+    #[doc(hidden)]
     fn step<'a>(
         &'a mut self,
         event: Self::Event,
@@ -65,6 +67,7 @@ pub trait Saga: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     ) -> impl Future<Output = SagaResult> + Send + 'a;
 
     /// Runs the deadline handler for `deadline`; returns whether it ends the saga.
+    #[doc(hidden)]
     fn deadline<'a>(
         &'a mut self,
         deadline: Self::Deadline,
