@@ -9,7 +9,7 @@
 //! by default: enable the driver you use, and only it is compiled.
 //!
 //! Both are [`SqlStore`]s: the storage traits are written once, over the
-//! [`Driver`] contract (see [`driver`]), and each driver adds what differs
+//! [`Driver`](driver::Driver) contract (see [`driver`]), and each driver adds what differs
 //! per database — its primitive calls, its batch append behind the
 //! runtime's group committer (`interlock::store::GroupCommitter`), and its
 //! way of opening. Concurrent appends share batches; settings in
