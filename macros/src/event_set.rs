@@ -59,7 +59,7 @@ pub(crate) fn expand(
                     #(#name::#variants(ref event) => #p::Ok(#p::EncodedEvent {
                         name: <#types as #p::Event>::NAME,
                         version: <#types as #p::Event>::VERSION,
-                        payload: #p::Bytes::from(<#types as #p::Event>::encode_payload(event)?),
+                        payload: #p::encode_json(event)?,
                     }),)*
                 }
             }

@@ -224,6 +224,32 @@ pub mod __private {
     pub use std::boxed::Box;
     pub use std::vec::Vec;
 
+    /// Encodes an event's payload as JSON into a reused per-thread buffer
+    /// and copies it out once (one allocation; `serde_json::to_vec` plus
+    /// `Bytes::from` make two: measured in W1 with callgrind).
+    ///
+    /// # Errors
+    ///
+    /// What serde_json says.
+    pub fn encode_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
+        thread_local! {
+            static BUFFER: ::core::cell::RefCell<Vec<u8>> = ::core::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                serde_json::to_writer(&mut *buffer, value)?;
+                let payload = Bytes::copy_from_slice(&buffer);
+                if buffer.capacity() > 64 * 1024 {
+                    *buffer = Vec::with_capacity(256);
+                }
+                Ok(payload)
+            }
+            // A payload whose `Serialize` encodes another event.
+            Err(_) => serde_json::to_vec(value).map(Bytes::from),
+        })
+    }
+
     /// Asserts at compile time that a service parameter's type can be shared.
     pub const fn assert_service<T: core::any::Any + Send + Sync>() {}
     /// Asserts at compile time that a command's id can be converted.

@@ -287,17 +287,93 @@ pub struct TimestampParseError(String);
 pub trait AggregateId: Send + Sync {
     /// The id as it is stored in the stream key.
     fn to_stream_key(&self) -> String;
+
+    /// The same key, shared (one allocation, for stream ids).
+    fn to_shared_key(&self) -> Arc<str> {
+        Arc::from(self.to_stream_key())
+    }
 }
 
 impl<T: fmt::Display + Send + Sync + ?Sized> AggregateId for T {
     fn to_stream_key(&self) -> String {
         self.to_string()
     }
+
+    fn to_shared_key(&self) -> Arc<str> {
+        // Formatted on the stack, then copied once into the `Arc` (instead
+        // of a `String` and a second copy): measured in W1 (callgrind).
+        let mut key = KeyBuffer::default();
+        match fmt::write(&mut key, format_args!("{self}")) {
+            Ok(()) => key.into_shared(),
+            Err(_) => Arc::from(self.to_string()),
+        }
+    }
+}
+
+/// A formatting buffer on the stack for short keys (ULIDs, UUIDs,
+/// integers), moving to the heap for longer ones.
+struct KeyBuffer {
+    inline: [u8; 64],
+    len: usize,
+    spilled: Option<String>,
+}
+
+impl Default for KeyBuffer {
+    fn default() -> Self {
+        Self {
+            inline: [0; 64],
+            len: 0,
+            spilled: None,
+        }
+    }
+}
+
+impl fmt::Write for KeyBuffer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(spilled) = &mut self.spilled {
+            spilled.push_str(s);
+            return Ok(());
+        }
+        let end = self.len + s.len();
+        match self.inline.get_mut(self.len..end) {
+            Some(slot) => {
+                slot.copy_from_slice(s.as_bytes());
+                self.len = end;
+            }
+            None => {
+                let mut spilled = String::with_capacity(end);
+                spilled.push_str(std::str::from_utf8(&self.inline[..self.len]).map_err(|_| fmt::Error)?);
+                spilled.push_str(s);
+                self.spilled = Some(spilled);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeyBuffer {
+    fn into_shared(self) -> Arc<str> {
+        match self.spilled {
+            Some(spilled) => Arc::from(spilled),
+            // Only whole `&str`s were copied in: always UTF-8.
+            None => Arc::from(std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_keys_equal_the_displayed_id_short_or_long() {
+        assert_eq!(&*42_u64.to_shared_key(), "42");
+        let ulid = Ulid::new();
+        assert_eq!(&*ulid.to_shared_key(), ulid.to_string());
+        let long = "k".repeat(40) + &"é".repeat(30);
+        assert_eq!(&*long.to_shared_key(), long);
+        assert_eq!(&*"".to_shared_key(), "");
+    }
 
     #[test]
     fn timestamps_display_and_parse_as_rfc_3339() {

@@ -4,7 +4,9 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use ulid::Ulid;
 
 use super::config::{Registration, Settings};
 use super::error::{CommandError, LoadError};
@@ -39,7 +41,7 @@ pub(crate) struct Dispatcher {
     pub(crate) repository: Repository,
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) services: Services,
-    pub(crate) aggregates: HashMap<TypeId, Registration>,
+    pub(crate) aggregates: HashMap<TypeId, Registration, foldhash::fast::RandomState>,
     pub(crate) settings: Settings,
     pub(crate) after_commit: Vec<Arc<dyn AfterCommit>>,
 }
@@ -55,7 +57,7 @@ impl Dispatcher {
 
     /// The stream of the registered aggregate with id `id`.
     pub(crate) fn stream_of(&self, registration: &Registration, id: &(impl AggregateId + ?Sized)) -> StreamId {
-        StreamId::new(Arc::clone(&registration.shared_name), id.to_stream_key())
+        StreamId::new(Arc::clone(&registration.shared_name), id.to_shared_key())
     }
 
     /// Idempotency, then the command loop: the whole pipeline without user
@@ -68,7 +70,10 @@ impl Dispatcher {
         let registration = self.registration::<C::Aggregate>()?;
         let stream = self.stream_of(registration, command.aggregate_id());
         match options.command_id.or_else(|| command.command_id()) {
-            None => self.run(registration, stream, command, CommandId::new(), options).await,
+            None => {
+                let id = CommandId(Ulid::from_datetime(SystemTime::now()));
+                self.run(registration, stream, command, id, options).await
+            }
             Some(id) => {
                 idempotent(self.idempotency.as_ref(), &self.settings, id, || {
                     self.run(registration, stream, command, id, options)
@@ -98,7 +103,8 @@ impl Dispatcher {
             headers: options.headers,
         };
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
-        let mut conflict_waits = CONFLICT_BACKOFF.delays();
+        // Made on the first conflict: most commands never need it.
+        let mut conflict_waits = None;
         let (mut state, mut version) = repository
             .load_latest::<C::Aggregate>(registration, &stream, true)
             .await?;
@@ -162,7 +168,7 @@ impl Dispatcher {
                     // writers that keep colliding spread out; the first
                     // re-run is immediate.
                     if attempt > 1
-                        && let Some(wait) = conflict_waits.next()
+                        && let Some(wait) = conflict_waits.get_or_insert_with(|| CONFLICT_BACKOFF.delays()).next()
                     {
                         tokio::time::sleep(wait).await;
                     }
@@ -190,7 +196,9 @@ fn encode<E: crate::domain::event::EventSet, X>(
     metadata: &EventMetadata,
     max_event_bytes: usize,
 ) -> Result<Vec<NewEvent>, CommandError<X>> {
-    let now = Timestamp::now();
+    // One clock read for the timestamps and the ids of the batch.
+    let clock = SystemTime::now();
+    let now = Timestamp::from(clock);
     let mut new_events = Vec::with_capacity(events.len());
     for event in events {
         let encoded = event.encode().map_err(|source| CommandError::Encode {
@@ -207,7 +215,7 @@ fn encode<E: crate::domain::event::EventSet, X>(
         let mut metadata = metadata.clone();
         metadata.timestamp = Some(now);
         new_events.push(NewEvent {
-            event_id: EventId::new(),
+            event_id: EventId(Ulid::from_datetime(clock)),
             name: encoded.name.into(),
             schema_version: encoded.version,
             payload: encoded.payload,

@@ -90,10 +90,11 @@ impl MemoryEventStore {
         let mut version = actual;
         let mut positions = Vec::with_capacity(events.len());
         let indexes = inner.streams.entry(stream.clone()).or_default();
-        let now = crate::domain::ids::Timestamp::now();
+        // The clock is read only for events that come without a timestamp.
+        let mut now = None;
         for (offset, mut e) in events.into_iter().enumerate() {
             if e.metadata.timestamp.is_none() {
-                e.metadata.timestamp = Some(now);
+                e.metadata.timestamp = Some(*now.get_or_insert_with(crate::domain::ids::Timestamp::now));
             }
             version = version.next();
             let index = first_index + offset;
