@@ -74,10 +74,13 @@ impl Dispatcher {
                 let id = CommandId(Ulid::from_datetime(SystemTime::now()));
                 self.run(registration, stream, command, id, options).await
             }
+            // Boxed: the idempotent path's future holds a second command
+            // loop, which would double the size (and the copies) of every
+            // dispatch's future.
             Some(id) => {
-                idempotent(self.idempotency.as_ref(), &self.settings, id, || {
+                Box::pin(idempotent(self.idempotency.as_ref(), &self.settings, id, || {
                     self.run(registration, stream, command, id, options)
-                })
+                }))
                 .await
             }
         }
@@ -132,11 +135,12 @@ impl Dispatcher {
                 });
             }
             let new_events = encode(&decision.events, &metadata, settings.max_event_bytes)?;
-            match repository
-                .store
-                .append(&stream, ExpectedVersion::Exact(version), new_events)
-                .await
-            {
+            let expected = ExpectedVersion::Exact(version);
+            let appended = match repository.store.try_append_now(&stream, expected, new_events) {
+                Ok(done) => done,
+                Err(new_events) => repository.store.append(&stream, expected, new_events).await,
+            };
+            match appended {
                 Ok(committed) => {
                     for event in &decision.events {
                         state.apply(event);

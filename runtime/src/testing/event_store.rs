@@ -31,6 +31,37 @@ fn n_of(payload: &[u8]) -> u64 {
         .expect("n")
 }
 
+/// `try_append_now` either hands the events back untouched (the store
+/// appends only with `append`) or appends exactly as `append` would,
+/// conflicts included.
+pub async fn append_now_is_append_or_nothing<S: EventStore>(store: S) {
+    let s = stream("conf.now");
+    match store.try_append_now(
+        &s,
+        ExpectedVersion::Exact(Version(0)),
+        vec![event("e.one", 1), event("e.two", 2)],
+    ) {
+        Err(events) => {
+            assert_eq!(events.len(), 2);
+            assert_eq!(n_of(&events[1].payload), 2);
+            assert_eq!(store.stream_version(&s).await.expect("version"), Version(0));
+        }
+        Ok(committed) => {
+            let committed = committed.expect("append now");
+            assert_eq!(committed.version, Version(2));
+            assert_eq!(committed.positions.len(), 2);
+            let read = store.read_stream(&s, Version(1), None).await.expect("read");
+            assert_eq!(read.iter().map(|e| n_of(&e.payload)).collect::<Vec<_>>(), [1, 2]);
+            let stale = store.try_append_now(&s, ExpectedVersion::Exact(Version(0)), vec![event("e.three", 3)]);
+            assert!(
+                matches!(stale, Ok(Err(StoreError::Conflict { actual: Version(2), .. }))),
+                "{stale:?}"
+            );
+            assert_eq!(store.stream_version(&s).await.expect("version"), Version(2));
+        }
+    }
+}
+
 /// Appended events read back with versions 1..n and increasing positions.
 pub async fn append_and_read_back<S: EventStore>(store: S) {
     let s = stream("conf.a");

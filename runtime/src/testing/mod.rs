@@ -90,6 +90,7 @@ macro_rules! event_store_conformance {
             $factory,
             [
                 append_and_read_back,
+                append_now_is_append_or_nothing,
                 metadata_round_trips,
                 empty_stream,
                 empty_append_is_a_no_op,

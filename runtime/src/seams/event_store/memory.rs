@@ -138,6 +138,15 @@ impl EventStore for MemoryEventStore {
         Box::pin(std::future::ready(result))
     }
 
+    fn try_append_now(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Result<Committed, StoreError>, Vec<NewEvent>> {
+        Ok(self.append_now(stream, expected, events))
+    }
+
     fn read_stream<'a>(
         &'a self,
         stream: &'a StreamId,

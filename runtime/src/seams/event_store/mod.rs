@@ -248,6 +248,24 @@ pub trait EventStore: Send + Sync + 'static {
     fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
         None
     }
+
+    /// [`EventStore::append`] for a store that never waits (one in
+    /// memory): the outcome at once, without a boxed future. The default
+    /// hands the events back (`Err`), and the caller appends with `append`.
+    ///
+    /// # Errors
+    ///
+    /// The events, untouched, when the store cannot append without waiting.
+    #[allow(clippy::type_complexity)]
+    fn try_append_now(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Result<Committed, StoreError>, Vec<NewEvent>> {
+        let _ = (stream, expected);
+        Err(events)
+    }
 }
 
 impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
@@ -293,5 +311,13 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
         (**self).watch_head()
+    }
+    fn try_append_now(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Result<Committed, StoreError>, Vec<NewEvent>> {
+        (**self).try_append_now(stream, expected, events)
     }
 }
