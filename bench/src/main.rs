@@ -12,6 +12,7 @@
 
 mod domain;
 mod report;
+mod w1;
 mod w8;
 mod workloads;
 

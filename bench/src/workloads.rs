@@ -20,13 +20,13 @@ use crate::domain::{Account, Deposit, MoneyDeposited, OpenAccount, Total, Totals
 use crate::report::{Line, reset_peak_rss};
 use crate::{Backend, Options};
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> {
     reset_peak_rss();
     match workload {
-        "W1" => w1(options).await,
-        "W1-DISPATCH" => w1_dispatch_only(options).await,
+        "W1" => crate::w1::w1(options).await,
+        "W1-DISPATCH" => crate::w1::w1_dispatch_only(options).await,
         "W2" => w2(options).await,
         "W3" => w3(options).await,
         "W4" => w4(options).await,
@@ -95,7 +95,7 @@ where
         .await?)
 }
 
-async fn open_accounts(app: &Application, accounts: u64) -> Result<(), Error> {
+pub(crate) async fn open_accounts(app: &Application, accounts: u64) -> Result<(), Error> {
     for account in 0..accounts {
         app.dispatch(OpenAccount { account }).await?;
     }
@@ -145,73 +145,6 @@ async fn deposits(
         latencies,
         retries.load(Ordering::Relaxed),
     ))
-}
-
-/// W1's dispatch loop alone (no latency recording, no baseline), for
-/// instruction counts: run it under `valgrind --tool=callgrind` with two
-/// `--ops` values; the difference over the difference in ops is the cost of
-/// one command.
-async fn w1_dispatch_only(options: &Options) -> Result<(), Error> {
-    let ops = options.ops(200_000);
-    let app = Application::builder()
-        .aggregate::<Account>()
-        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
-        .build()
-        .await?;
-    open_accounts(&app, 100).await?;
-    for i in 0..ops {
-        app.dispatch(Deposit {
-            account: i % 100,
-            amount: 1,
-        })
-        .await?;
-    }
-    println!("workload=W1-DISPATCH ops={ops}");
-    Ok(())
-}
-
-/// W1: in-memory store, 1 task, 100 accounts, 200 000 deposits.
-async fn w1(options: &Options) -> Result<(), Error> {
-    let ops = options.ops(200_000);
-    let app = Application::builder()
-        .aggregate::<Account>()
-        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
-        .build()
-        .await?;
-    open_accounts(&app, 100).await?;
-    let mut latencies = Vec::with_capacity(ops as usize);
-    let started = Instant::now();
-    for i in 0..ops {
-        let began = Instant::now();
-        app.dispatch(Deposit {
-            account: i % 100,
-            amount: 1,
-        })
-        .await?;
-        latencies.push(began.elapsed());
-    }
-    let secs = started.elapsed().as_secs_f64();
-    // Baseline: encode the event with serde_json and push it into a
-    // pre-sized Vec behind the same kind of lock.
-    let log = parking_lot::RwLock::new(Vec::<Vec<u8>>::with_capacity(ops as usize));
-    let began = Instant::now();
-    for _ in 0..ops {
-        let bytes = serde_json::to_vec(&MoneyDeposited { amount: 1 })?;
-        log.write().push(bytes);
-    }
-    let baseline = ops as f64 / began.elapsed().as_secs_f64();
-    Line {
-        workload: "W1",
-        backend: "memory",
-        ops,
-        secs,
-        latencies,
-        baseline: "serde-vec",
-        baseline_ops_per_sec: baseline,
-        extra: Vec::new(),
-    }
-    .print();
-    Ok(())
 }
 
 /// The raw-insert baseline: one INSERT of the event row shape per

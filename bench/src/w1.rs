@@ -1,0 +1,79 @@
+//! W1: the in-memory hot path, and its dispatch loop alone for instruction
+//! counts.
+
+use std::time::Instant;
+
+use interlock::Application;
+use interlock::store::MemoryEventStore;
+
+use crate::Options;
+use crate::domain::{Account, Deposit, MoneyDeposited};
+use crate::report::Line;
+use crate::workloads::{Error, open_accounts};
+
+/// W1's dispatch loop alone (no latency recording, no baseline), for
+/// instruction counts: run it under `valgrind --tool=callgrind` with two
+/// `--ops` values; the difference over the difference in ops is the cost of
+/// one command.
+pub(crate) async fn w1_dispatch_only(options: &Options) -> Result<(), Error> {
+    let ops = options.ops(200_000);
+    let app = Application::builder()
+        .aggregate::<Account>()
+        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
+        .build()
+        .await?;
+    open_accounts(&app, 100).await?;
+    for i in 0..ops {
+        app.dispatch(Deposit {
+            account: i % 100,
+            amount: 1,
+        })
+        .await?;
+    }
+    println!("workload=W1-DISPATCH ops={ops}");
+    Ok(())
+}
+
+/// W1: in-memory store, 1 task, 100 accounts, 200 000 deposits.
+pub(crate) async fn w1(options: &Options) -> Result<(), Error> {
+    let ops = options.ops(200_000);
+    let app = Application::builder()
+        .aggregate::<Account>()
+        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
+        .build()
+        .await?;
+    open_accounts(&app, 100).await?;
+    let mut latencies = Vec::with_capacity(ops as usize);
+    let started = Instant::now();
+    for i in 0..ops {
+        let began = Instant::now();
+        app.dispatch(Deposit {
+            account: i % 100,
+            amount: 1,
+        })
+        .await?;
+        latencies.push(began.elapsed());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Baseline: encode the event with serde_json and push it into a
+    // pre-sized Vec behind the same kind of lock.
+    let log = parking_lot::RwLock::new(Vec::<Vec<u8>>::with_capacity(ops as usize));
+    let began = Instant::now();
+    for _ in 0..ops {
+        let bytes = serde_json::to_vec(&MoneyDeposited { amount: 1 })?;
+        log.write().push(bytes);
+    }
+    let baseline = ops as f64 / began.elapsed().as_secs_f64();
+    Line {
+        workload: "W1",
+        backend: "memory",
+        ops,
+        secs,
+        latencies,
+        baseline: "serde-vec",
+        baseline_ops_per_sec: baseline,
+        extra: Vec::new(),
+    }
+    .print();
+    Ok(())
+}
