@@ -23,13 +23,22 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Entries with the tick of their last use, and the uses in order. The
 /// order queue is cleaned lazily: a use whose tick no longer matches its
-/// entry (taken, or used again since) is skipped on eviction, and the queue
-/// is compacted when it outgrows the entries.
+/// entry (used again since, or gone) is skipped on eviction, and the queue
+/// is compacted when it outgrows the entries. A checked-out entry stays in
+/// the map without its state, so putting it back is an update in place,
+/// not a removal and an insertion (measured in W1 with callgrind).
 #[derive(Default)]
 struct Lru {
     tick: u64,
-    entries: Map<StreamId, (State, Version, u64)>,
+    entries: Map<StreamId, Entry>,
     order: VecDeque<(u64, StreamId)>,
+}
+
+struct Entry {
+    /// `None` while a command has it checked out.
+    state: Option<State>,
+    version: Version,
+    tick: u64,
 }
 
 impl AggregateCache {
@@ -40,14 +49,15 @@ impl AggregateCache {
         }
     }
 
-    /// Takes the entry of `stream` out of the cache.
+    /// Takes the state of `stream` out of the cache.
     pub(crate) fn take(&self, stream: &StreamId) -> Option<(State, Version)> {
         if self.capacity == 0 {
             return None;
         }
         let mut lru = self.inner.lock();
-        let (state, version, _) = lru.entries.remove(stream)?;
-        Some((state, version))
+        let entry = lru.entries.get_mut(stream)?;
+        let state = entry.state.take()?;
+        Some((state, entry.version))
     }
 
     /// Puts a state back, unless a later version is already cached.
@@ -57,25 +67,41 @@ impl AggregateCache {
         }
         let mut lru = self.inner.lock();
         let lru = &mut *lru;
-        if lru.entries.get(&stream).is_some_and(|(_, cached, _)| *cached > version) {
-            return;
-        }
         lru.tick += 1;
         let tick = lru.tick;
-        lru.order.push_back((tick, stream.clone()));
-        lru.entries.insert(stream, (state, version, tick));
-        while lru.entries.len() > self.capacity {
-            let Some((tick, oldest)) = lru.order.pop_front() else {
-                break;
+        if let Some(entry) = lru.entries.get_mut(&stream) {
+            if entry.state.is_some() && entry.version > version {
+                return;
+            }
+            *entry = Entry {
+                state: Some(state),
+                version,
+                tick,
             };
-            if lru.entries.get(&oldest).is_some_and(|(_, _, t)| *t == tick) {
-                lru.entries.remove(&oldest);
+            lru.order.push_back((tick, stream));
+        } else {
+            lru.order.push_back((tick, stream.clone()));
+            lru.entries.insert(
+                stream,
+                Entry {
+                    state: Some(state),
+                    version,
+                    tick,
+                },
+            );
+            while lru.entries.len() > self.capacity {
+                let Some((tick, oldest)) = lru.order.pop_front() else {
+                    break;
+                };
+                if lru.entries.get(&oldest).is_some_and(|e| e.tick == tick) {
+                    lru.entries.remove(&oldest);
+                }
             }
         }
         if lru.order.len() > 2 * self.capacity + 64 {
             let entries = &lru.entries;
             lru.order
-                .retain(|(tick, key)| entries.get(key).is_some_and(|(_, _, t)| t == tick));
+                .retain(|(tick, key)| entries.get(key).is_some_and(|e| e.tick == *tick));
         }
     }
 
