@@ -369,3 +369,37 @@ async fn dead_letters_use_the_configured_store() {
     handle.catch_up().await.expect("catch up");
     assert_eq!(handle.dead_letters().await.expect("letters").len(), 1);
 }
+
+#[tokio::test]
+async fn subscriber_settings_that_cannot_work_are_refused_at_build() {
+    let cases: [(SubscriberConfig, &str); 4] = [
+        (SubscriberConfig::new().batch_size(0), "batch_size"),
+        (
+            SubscriberConfig::new().retry(0, Duration::from_millis(1), Duration::from_millis(1)),
+            "retry.max_attempts",
+        ),
+        (
+            SubscriberConfig::new().retry(3, Duration::from_secs(2), Duration::from_millis(1)),
+            "retry",
+        ),
+        (SubscriberConfig::new().poll_interval(Duration::ZERO), "poll_interval"),
+    ];
+    for (config, expected) in cases {
+        let table = Arc::new(Table::default());
+        let result = Application::builder()
+            .projection_with(ledger(&table), ProjectionConfig::catch_up().subscriber(config))
+            .background(false)
+            .build()
+            .await;
+        match result {
+            Err(interlock::BuildError::InvalidSubscriberConfig {
+                subscriber, setting, ..
+            }) => {
+                assert_eq!(setting, expected);
+                assert_eq!(subscriber, "projection:tests.deposit_ledger");
+            }
+            Err(e) => panic!("{expected}: another error: {e}"),
+            Ok(_) => panic!("{expected}: the application was built"),
+        }
+    }
+}

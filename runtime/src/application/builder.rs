@@ -77,12 +77,14 @@ pub(super) struct PendingProjection {
     pub(super) type_id: TypeId,
     pub(super) name: &'static str,
     pub(super) inline: bool,
+    pub(super) config: SubscriberConfig,
     pub(super) make: MakeProjection,
 }
 
 pub(super) struct PendingSaga {
     pub(super) type_id: TypeId,
     pub(super) name: &'static str,
+    pub(super) config: SubscriberConfig,
     pub(super) make: MakeSaga,
     pub(super) deadlines: StartPoller,
     pub(super) poll: Duration,
@@ -206,6 +208,7 @@ impl<L> ApplicationBuilder<L> {
             type_id: TypeId::of::<P>(),
             name: P::NAME,
             inline: config.inline,
+            config: config.subscriber,
             make,
         });
         self
@@ -220,11 +223,12 @@ impl<L> ApplicationBuilder<L> {
     /// poller fires its due deadlines every `config.poll_interval`.
     pub fn saga_with<S: Saga>(mut self, config: SubscriberConfig) -> Self {
         let poll = config.poll_interval;
+        let subscriber_config = config.clone();
         let make: MakeSaga = Box::new(move |deps, bus| {
             deps.subscriber(
                 format!("saga:{}", S::NAME),
                 <S::Event as EventSet>::NAMES,
-                config,
+                subscriber_config,
                 Box::new(SagaHandler::<S>::new(bus, Arc::clone(&deps.sagas))),
             )
         });
@@ -232,6 +236,7 @@ impl<L> ApplicationBuilder<L> {
         self.parts.sagas.push(PendingSaga {
             type_id: TypeId::of::<S>(),
             name: S::NAME,
+            config,
             make,
             deadlines: deadline_poller::<S>,
             poll,

@@ -53,6 +53,16 @@ pub enum BuildError {
         /// Why.
         reason: String,
     },
+    /// A projection's or saga's subscriber configuration cannot work.
+    #[error("subscriber `{subscriber}`: invalid setting `{setting}`: {reason}")]
+    InvalidSubscriberConfig {
+        /// The subscriber (`projection:<name>` or `saga:<name>`).
+        subscriber: String,
+        /// The setting.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A backend could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -75,6 +75,20 @@ impl<L> ApplicationBuilder<L> {
                 });
             }
         }
+        for (kind, name, config) in parts
+            .projections
+            .iter()
+            .map(|p| ("projection", p.name, &p.config))
+            .chain(parts.sagas.iter().map(|s| ("saga", s.name, &s.config)))
+        {
+            if let Err((setting, reason)) = config.validate() {
+                return Err(BuildError::InvalidSubscriberConfig {
+                    subscriber: format!("{kind}:{name}"),
+                    setting,
+                    reason,
+                });
+            }
+        }
         let mut subscriber_names = std::collections::HashSet::new();
         for name in parts
             .projections

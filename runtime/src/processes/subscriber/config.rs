@@ -78,6 +78,35 @@ impl SubscriberConfig {
         self.poll_interval = interval;
         self
     }
+
+    /// The first setting that cannot work, with why: checked by `build()`,
+    /// so a bad value fails at start, not by a subscriber that spins or
+    /// never retries.
+    ///
+    /// # Errors
+    ///
+    /// The setting's name and the reason.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.batch_size == 0 {
+            return Err(("batch_size", "must be at least 1".into()));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(("retry.max_attempts", "must be at least 1 (the first run counts)".into()));
+        }
+        if self.retry.initial > self.retry.max {
+            return Err((
+                "retry",
+                format!(
+                    "the first wait ({:?}) is longer than the longest ({:?})",
+                    self.retry.initial, self.retry.max
+                ),
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(("poll_interval", "must be longer than zero".into()));
+        }
+        Ok(())
+    }
 }
 
 /// The health of one subscriber, for health checks.
