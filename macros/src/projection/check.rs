@@ -138,7 +138,25 @@ pub(crate) fn check(cx: &mut Ctxt, input: &ProjectionInput) -> Option<Model> {
             }
         };
         let output = match &m.sig.output {
-            syn::ReturnType::Default => syn::parse_quote!(()),
+            syn::ReturnType::Default => {
+                let ident = &m.sig.ident;
+                cx.error_spanned(
+                    ident,
+                    format_args!(
+                        "query handler `{ident}` returns nothing; a query handler returns its answer: `fn {ident}(&self, query: MyQuery) -> Answer`"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            syn::ReturnType::Type(_, ty) if matches!(&**ty, syn::Type::Tuple(t) if t.elems.is_empty()) => {
+                cx.error_spanned(
+                    ty,
+                    "a query handler returns its answer, not `()`: `fn name(&self, query: MyQuery) -> Answer`",
+                );
+                ok = false;
+                continue;
+            }
             syn::ReturnType::Type(_, ty) => {
                 if method::contains_impl_trait(ty) {
                     cx.error_spanned(ty, "a query handler names its answer type");

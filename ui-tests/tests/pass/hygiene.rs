@@ -106,7 +106,9 @@ struct Ping;
 #[projection]
 impl QueriesOnly {
     #[handles_query]
-    async fn ping(&self, _q: Ping) {}
+    async fn ping(&self, _q: Ping) -> bool {
+        true
+    }
 }
 
 #[derive(Event, Serialize, Deserialize)]
