@@ -255,9 +255,21 @@ pub mod services {
 
     use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 
-    /// A PostgreSQL store in a schema of its own, or `None` without a URL.
+    /// The PostgreSQL URL, or `None` when `INTERLOCK_POSTGRES_URL` is unset:
+    /// a loud skip, or a failure under `INTERLOCK_REQUIRE_SERVICES=1`. Every
+    /// PostgreSQL test gets its URL here.
+    pub fn postgres_url() -> Option<String> {
+        let url = std::env::var("INTERLOCK_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            interlock::testing::skip_or_fail("PostgreSQL (set INTERLOCK_POSTGRES_URL)");
+        }
+        url
+    }
+
+    /// A PostgreSQL store in a schema of its own, or `None` without a URL
+    /// (see [`postgres_url`]).
     pub async fn postgres() -> Option<PostgresStore> {
-        let url = std::env::var("INTERLOCK_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+        let url = postgres_url()?;
         let schema = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
         let config = PostgresConfig::new(url).schema(schema).max_connections(8);
         match PostgresStore::open(config).await {

@@ -53,8 +53,7 @@ async fn sqlite_urls_open_in_memory_and_file_stores() {
 
 #[tokio::test]
 async fn postgres_urls_open_the_server_and_never_show_a_password() {
-    let Some(url) = std::env::var("INTERLOCK_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-        interlock::testing::skip_or_fail("postgres URL opener");
+    let Some(url) = interlock_tests::services::postgres_url() else {
         return;
     };
     deposit_and_read_back(open(&url).await.expect("postgres")).await;

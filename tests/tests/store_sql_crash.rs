@@ -110,8 +110,8 @@ async fn sqlite_sigkill_during_appends_loses_no_acknowledged_event() {
 
 #[tokio::test]
 async fn postgres_sigkill_during_appends_loses_no_acknowledged_event() {
-    let Some(url) = std::env::var("INTERLOCK_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-        return interlock::testing::skip_or_fail("postgres_sigkill_during_appends");
+    let Some(url) = interlock_tests::services::postgres_url() else {
+        return;
     };
     let schema = format!("crash_{}", ulid::Ulid::new().to_string().to_lowercase());
     for round in 0..ROUNDS {
