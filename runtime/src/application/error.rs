@@ -13,6 +13,14 @@ pub enum QueryError {
         /// The projection.
         projection: &'static str,
     },
+    /// The query handler panicked.
+    #[error("the handler of query `{query}` panicked: {message}")]
+    HandlerPanicked {
+        /// The query type.
+        query: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// An interceptor refused the query.
     #[error("query `{query}` refused: {reason}")]
     Rejected {

@@ -27,6 +27,7 @@ pub use self::intercept::{QueryContext, Rejection};
 use crate::domain::aggregate::{Aggregate, Loaded};
 use crate::domain::command::HandledCommand;
 use crate::domain::ids::{AggregateId, Position, Timestamp};
+use crate::domain::unwind::catch_panic;
 use crate::pipeline::bus::CommandBus;
 use crate::pipeline::dispatcher::Dispatcher;
 use crate::pipeline::error::{CommandError, LoadError};
@@ -283,7 +284,12 @@ impl<L> Application<L> {
             .downcast::<tokio::sync::RwLock<Q::Projection>>()
             .map_err(|_| not_registered())?;
         let guard = model.read().await;
-        Ok(Q::handle(&guard, query).await)
+        catch_panic(std::pin::pin!(Q::handle(&guard, query)))
+            .await
+            .map_err(|message| QueryError::HandlerPanicked {
+                query: std::any::type_name::<Q>(),
+                message,
+            })
     }
 
     /// The subscriber of projection `P`.

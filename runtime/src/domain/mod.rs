@@ -8,3 +8,4 @@ pub(crate) mod command;
 pub(crate) mod event;
 pub(crate) mod ids;
 pub(crate) mod services;
+pub(crate) mod unwind;

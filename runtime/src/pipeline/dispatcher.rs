@@ -20,6 +20,7 @@ use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version,
 };
 use crate::domain::services::Services;
+use crate::domain::unwind::catch_panic;
 use crate::future::BoxFuture;
 use crate::store::{EventMetadata, ExpectedVersion, IdempotencyStore, NewEvent, StoreError};
 
@@ -112,7 +113,20 @@ impl Dispatcher {
             .load_latest::<C::Aggregate>(registration, &stream, true)
             .await?;
         for attempt in 1..=settings.max_attempts {
-            let decision = match C::handle(&*state, command.clone(), &self.services).await {
+            // A panicking handler is a typed failure, not a panic in the
+            // caller (pinned on the stack: no allocation on the hot path).
+            let handled = catch_panic(std::pin::pin!(C::handle(&*state, command.clone(), &self.services))).await;
+            let handled = match handled {
+                Ok(handled) => handled,
+                Err(message) => {
+                    repository.cache.put(stream, state, version);
+                    return Err(CommandError::HandlerPanicked {
+                        command: C::NAME,
+                        message,
+                    });
+                }
+            };
+            let decision = match handled {
                 Ok(d) => d,
                 Err(HandlerError::Domain(e)) => {
                     repository.cache.put(stream, state, version);

@@ -77,6 +77,14 @@ pub enum CommandError<E> {
     /// Appending the events, or recording the outcome, failed in the store.
     #[error(transparent)]
     Store(StoreError),
+    /// The command handler panicked; nothing was appended.
+    #[error("the handler of `{command}` panicked: {message}")]
+    HandlerPanicked {
+        /// The command.
+        command: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// An emitted event could not be serialized.
     #[error("cannot encode event `{event}`: {source}")]
     Encode {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{Cause, Saga, SagaContext};
 use crate::domain::event::EventSet;
 use crate::domain::ids::{CausationId, Timestamp, Version};
+use crate::domain::unwind::catch_panic;
 use crate::future::BoxFuture;
 use crate::pipeline::bus::CommandBus;
 use crate::processes::subscriber::HandlerFailure;
@@ -36,7 +37,9 @@ pub(crate) async fn fire_due<S: Saga>(
                 correlation: deadline.correlation_id,
             };
             let mut ctx = SagaContext::new(Arc::clone(bus), S::NAME, deadline.key.clone(), cause);
-            let ends = state.deadline(decoded, &mut ctx).await?;
+            let ends = catch_panic(std::pin::pin!(state.deadline(decoded, &mut ctx)))
+                .await
+                .map_err(|panic| HandlerFailure::msg(format!("the deadline handler panicked: {panic}")))??;
             if let Some(e) = ctx.schedule_error.take() {
                 return Err(e);
             }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::ids::{Position, Timestamp};
+use crate::domain::unwind::catch_panic;
 mod config;
 mod error;
 mod handler;
@@ -161,7 +162,10 @@ impl Subscriber {
         let mut waits = self.config.retry.delays();
         let mut failures = 0;
         loop {
-            match self.handler.handle(event).await {
+            let outcome = catch_panic(self.handler.handle(event))
+                .await
+                .unwrap_or_else(|panic| Err(HandlerFailure::msg(format!("the handler panicked: {panic}"))));
+            match outcome {
                 Ok(()) => return Ok(()),
                 Err(failure) => {
                     failures += 1;
