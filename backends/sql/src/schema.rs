@@ -25,6 +25,25 @@ pub(crate) struct Tables {
     pub(crate) outbox: String,
 }
 
+/// Every name the schema derives from the table prefix: tables and indexes.
+pub(crate) const DERIVED_NAMES: &[&str] = &[
+    "schema_migrations",
+    "events",
+    "positions",
+    "snapshots",
+    "idempotency",
+    "checkpoints",
+    "dead_letters",
+    "saga_instances",
+    "saga_deadlines",
+    "outbox",
+    "events_by_name",
+    "events_by_type",
+    "deadlines_by_due",
+    "deadlines_by_key",
+    "idempotency_by_until",
+];
+
 impl Tables {
     /// Names from a validated schema (PostgreSQL) and prefix.
     pub(crate) fn new(schema: Option<&str>, prefix: &str) -> Self {

@@ -151,6 +151,27 @@ impl PostgresConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_identifier("schema", &self.schema)?;
         validate_identifier("table prefix", &self.table_prefix)?;
+        // PostgreSQL truncates identifiers past 63 bytes (so two names could
+        // become one) and refuses such a NOTIFY channel: check every name
+        // the store derives, now rather than at the first append.
+        let derived = crate::schema::DERIVED_NAMES
+            .iter()
+            .map(|suffix| format!("{}{suffix}", self.table_prefix))
+            .chain([
+                self.schema.clone(),
+                format!("{}_{}events", self.schema, self.table_prefix),
+            ]);
+        for name in derived {
+            if name.len() > POSTGRES_MAX_IDENTIFIER {
+                return Err(ConfigError::InvalidValue {
+                    setting: "schema / table prefix",
+                    reason: format!(
+                        "`{name}` (derived from them) is {} bytes; PostgreSQL identifiers have at most {POSTGRES_MAX_IDENTIFIER}",
+                        name.len()
+                    ),
+                });
+            }
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::InvalidValue {
                 setting: "max connections",
@@ -187,6 +208,9 @@ impl PostgresConfig {
     }
 }
 
+/// PostgreSQL's longest identifier, in bytes (`NAMEDATALEN - 1`).
+const POSTGRES_MAX_IDENTIFIER: usize = 63;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +221,29 @@ mod tests {
         for shown in [format!("{config:?}"), config.url.to_string()] {
             assert!(!shown.contains("s3cret"), "{shown}");
         }
+    }
+
+    #[test]
+    fn derived_names_past_the_identifier_limit_are_refused_at_validation() {
+        let prefix = "p".repeat(45);
+        let config = PostgresConfig::new("postgres://x/y").table_prefix(prefix.as_str());
+        match config.validate() {
+            Err(ConfigError::InvalidValue { reason, .. }) => {
+                assert!(reason.contains("idempotency_by_until"), "{reason}")
+            }
+            other => panic!("accepted: {other:?}"),
+        }
+        // The NOTIFY channel joins schema and prefix.
+        let config = PostgresConfig::new("postgres://x/y")
+            .schema("s".repeat(40))
+            .table_prefix("t".repeat(20));
+        assert!(matches!(config.validate(), Err(ConfigError::InvalidValue { .. })));
+        assert!(
+            PostgresConfig::new("postgres://x/y")
+                .table_prefix("app_")
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]
