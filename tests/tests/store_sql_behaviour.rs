@@ -709,3 +709,37 @@ fn opening_outside_a_tokio_runtime_is_a_typed_error() {
         "{pg:?}"
     );
 }
+
+#[tokio::test]
+async fn corrupt_numbers_in_snapshot_and_saga_rows_are_typed_errors_naming_the_row() {
+    use interlock::store::{SagaStateStore, SnapshotStore};
+    let Some(store) = sqlite_file().await else { return };
+    let mut tx = store.begin().await.expect("begin");
+    for sql in [
+        "INSERT INTO interlock_snapshots (aggregate_type, aggregate_id, version, state_version, payload, taken_at)
+         VALUES ('bank.account', 'negative', -3, 1, x'7b7d', 0)",
+        "INSERT INTO interlock_snapshots (aggregate_type, aggregate_id, version, state_version, payload, taken_at)
+         VALUES ('bank.account', 'huge-state', 3, 99999999999, x'7b7d', 0)",
+        "INSERT INTO interlock_saga_instances (saga, saga_key, state, version, last_position)
+         VALUES ('transfer', 'k1', x'7b7d', -1, 0)",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.expect("insert");
+    }
+    tx.commit().await.expect("commit");
+    for (id, what) in [("negative", "version -3"), ("huge-state", "state version 99999999999")] {
+        let err = SnapshotStore::load(&store, &StreamId::new("bank.account", id))
+            .await
+            .expect_err("corrupt snapshot");
+        assert!(
+            matches!(&err, StoreError::Corrupt { location, reason, .. } if location.contains(id) && reason.contains(what)),
+            "{err}"
+        );
+    }
+    let err = SagaStateStore::load(&store, "transfer", "k1")
+        .await
+        .expect_err("corrupt saga");
+    assert!(
+        matches!(&err, StoreError::Corrupt { location, .. } if location.contains("k1")),
+        "{err}"
+    );
+}

@@ -100,7 +100,23 @@ pub(crate) fn i64_of_usize(v: usize) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// `i64` column → `u64`, clamping corrupt negatives to 0.
+/// A stored integer converted to the type it stands for; out of range (a
+/// negative version, say) is a typed `Corrupt` error naming `location`.
+pub(crate) fn stored<T: TryFrom<i64>>(
+    backend: &'static str,
+    location: impl FnOnce() -> String,
+    what: &str,
+    value: i64,
+) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| StoreError::Corrupt {
+        backend,
+        location: location(),
+        reason: format!("{what} {value} is out of range"),
+    })
+}
+
+/// `i64` column → `u64`, clamping corrupt negatives to 0 (for values the
+/// store computed itself in this statement, such as counts).
 pub(crate) fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }

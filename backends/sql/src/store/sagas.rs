@@ -8,7 +8,7 @@ use interlock::{CorrelationId, Position, SchemaVersion, Timestamp, Version};
 use super::SqlStore;
 use crate::driver::Param::{Bytes as Blob, Int, OptText, Text};
 use crate::driver::{Driver, SqlRow};
-use crate::rows::{i64_of, i64_of_usize, u64_of};
+use crate::rows::{i64_of, i64_of_usize, stored};
 
 impl<D: Driver> SagaStateStore for SqlStore<D> {
     fn load<'a>(&'a self, saga: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<SagaInstance>, StoreError>> {
@@ -17,14 +17,14 @@ impl<D: Driver> SagaStateStore for SqlStore<D> {
                 .fetch_optional(self.queries().saga_load.clone(), &[Text(saga), Text(key)])
                 .await?;
             let Some(row) = row else { return Ok(None) };
-            let read = || -> Result<SagaInstance, sqlx::Error> {
-                Ok(SagaInstance {
-                    state: Bytes::from(row.bytes(0)?),
-                    version: Version(u64_of(row.int(1)?)),
-                    last_position: Position(u64_of(row.int(2)?)),
-                })
-            };
-            read().map(Some).map_err(Self::error)
+            let version = row.int(1).map_err(Self::error)?;
+            let last_position = row.int(2).map_err(Self::error)?;
+            let location = || format!("saga `{saga}` instance `{key}`");
+            Ok(Some(SagaInstance {
+                state: Bytes::from(row.bytes(0).map_err(Self::error)?),
+                version: Version(stored(D::NAME, location, "version", version)?),
+                last_position: Position(stored(D::NAME, location, "last position", last_position)?),
+            }))
         })
     }
 

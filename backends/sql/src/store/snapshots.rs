@@ -7,7 +7,7 @@ use interlock::{StreamId, Timestamp, Version};
 use super::SqlStore;
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Driver, SqlRow};
-use crate::rows::{i64_of, u64_of};
+use crate::rows::{i64_of, stored};
 
 impl<D: Driver> SnapshotStore for SqlStore<D> {
     fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
@@ -17,15 +17,15 @@ impl<D: Driver> SnapshotStore for SqlStore<D> {
                 .fetch_optional(self.queries().snapshot_load.clone(), &params)
                 .await?;
             let Some(row) = row else { return Ok(None) };
-            let decode = || -> Result<Snapshot, sqlx::Error> {
-                Ok(Snapshot {
-                    version: Version(u64_of(row.int(0)?)),
-                    state_version: u32::try_from(row.int(1)?).unwrap_or(u32::MAX),
-                    payload: Bytes::from(row.bytes(2)?),
-                    taken_at: Timestamp(row.int(3)?),
-                })
-            };
-            decode().map(Some).map_err(Self::error)
+            let version = row.int(0).map_err(Self::error)?;
+            let state_version = row.int(1).map_err(Self::error)?;
+            let location = || format!("snapshot of {stream}");
+            Ok(Some(Snapshot {
+                version: Version(stored(D::NAME, location, "version", version)?),
+                state_version: stored(D::NAME, location, "state version", state_version)?,
+                payload: Bytes::from(row.bytes(2).map_err(Self::error)?),
+                taken_at: Timestamp(row.int(3).map_err(Self::error)?),
+            }))
         })
     }
 
