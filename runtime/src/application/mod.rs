@@ -351,9 +351,12 @@ impl<L> Application<L> {
         let model = Arc::clone(&entry.model)
             .downcast::<tokio::sync::RwLock<P>>()
             .map_err(|_| SubscriptionError::NotRegistered(P::NAME))?;
-        let mut guard = model.write().await;
-        entry.subscriber.rewind(|| *guard = fresh).await?;
-        drop(guard);
+        entry
+            .subscriber
+            .rewind(|| async move {
+                *model.write().await = fresh;
+            })
+            .await?;
         entry.subscriber.catch_up(None).await
     }
 

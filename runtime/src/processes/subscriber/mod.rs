@@ -261,9 +261,16 @@ impl Subscriber {
 
     /// Resets the checkpoint to the start (for a rebuild); `reset` runs while
     /// the subscriber is held, to swap the read model.
-    pub(crate) async fn rewind(&self, reset: impl FnOnce()) -> Result<(), SubscriptionError> {
+    /// Resets the subscriber to position 0, running `reset` (which may
+    /// take the handler's own locks: the read model) while the progress is
+    /// locked. The order, progress then model, is the one catch-up takes,
+    /// so a rebuild never deadlocks with a running follower.
+    pub(crate) async fn rewind<F: std::future::Future<Output = ()>>(
+        &self,
+        reset: impl FnOnce() -> F,
+    ) -> Result<(), SubscriptionError> {
         let mut progress = self.progress.lock().await;
-        reset();
+        reset().await;
         progress.stopped = None;
         progress.loaded = true;
         self.save(&mut progress, 0).await
