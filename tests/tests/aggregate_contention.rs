@@ -146,3 +146,73 @@ async fn without_retries_a_conflict_is_typed_and_appends_nothing() {
     .expect("after reload");
     assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 6);
 }
+
+/// 16 tasks × `per_task` deposits on 4 accounts through `app`; returns the
+/// conflict retries and checks every balance.
+async fn contend(app: &Application, per_task: u64) -> u64 {
+    let accounts: Vec<Ulid> = (0..4).map(|_| Ulid::new()).collect();
+    for &account in &accounts {
+        app.dispatch(OpenAccount {
+            account,
+            owner: "t".into(),
+        })
+        .await
+        .expect("open");
+    }
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let app = app.clone();
+        let accounts = accounts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut retries = 0;
+            for i in 0..per_task {
+                let done = app
+                    .dispatch_with(
+                        Deposit {
+                            account: accounts[((t + i) % 4) as usize],
+                            amount: 1,
+                            id: None,
+                        },
+                        DispatchOptions::new(),
+                    )
+                    .await
+                    .expect("every command completes");
+                retries += u64::from(done.attempts - 1);
+            }
+            retries
+        }));
+    }
+    let mut retries = 0;
+    for t in tasks {
+        retries += t.await.expect("join");
+    }
+    let mut total = 0;
+    for account in &accounts {
+        total += app.load::<BankAccount>(account).await.expect("load").state.balance;
+    }
+    assert_eq!(total, 16 * per_task);
+    retries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_to_one_aggregate_in_one_instance_never_conflict() {
+    let memory = Application::builder()
+        .aggregate::<BankAccount>()
+        .service(FeePolicy { fee: 0 })
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(contend(&memory, 500).await, 0, "in memory");
+
+    let Some(sqlite) = interlock_tests::services::sqlite_file().await else {
+        return;
+    };
+    let on_sqlite = Application::builder()
+        .aggregate::<BankAccount>()
+        .service(FeePolicy { fee: 0 })
+        .backend(sqlite)
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(contend(&on_sqlite, 40).await, 0, "on SQLite");
+}

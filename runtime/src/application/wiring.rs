@@ -12,6 +12,7 @@ use crate::pipeline::cache::AggregateCache;
 use crate::pipeline::config::Settings;
 use crate::pipeline::dispatcher::{AfterCommit, Dispatcher};
 use crate::pipeline::repository::Repository;
+use crate::pipeline::turns::Turns;
 use crate::processes::inline::InlineProjections;
 use crate::processes::relay::RelayHandler;
 use crate::processes::subscriber::{Subscriber, SubscriberConfig};
@@ -151,6 +152,7 @@ impl<L> ApplicationBuilder<L> {
             aggregates: parts.aggregates.into_iter().collect(),
             settings: parts.settings,
             after_commit,
+            turns: Turns::new(),
         });
 
         // Sagas send their commands through the dispatcher, as a command bus.

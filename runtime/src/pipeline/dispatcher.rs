@@ -13,6 +13,7 @@ use super::error::{CommandError, LoadError};
 use super::idempotency::idempotent;
 use super::options::{DispatchOptions, Dispatched};
 use super::repository::Repository;
+use super::turns::Turns;
 use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
 use crate::domain::command::{HandledCommand, HandlerError};
@@ -45,6 +46,7 @@ pub(crate) struct Dispatcher {
     pub(crate) aggregates: HashMap<TypeId, Registration, foldhash::fast::RandomState>,
     pub(crate) settings: Settings,
     pub(crate) after_commit: Vec<Arc<dyn AfterCommit>>,
+    pub(crate) turns: Turns,
 }
 
 impl Dispatcher {
@@ -106,6 +108,9 @@ impl Dispatcher {
             command_id: Some(command_id),
             headers: options.headers,
         };
+        // Commands to one aggregate take turns in this instance: they never
+        // conflict with each other, only with other processes.
+        let turn = self.turns.wait(&stream).await;
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
         // Made on the first conflict: most commands never need it.
         let mut conflict_waits = None;
@@ -163,6 +168,7 @@ impl Dispatcher {
                         .maybe_snapshot(registration, &stream, &*state, version, committed.version)
                         .await;
                     repository.cache.put(stream, state, committed.version);
+                    drop(turn);
                     if let Some(last) = committed.positions.last() {
                         for hook in &self.after_commit {
                             hook.committed(*last).await;

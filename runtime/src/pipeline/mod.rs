@@ -11,3 +11,4 @@ pub(crate) mod idempotency;
 pub(crate) mod middleware;
 pub(crate) mod options;
 pub(crate) mod repository;
+pub(crate) mod turns;
