@@ -8,10 +8,15 @@
 //! streams that share a slot taking turns too (with 4 096 slots, rare and
 //! brief). Commands to different streams still run, and share the store's
 //! group commit, concurrently.
+//!
+//! `async_lock::Mutex` rather than tokio's: its uncontended lock and unlock
+//! are one atomic operation each, where tokio's unlock takes the waiter
+//! list's lock (measured in W1 with callgrind: about 300 instructions a
+//! command for tokio's, against about 100).
 
 use std::hash::BuildHasher;
 
-use tokio::sync::{Mutex, MutexGuard};
+use async_lock::{Mutex, MutexGuard};
 
 use crate::domain::ids::StreamId;
 
@@ -38,6 +43,10 @@ impl Turns {
         let Some(mutex) = self.slots.get(slot).or_else(|| self.slots.first()) else {
             unreachable!("the table has {SLOTS} slots")
         };
-        mutex.lock().await
+        // Uncontended (the common case): no waiter queue, no future.
+        match mutex.try_lock() {
+            Some(turn) => turn,
+            None => mutex.lock().await,
+        }
     }
 }
