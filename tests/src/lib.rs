@@ -232,6 +232,13 @@ pub mod bank {
         }
     }
 
+    /// A builder with the bank registered (no fee).
+    pub fn bank_builder() -> interlock::ApplicationBuilder {
+        Application::builder()
+            .aggregate::<BankAccount>()
+            .service(FeePolicy { fee: 0 })
+    }
+
     /// An application with the bank registered, on the given store.
     pub async fn app_on(store: impl EventStore) -> Application {
         match Application::builder()
@@ -301,5 +308,84 @@ pub mod services {
                 .await
                 .expect("open SQLite in memory"),
         )
+    }
+}
+
+pub mod hooked {
+    //! An in-memory event store whose appends go through a hook: slow,
+    //! failing or watched stores for tests, without writing every method.
+
+    use interlock::StreamId;
+    use interlock::store::{
+        BoxFuture, Committed, EventFilter, EventStore, ExpectedVersion, MemoryEventStore, NewEvent, RecordedEvent,
+        RewrittenEvent, StoreError,
+    };
+    use interlock::{Position, Version};
+
+    /// What happens around an append.
+    pub trait AppendHook: Send + Sync + 'static {
+        /// Appends through `inner` (or fails, or waits first).
+        fn append<'a>(
+            &'a self,
+            inner: &'a MemoryEventStore,
+            stream: &'a StreamId,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> BoxFuture<'a, Result<Committed, StoreError>>;
+    }
+
+    /// A `MemoryEventStore` whose appends run through `hook`; every other
+    /// method is the memory store's.
+    pub struct Hooked<H> {
+        /// The store underneath.
+        pub inner: MemoryEventStore,
+        /// The hook.
+        pub hook: H,
+    }
+
+    impl<H> Hooked<H> {
+        /// A fresh store with `hook`.
+        pub fn new(hook: H) -> Self {
+            Self {
+                inner: MemoryEventStore::new(),
+                hook,
+            }
+        }
+    }
+
+    impl<H: AppendHook> EventStore for Hooked<H> {
+        fn append<'a>(
+            &'a self,
+            stream: &'a StreamId,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+            self.hook.append(&self.inner, stream, expected, events)
+        }
+        fn read_stream<'a>(
+            &'a self,
+            stream: &'a StreamId,
+            from: Version,
+            to: Option<Version>,
+        ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+            self.inner.read_stream(stream, from, to)
+        }
+        fn read_all<'a>(
+            &'a self,
+            after: Position,
+            limit: usize,
+            filter: &'a EventFilter,
+        ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+            self.inner.read_all(after, limit, filter)
+        }
+        fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+            self.inner.stream_version(stream)
+        }
+        fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+            self.inner.head()
+        }
+        fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.rewrite(position, event)
+        }
     }
 }

@@ -13,9 +13,7 @@ use interlock_tests::bank::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_tasks_on_four_accounts_lose_no_update() {
     let store = Arc::new(MemoryEventStore::new());
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    let app = bank_builder()
         .shared_event_store(store.clone())
         .max_attempts(100_000)
         .build()
@@ -83,18 +81,14 @@ async fn sixteen_tasks_on_four_accounts_lose_no_update() {
 async fn without_retries_a_conflict_is_typed_and_appends_nothing() {
     // One attempt only, and a writer that races every command.
     let store = Arc::new(MemoryEventStore::new());
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    let app = bank_builder()
         .shared_event_store(store.clone())
         .cache_capacity(100)
         .max_attempts(1)
         .build()
         .await
         .expect("build");
-    let other = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    let other = bank_builder()
         .shared_event_store(store.clone())
         .build()
         .await
@@ -196,23 +190,12 @@ async fn contend(app: &Application, per_task: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_to_one_aggregate_in_one_instance_never_conflict() {
-    let memory = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
-        .build()
-        .await
-        .expect("build");
+    let memory = bank_builder().build().await.expect("build");
     assert_eq!(contend(&memory, 500).await, 0, "in memory");
 
     let Some(sqlite) = interlock_tests::services::sqlite_file().await else {
         return;
     };
-    let on_sqlite = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
-        .backend(sqlite)
-        .build()
-        .await
-        .expect("build");
+    let on_sqlite = bank_builder().backend(sqlite).build().await.expect("build");
     assert_eq!(contend(&on_sqlite, 40).await, 0, "on SQLite");
 }

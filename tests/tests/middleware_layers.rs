@@ -9,10 +9,11 @@ use std::task::{Context, Poll};
 
 use interlock::middleware::{CommandRequest, Rejection, RetryLayer, TimeoutLayer, TracingLayer};
 use interlock::prelude::*;
-use interlock::store::{BoxFuture, Committed, EventFilter, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent};
+use interlock::store::{BoxFuture, Committed, EventStore, ExpectedVersion, NewEvent};
 use interlock::store::{MemoryEventStore, StoreError};
 use interlock::{CommandError, Dispatched, Position, StreamId};
 use interlock_tests::bank::*;
+use interlock_tests::hooked::{AppendHook, Hooked};
 
 /// Adds a tenant header and refuses commands for a blocked owner: a user
 /// layer written as an ordinary tower layer.
@@ -72,9 +73,7 @@ where
 }
 
 fn bank() -> interlock::ApplicationBuilder {
-    Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    bank_builder()
 }
 
 #[tokio::test]
@@ -129,49 +128,23 @@ async fn a_user_layer_changes_metadata_and_rejects_commands() {
 #[tokio::test]
 async fn a_timeout_layer_bounds_slow_commands() {
     /// Delays every append.
-    struct Slow(MemoryEventStore);
-    impl interlock::store::EventStore for Slow {
+    struct Slow;
+    impl AppendHook for Slow {
         fn append<'a>(
             &'a self,
+            inner: &'a MemoryEventStore,
             s: &'a StreamId,
             e: ExpectedVersion,
             ev: Vec<NewEvent>,
         ) -> BoxFuture<'a, Result<Committed, StoreError>> {
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                self.0.append(s, e, ev).await
+                inner.append(s, e, ev).await
             })
         }
-        fn read_stream<'a>(
-            &'a self,
-            s: &'a StreamId,
-            f: Version,
-            t: Option<Version>,
-        ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
-            self.0.read_stream(s, f, t)
-        }
-        fn read_all<'a>(
-            &'a self,
-            a: Position,
-            l: usize,
-            f: &'a EventFilter,
-        ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
-            self.0.read_all(a, l, f)
-        }
-        fn stream_version<'a>(&'a self, s: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
-            self.0.stream_version(s)
-        }
-        fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
-            self.0.head()
-        }
-        fn rewrite(&self, p: Position, e: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
-            self.0.rewrite(p, e)
-        }
     }
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
-        .event_store(Slow(MemoryEventStore::new()))
+    let app = bank_builder()
+        .event_store(Hooked::new(Slow))
         .layer(TimeoutLayer(Duration::from_millis(20)))
         .build()
         .await
@@ -191,13 +164,13 @@ async fn a_timeout_layer_bounds_slow_commands() {
 
 /// Fails the first `failures` appends as unreachable.
 struct Flaky {
-    inner: MemoryEventStore,
     failures: AtomicU32,
 }
 
-impl interlock::store::EventStore for Flaky {
+impl AppendHook for Flaky {
     fn append<'a>(
         &'a self,
+        inner: &'a MemoryEventStore,
         s: &'a StreamId,
         e: ExpectedVersion,
         ev: Vec<NewEvent>,
@@ -209,44 +182,16 @@ impl interlock::store::EventStore for Flaky {
                 source: "connection refused".into(),
             })));
         }
-        self.inner.append(s, e, ev)
-    }
-    fn read_stream<'a>(
-        &'a self,
-        s: &'a StreamId,
-        f: Version,
-        t: Option<Version>,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
-        self.inner.read_stream(s, f, t)
-    }
-    fn read_all<'a>(
-        &'a self,
-        a: Position,
-        l: usize,
-        f: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
-        self.inner.read_all(a, l, f)
-    }
-    fn stream_version<'a>(&'a self, s: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
-        self.inner.stream_version(s)
-    }
-    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
-        self.inner.head()
-    }
-    fn rewrite(&self, p: Position, e: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.rewrite(p, e)
+        inner.append(s, e, ev)
     }
 }
 
 #[tokio::test]
 async fn a_retry_layer_rides_out_an_unavailable_store() {
-    let store = Arc::new(Flaky {
-        inner: MemoryEventStore::new(),
+    let store = Arc::new(Hooked::new(Flaky {
         failures: AtomicU32::new(2),
-    });
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    }));
+    let app = bank_builder()
         .shared_event_store(store.clone())
         .layer(RetryLayer::new(3, Duration::from_millis(1)))
         .build()
@@ -261,10 +206,8 @@ async fn a_retry_layer_rides_out_an_unavailable_store() {
 
     // Without the layer the failure surfaces as `Unavailable`, and the next
     // command succeeds once the store is back.
-    store.failures.store(1, Ordering::SeqCst);
-    let plain = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    store.hook.failures.store(1, Ordering::SeqCst);
+    let plain = bank_builder()
         .shared_event_store(store.clone())
         .build()
         .await
@@ -341,15 +284,16 @@ async fn typed_interceptors_change_or_refuse_one_command_type() {
 }
 
 /// Counts appends in flight and the most ever in flight at once.
+#[derive(Default)]
 struct Gauge {
-    inner: MemoryEventStore,
     in_flight: AtomicU32,
     peak: AtomicU32,
 }
 
-impl interlock::store::EventStore for Gauge {
+impl AppendHook for Gauge {
     fn append<'a>(
         &'a self,
+        inner: &'a MemoryEventStore,
         s: &'a StreamId,
         e: ExpectedVersion,
         ev: Vec<NewEvent>,
@@ -358,35 +302,10 @@ impl interlock::store::EventStore for Gauge {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let result = self.inner.append(s, e, ev).await;
+            let result = inner.append(s, e, ev).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             result
         })
-    }
-    fn read_stream<'a>(
-        &'a self,
-        s: &'a StreamId,
-        f: Version,
-        t: Option<Version>,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
-        self.inner.read_stream(s, f, t)
-    }
-    fn read_all<'a>(
-        &'a self,
-        a: Position,
-        l: usize,
-        f: &'a EventFilter,
-    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
-        self.inner.read_all(a, l, f)
-    }
-    fn stream_version<'a>(&'a self, s: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
-        self.inner.stream_version(s)
-    }
-    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
-        self.inner.head()
-    }
-    fn rewrite(&self, p: Position, e: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.inner.rewrite(p, e)
     }
 }
 
@@ -415,13 +334,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_off_the_shelf_tower_layer_limits_dispatch_concurrency() {
-    let gauge = || {
-        Arc::new(Gauge {
-            inner: MemoryEventStore::new(),
-            in_flight: AtomicU32::new(0),
-            peak: AtomicU32::new(0),
-        })
-    };
+    let gauge = || Arc::new(Hooked::new(Gauge::default()));
     // Without a limit, the eight commands overlap in the store.
     let free_store = gauge();
     let free = bank()
@@ -431,7 +344,7 @@ async fn an_off_the_shelf_tower_layer_limits_dispatch_concurrency() {
         .expect("build");
     assert!(open_concurrently(&free, 8).await.iter().all(Result::is_ok));
     assert!(
-        free_store.peak.load(Ordering::SeqCst) > 1,
+        free_store.hook.peak.load(Ordering::SeqCst) > 1,
         "the unlimited run did not overlap"
     );
 
@@ -444,16 +357,12 @@ async fn an_off_the_shelf_tower_layer_limits_dispatch_concurrency() {
         .await
         .expect("build");
     assert!(open_concurrently(&limited, 8).await.iter().all(Result::is_ok));
-    assert_eq!(limited_store.peak.load(Ordering::SeqCst), 1);
+    assert_eq!(limited_store.hook.peak.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tower_layer_s_own_error_comes_back_as_a_layer_error() {
-    let store = Arc::new(Gauge {
-        inner: MemoryEventStore::new(),
-        in_flight: AtomicU32::new(0),
-        peak: AtomicU32::new(0),
-    });
+    let store = Arc::new(Hooked::new(Gauge::default()));
     // Load shedding in front of a limit of one: commands that find the
     // limit taken are refused with tower's `Overloaded`, boxed.
     let app = bank()

@@ -62,9 +62,7 @@ async fn deposit(app: &Application, account: Ulid, amount: u64) {
 #[tokio::test]
 async fn a_panicking_projection_is_dead_lettered_and_catch_up_goes_on() {
     let seen = Arc::new(AtomicU64::new(0));
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    let app = bank_builder()
         .projection_with(
             Fragile {
                 total: 0,
@@ -105,9 +103,7 @@ async fn a_panicking_projection_is_dead_lettered_and_catch_up_goes_on() {
 
 #[tokio::test]
 async fn the_background_follower_survives_a_panicking_handler() {
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
+    let app = bank_builder()
         .projection_with(
             Fragile::default(),
             ProjectionConfig::catch_up().subscriber(quick().poll_interval(Duration::from_millis(5))),

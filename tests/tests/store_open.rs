@@ -6,13 +6,7 @@ use interlock::{OpenError, open};
 use interlock_tests::bank::*;
 
 async fn deposit_and_read_back(stores: interlock::store::StoreSet) {
-    let app = Application::builder()
-        .aggregate::<BankAccount>()
-        .service(FeePolicy { fee: 0 })
-        .backend(stores.clone())
-        .build()
-        .await
-        .expect("build");
+    let app = bank_builder().backend(stores.clone()).build().await.expect("build");
     let account = Ulid::new();
     app.dispatch(OpenAccount {
         account,
