@@ -1,7 +1,7 @@
 //! The contract between the shared store code and a SQL driver.
 //!
 //! Every storage trait is implemented once, generically over a [`Driver`],
-//! for [`SqlStore`]: the statements, the row decoding, the version checks
+//! for [`SqlStore`](crate::SqlStore): the statements, the row decoding, the version checks
 //! and the error mapping are shared. A driver adds only what differs per
 //! database, in the spirit of sqlx's own `Database` trait:
 //!
@@ -11,8 +11,11 @@
 //!   how a write transaction starts);
 //! - the two primitive calls, [`Driver::execute`] and [`Driver::fetch_all`]:
 //!   a statement with [`Param`]s bound to `$1, $2 ...`, on a connection;
-//! - the steps whose SQL has no common form: locking out concurrent
-//!   migrations, and the batch append behind group commit.
+//! - locking out concurrent migrations, whose SQL has no common form.
+//!
+//! The batch append behind group commit, written against the store itself,
+//! is the one step more a driver provides: [`DriverBatch`](crate::DriverBatch),
+//! beside the store (so this contract sits below the store, which uses it).
 //!
 //! Rows are read through [`SqlRow`], implemented for the row type of every
 //! sqlx database that decodes `i64`, text and bytes. The trait is sealed:
@@ -22,11 +25,8 @@
 use std::fmt::Debug;
 use std::future::Future;
 
-use interlock::store::{AppendRequest, Committed, StoreError};
 use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, SqlStr, Type};
-
-use crate::store::SqlStore;
 
 /// The connection type of driver `D`.
 pub type Connection<D> = <<D as Driver>::Database as Database>::Connection;
@@ -75,17 +75,6 @@ pub trait Driver: sealed::Sealed + Sized + Send + Sync + 'static {
         state: &'c Self::State,
         tx: &'c mut Connection<Self>,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
-
-    /// Commits a batch of appends, the unit of group commit, as the
-    /// runtime's [`BatchAppend`](interlock::store::BatchAppend) describes:
-    /// one outcome per request, in order; each append atomic and isolated;
-    /// positions committed in order (the counter row locked until commit).
-    /// With the store's `outbox` setting, the appended positions are
-    /// recorded in the outbox table in the same transaction.
-    fn append_batch(
-        store: &SqlStore<Self>,
-        batch: Vec<AppendRequest>,
-    ) -> impl Future<Output = Vec<Result<Committed, StoreError>>> + Send + '_;
 }
 
 /// A value bound to a statement parameter.

@@ -76,4 +76,4 @@ pub use crate::postgres::{PostgresConfig, PostgresDriver, PostgresStore, Postgre
 #[doc(inline)]
 pub use crate::sqlite::{SqliteConfig, SqliteDriver, SqliteLocation, SqliteStore, SqliteTransaction};
 #[doc(inline)]
-pub use crate::store::SqlStore;
+pub use crate::store::{DriverBatch, SqlStore};

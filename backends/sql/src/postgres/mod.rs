@@ -16,7 +16,7 @@ use sqlx::{Postgres, SqlStr};
 
 pub use self::config::PostgresConfig;
 use crate::driver::{Driver, Param, bind, sealed};
-use crate::store::SqlStore;
+use crate::store::{DriverBatch, SqlStore};
 
 /// Every Interlock store on one PostgreSQL schema: events, snapshots,
 /// idempotency records, checkpoints, dead letters, saga state, outbox.
@@ -86,7 +86,9 @@ impl Driver for PostgresDriver {
         Self::execute(tx, lock, &[Param::Text(&key)]).await?;
         Ok(())
     }
+}
 
+impl DriverBatch for PostgresDriver {
     async fn append_batch(
         store: &PostgresStore,
         batch: Vec<interlock::store::AppendRequest>,

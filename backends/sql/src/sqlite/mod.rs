@@ -14,7 +14,7 @@ use sqlx::{SqlStr, Sqlite};
 
 pub use self::config::{SqliteConfig, SqliteLocation};
 use crate::driver::{Driver, Param, bind, sealed};
-use crate::store::SqlStore;
+use crate::store::{DriverBatch, SqlStore};
 
 /// Every Interlock store on one SQLite database: events, snapshots,
 /// idempotency records, checkpoints, dead letters, saga state, outbox.
@@ -79,7 +79,9 @@ impl Driver for SqliteDriver {
     async fn lock_migrations<'c>(_: &'c (), _: &'c mut SqliteConnection) -> Result<(), sqlx::Error> {
         Ok(()) // BEGIN IMMEDIATE already serializes migrating processes
     }
+}
 
+impl DriverBatch for SqliteDriver {
     async fn append_batch(
         store: &SqliteStore,
         batch: Vec<interlock::store::AppendRequest>,

@@ -6,6 +6,7 @@ mod checkpoints;
 mod dead_letters;
 mod events;
 mod idempotency;
+mod migrate;
 mod outbox;
 mod sagas;
 mod snapshots;
@@ -37,7 +38,7 @@ struct Inner<D: Driver> {
     queries: Queries,
     config: D::Config,
     state: D::State,
-    /// Queues appends for [`Driver::append_batch`].
+    /// Queues appends for [`DriverBatch::append_batch`].
     committer: GroupCommitter,
     /// The last position known committed, for `watch_head`; `None` when
     /// subscribers poll.
@@ -78,7 +79,7 @@ pub(crate) struct Committer<D: Driver> {
     store: Arc<OnceLock<WeakStore<D>>>,
 }
 
-impl<D: Driver> Committer<D> {
+impl<D: DriverBatch> Committer<D> {
     /// Starts the committer task on the current tokio runtime.
     ///
     /// # Errors
@@ -204,7 +205,22 @@ impl<D: Driver> SqlStore<D> {
     }
 }
 
-impl<D: Driver> BatchAppend for SqlStore<D> {
+/// The step of a driver written against the store itself: the batch
+/// append behind group commit, whose SQL has no common form.
+pub trait DriverBatch: Driver {
+    /// Commits a batch of appends, the unit of group commit, as the
+    /// runtime's [`BatchAppend`] describes: one outcome per request, in
+    /// order; each append atomic and isolated; positions committed in order
+    /// (the counter row locked until commit). With the store's `outbox`
+    /// setting, the appended positions are recorded in the outbox table in
+    /// the same transaction.
+    fn append_batch(
+        store: &SqlStore<Self>,
+        batch: Vec<AppendRequest>,
+    ) -> impl std::future::Future<Output = Vec<Result<Committed, StoreError>>> + Send + '_;
+}
+
+impl<D: DriverBatch> BatchAppend for SqlStore<D> {
     fn append_batch(&self, batch: Vec<AppendRequest>) -> BoxFuture<'_, Vec<Result<Committed, StoreError>>> {
         Box::pin(D::append_batch(self, batch))
     }
