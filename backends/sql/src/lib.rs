@@ -44,10 +44,13 @@
 // Without a driver feature the shared code has no user.
 #![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code, unused_imports))]
 
-// The layout, like sqlx's: the contract (`driver`); the shared code
-// (`store/`, one file per storage trait, and `schema`, `queries`, `rows`,
-// `error`, `append`, `health`, `config`); one directory per driver
-// (`sqlite/`, `postgres/`: its `Driver` impl, config, open, batch append).
+// The layout, like sqlx's, bottom up (no module imports one above it;
+// `tests/tests/architecture_layers.rs` checks there are no cycles): the
+// contract (`driver`), `error`, `config`, `schema`, `queries`, `rows`,
+// `append`; the store (`store/`: `SqlStore`, `DriverBatch`, migrations,
+// one file per storage trait), `health`; one directory per driver
+// (`sqlite/`, `postgres/`: its `Driver` and `DriverBatch` impls, config,
+// open, batch append).
 mod append;
 mod config;
 pub mod driver;

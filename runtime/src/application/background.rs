@@ -5,7 +5,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Application, Inner};
+use super::Inner;
 use crate::domain::backoff::Backoff;
 use crate::domain::ids::Timestamp;
 use crate::processes::relay::drain_outbox;
@@ -64,7 +64,7 @@ async fn consume_loop(inner: Weak<Inner>, shutdown: tokio::sync::watch::Receiver
             return;
         }
         let Some(inner) = inner.upgrade() else { return };
-        let result = Application::consume_with(&inner, 256, Duration::from_millis(200)).await;
+        let result = inner.consume(256, Duration::from_millis(200)).await;
         drop(inner);
         match result {
             Ok(_) => waits = policy.delays(),

@@ -411,7 +411,7 @@ impl<L> Application<L> {
     /// When the transport or a store fails, or a subscriber is stopped: the
     /// deliveries are then not acknowledged and come again.
     pub async fn consume_transport(&self, max: usize, wait: Duration) -> Result<usize, SubscriptionError> {
-        Application::<Identity>::consume_with(&self.inner, max, wait).await
+        self.inner.consume(max, wait).await
     }
 
     /// Stops the background subscribers and deadline pollers. (They also
@@ -421,9 +421,11 @@ impl<L> Application<L> {
     }
 }
 
-impl Application {
-    async fn consume_with(inner: &Inner, max: usize, wait: Duration) -> Result<usize, SubscriptionError> {
-        let Some((transport, consumer)) = &inner.consume_from else {
+impl Inner {
+    /// Feeds up to `max` deliveries of the `consume_from` transport to
+    /// every subscriber, acknowledging each after all took it.
+    async fn consume(&self, max: usize, wait: Duration) -> Result<usize, SubscriptionError> {
+        let Some((transport, consumer)) = &self.consume_from else {
             return Ok(0);
         };
         let store_error = |source| SubscriptionError::Store {
@@ -432,7 +434,7 @@ impl Application {
         };
         let deliveries = transport.receive(consumer, max, wait).await.map_err(store_error)?;
         for delivery in &deliveries {
-            for subscriber in inner.subscribers() {
+            for subscriber in self.subscribers() {
                 subscriber.deliver(&delivery.event).await?;
             }
             transport.ack(consumer, delivery.offset).await.map_err(store_error)?;

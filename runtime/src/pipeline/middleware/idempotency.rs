@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower_layer::Layer;
 use tower_service::Service;
 
 use super::request::CommandRequest;
@@ -16,26 +15,8 @@ use crate::pipeline::idempotency::idempotent;
 use crate::pipeline::options::Dispatched;
 
 /// Makes dispatch idempotent by command id (the options' id, else the
-/// command's `#[command_id]`). Part of every application's stack.
-#[derive(Clone)]
-pub struct IdempotencyLayer {
-    dispatcher: Arc<Dispatcher>,
-}
-
-impl std::fmt::Debug for IdempotencyLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IdempotencyLayer")
-    }
-}
-
-impl<S> Layer<S> for IdempotencyLayer {
-    type Service = Idempotent<S>;
-    fn layer(&self, inner: S) -> Idempotent<S> {
-        Idempotent::new(inner, Arc::clone(&self.dispatcher))
-    }
-}
-
-/// The service of [`IdempotencyLayer`].
+/// command's `#[command_id]`): the layer of every application's core stack
+/// ([`CoreService`](super::CoreService)) under the user's layers.
 #[derive(Clone)]
 pub struct Idempotent<S> {
     inner: S,

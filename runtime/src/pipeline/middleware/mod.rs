@@ -16,7 +16,7 @@ mod timeout;
 mod tracing;
 
 pub use self::error::IntoCommandError;
-pub use self::idempotency::{IdempotencyLayer, Idempotent};
+pub use self::idempotency::Idempotent;
 pub use self::request::{CommandContext, CommandRequest};
 pub use self::retry::{Retry, RetryLayer};
 pub use self::service::{CommandService, CoreService};
