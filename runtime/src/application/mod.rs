@@ -155,7 +155,7 @@ impl<L: 'static> Application<L> {
     /// As [`Application::dispatch`].
     pub async fn dispatch_with<C>(
         &self,
-        mut command: C,
+        command: C,
         options: DispatchOptions,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>>
     where
@@ -168,15 +168,14 @@ impl<L: 'static> Application<L> {
         if TypeId::of::<L>() == TypeId::of::<Identity>() && inner.interceptors.is_empty() {
             return inner.dispatcher.dispatch(command, options).await;
         }
-        let mut request = CommandRequest::new(command.clone(), options);
+        let mut request = CommandRequest::new(command, options);
         inner
             .interceptors
-            .run(&mut command, &mut request.context)
+            .run(&mut request.command, &mut request.context)
             .map_err(|r| CommandError::Rejected {
                 layer: "interceptor".into(),
                 reason: r.0,
             })?;
-        request.command = command;
         let mut service = self.stack::<C>();
         std::future::poll_fn(|cx| service.poll_ready(cx))
             .await
