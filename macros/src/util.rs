@@ -198,3 +198,22 @@ fn item_head(item: &syn::Item) -> TokenStream {
         other => first_tokens(other.to_token_stream()),
     }
 }
+
+/// `tokens` with every token at `span`, so that an error about code built
+/// from them points at the user's source (a field's type) rather than at
+/// the derive.
+pub(crate) fn respan(tokens: proc_macro2::TokenStream, span: proc_macro2::Span) -> proc_macro2::TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}

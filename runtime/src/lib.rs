@@ -31,6 +31,8 @@ pub use crate::domain::command::{Command, HandledCommand, Reply};
 #[doc(inline)]
 pub use crate::domain::event::{Event, EventDecodeError};
 #[doc(inline)]
+pub use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
+#[doc(inline)]
 pub use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp,
     TimestampParseError, Version,
@@ -180,6 +182,11 @@ pub mod __private {
     };
     pub use crate::domain::event::{
         EncodedEvent, Event, EventDecodeError, EventSet, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
+    };
+    pub use crate::domain::fingerprint::Fingerprinter;
+    pub use crate::domain::fingerprint::probe::{
+        ByHash as FingerprintByHash, BySerialize as FingerprintBySerialize, Field as FingerprintField,
+        Neither as FingerprintNeither,
     };
     pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
     pub use crate::processes::projection::{EventMeta, HandledQuery, Projection};

@@ -530,3 +530,44 @@ async fn expired_idempotency_records_are_cleaned_up_in_the_background() {
         Claim::Claimed
     );
 }
+
+/// The error of a command whose id was used before for another command.
+fn assert_reused<T: std::fmt::Debug, E: std::fmt::Debug>(result: Result<T, CommandError<E>>, command: &str) {
+    match result {
+        Err(CommandError::CommandIdReused { command: refused, .. }) => assert_eq!(refused, command),
+        other => panic!("expected CommandIdReused for `{command}`, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_command_id_reused_for_a_different_command_is_refused() {
+    let app = app_on(MemoryEventStore::new()).await;
+    let account = open(&app).await;
+    let other = open(&app).await;
+    let id = CommandId::new();
+    let deposit = |account, amount| Deposit {
+        account,
+        amount,
+        id: Some(id),
+    };
+    app.dispatch(deposit(account, 7)).await.expect("first");
+
+    // Other field values, another aggregate, another command type: none of
+    // them runs, none gets the first command's outcome.
+    assert_reused(app.dispatch(deposit(account, 8)).await, "Deposit");
+    assert_reused(app.dispatch(deposit(other, 7)).await, "Deposit");
+    assert_reused(
+        app.dispatch_with(Withdraw { account, amount: 7 }, DispatchOptions::new().command_id(id))
+            .await,
+        "Withdraw",
+    );
+    assert_eq!(app.load::<BankAccount>(&account).await.expect("load").state.balance, 7);
+    assert_eq!(app.load::<BankAccount>(&other).await.expect("load").state.balance, 0);
+
+    // The same command again is still a replay.
+    let again = app
+        .dispatch_with(deposit(account, 7), DispatchOptions::new())
+        .await
+        .expect("replay");
+    assert!(again.replayed);
+}

@@ -396,7 +396,7 @@ async fn health_and_statistics() {
     .await
     .expect("deposit");
     let health = store.health_check().await;
-    assert!(health.reachable && health.schema_version == Some(2), "{health:?}");
+    assert!(health.reachable && health.schema_version == Some(3), "{health:?}");
     let stats = store.statistics().await.expect("stats");
     assert_eq!((stats.events, stats.streams, stats.snapshots), (2, 1, 1));
     assert_eq!(stats.events_by_name.get("bank.money_deposited"), Some(&1));
@@ -742,4 +742,80 @@ async fn corrupt_numbers_in_snapshot_and_saga_rows_are_typed_errors_naming_the_r
         matches!(&err, StoreError::Corrupt { location, .. } if location.contains("k1")),
         "{err}"
     );
+}
+
+/// A recorded fingerprint outlives the application: a reopened store
+/// refuses a command id reused for other values, and replays the same one.
+async fn fingerprints_persist<S>(store: S)
+where
+    S: interlock::store::EventStore + interlock::store::IdempotencyStore + Clone,
+{
+    let app = |store: S| async move {
+        interlock_tests::bank::bank_builder()
+            .event_store(store.clone())
+            .idempotency_store(store)
+            .build()
+            .await
+            .expect("build")
+    };
+    let first = app(store.clone()).await;
+    let account = Ulid::new();
+    first
+        .dispatch(OpenAccount {
+            account,
+            owner: "ada".into(),
+        })
+        .await
+        .expect("open");
+    let id = CommandId::new();
+    first
+        .dispatch(Deposit {
+            account,
+            amount: 5,
+            id: Some(id),
+        })
+        .await
+        .expect("deposit");
+    first.shutdown();
+
+    let second = app(store).await;
+    let reused = second
+        .dispatch(Deposit {
+            account,
+            amount: 6,
+            id: Some(id),
+        })
+        .await;
+    assert!(
+        matches!(reused, Err(CommandError::CommandIdReused { .. })),
+        "{reused:?}"
+    );
+    let replay = second
+        .dispatch_with(
+            Deposit {
+                account,
+                amount: 5,
+                id: Some(id),
+            },
+            interlock::DispatchOptions::new(),
+        )
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(
+        second.load::<BankAccount>(&account).await.expect("load").state.balance,
+        5
+    );
+}
+
+#[tokio::test]
+async fn sqlite_fingerprints_persist() {
+    let Some(store) = sqlite_file().await else { return };
+    fingerprints_persist(store).await;
+}
+
+#[tokio::test]
+async fn postgres_fingerprints_persist() {
+    let Some(store) = postgres().await else { return };
+    fingerprints_persist(store).await;
 }

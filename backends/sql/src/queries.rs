@@ -88,22 +88,23 @@ impl Queries {
                 t.idempotency
             )),
             idem_select: q(format!(
-                "SELECT status, until, aggregate_type, aggregate_id, version, output, recorded_at FROM {} WHERE command_id = $1",
+                "SELECT status, until, aggregate_type, aggregate_id, version, output, recorded_at, fingerprint FROM {} WHERE command_id = $1",
                 t.idempotency
             )),
             idem_reclaim: q(format!(
                 "UPDATE {} SET status = 'claimed', until = $2, aggregate_type = NULL, aggregate_id = NULL,
-                     version = NULL, output = NULL, recorded_at = NULL
+                     version = NULL, output = NULL, recorded_at = NULL, fingerprint = NULL
                  WHERE command_id = $1 AND until <= $3",
                 t.idempotency
             )),
             idem_complete: q(format!(
-                "INSERT INTO {} AS i (command_id, status, until, aggregate_type, aggregate_id, version, output, recorded_at)
-                 VALUES ($1, 'done', $2, $3, $4, $5, $6, $7)
+                "INSERT INTO {} AS i (command_id, status, until, aggregate_type, aggregate_id, version, output, recorded_at, fingerprint)
+                 VALUES ($1, 'done', $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (command_id) DO UPDATE
                  SET status = 'done', until = excluded.until, aggregate_type = excluded.aggregate_type,
                      aggregate_id = excluded.aggregate_id, version = excluded.version,
-                     output = excluded.output, recorded_at = excluded.recorded_at",
+                     output = excluded.output, recorded_at = excluded.recorded_at,
+                     fingerprint = excluded.fingerprint",
                 t.idempotency
             )),
             idem_release: q(format!("DELETE FROM {} WHERE command_id = $1 AND status = 'claimed'", t.idempotency)),

@@ -61,7 +61,7 @@ impl Tables {
 }
 
 /// The schema's current version (the last migration).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// The migrations, in order: (version, statements).
 pub(crate) fn migrations(blob: &str, t: &Tables) -> Vec<(i64, Vec<String>)> {
@@ -178,6 +178,12 @@ pub(crate) fn migrations(blob: &str, t: &Tables) -> Vec<(i64, Vec<String>)> {
                 "CREATE TABLE IF NOT EXISTS {} (position BIGINT PRIMARY KEY)",
                 t.outbox
             )],
+        ),
+        (
+            3,
+            // The fingerprint of the command an idempotency record belongs
+            // to (16 hex digits; NULL in records written before it).
+            vec![format!("ALTER TABLE {idempotency} ADD COLUMN fingerprint TEXT")],
         ),
     ]
 }

@@ -21,9 +21,22 @@ pub(crate) struct CommandInput<'a> {
     pub(crate) krate: syn::Path,
     pub(crate) aggregate_ids: Vec<MarkedField<'a>>,
     pub(crate) command_ids: Vec<MarkedField<'a>>,
+    /// Every field but the `#[command_id]`, the `#[aggregate_id]` and those marked
+    /// `#[command(skip_fingerprint)]`: what the fingerprint covers.
+    pub(crate) fingerprinted: Vec<FingerprintedField<'a>>,
+}
+
+/// A field whose value counts toward the command's fingerprint.
+pub(crate) struct FingerprintedField<'a> {
+    /// `self.<member>`.
+    pub(crate) member: TokenStream,
+    /// The field's name (its index for a tuple struct).
+    pub(crate) name: String,
+    pub(crate) ty: &'a syn::Type,
 }
 
 const ARGUMENTS: &[&str] = &["name", "crate"];
+const FIELD_ARGUMENTS: &[&str] = &["skip_fingerprint"];
 
 impl<'a> CommandInput<'a> {
     pub(crate) fn from_syn(cx: &mut Ctxt, input: &'a syn::DeriveInput) -> Self {
@@ -33,6 +46,7 @@ impl<'a> CommandInput<'a> {
             krate: util::default_crate(),
             aggregate_ids: Vec::new(),
             command_ids: Vec::new(),
+            fingerprinted: Vec::new(),
         };
         for attr in input.attrs.iter().filter(|a| a.path().is_ident("command")) {
             let result = attr.parse_nested_meta(|meta| {
@@ -61,7 +75,25 @@ impl<'a> CommandInput<'a> {
                         quote!(#index)
                     }
                 };
+                let mut skip_fingerprint = false;
+                let mut is_command_id = false;
+                let mut is_aggregate_id = false;
+                for attr in field.attrs.iter().filter(|a| a.path().is_ident("command")) {
+                    let result = attr.parse_nested_meta(|meta| {
+                        if meta.path.is_ident("skip_fingerprint") {
+                            skip_fingerprint = true;
+                            Ok(())
+                        } else {
+                            Err(util::unknown_argument(&meta, "command", FIELD_ARGUMENTS))
+                        }
+                    });
+                    if let Err(e) = result {
+                        cx.syn_error(e);
+                    }
+                }
                 for attr in &field.attrs {
+                    is_command_id |= attr.path().is_ident("command_id");
+                    is_aggregate_id |= attr.path().is_ident("aggregate_id");
                     let list = if attr.path().is_ident("aggregate_id") {
                         &mut parsed.aggregate_ids
                     } else if attr.path().is_ident("command_id") {
@@ -76,6 +108,17 @@ impl<'a> CommandInput<'a> {
                         member: member.clone(),
                         ty: &field.ty,
                         attr,
+                    });
+                }
+                // The aggregate id counts through its stream key.
+                if !skip_fingerprint && !is_command_id && !is_aggregate_id {
+                    parsed.fingerprinted.push(FingerprintedField {
+                        name: field
+                            .ident
+                            .as_ref()
+                            .map_or_else(|| index.to_string(), ToString::to_string),
+                        member,
+                        ty: &field.ty,
                     });
                 }
             }

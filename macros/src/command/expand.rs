@@ -30,6 +30,28 @@ pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
             }
         }
     });
+    let fields = input.fingerprinted.iter().map(|field| {
+        let member = &field.member;
+        let name = &field.name;
+        // Spanned at the field's type: a type that can be neither
+        // serialized nor hashed is reported there.
+        let span = field.ty.span();
+        let p = crate::util::respan(p.clone(), span);
+        let call = quote_spanned!(span=>
+            (&&&#p::FingerprintField(&self.#member)).fingerprint_field(fp)
+        );
+        quote! {
+            fp.str(#name);
+            #call;
+        }
+    });
+    let fingerprint = quote! {
+        fn fingerprint(&self, fp: &mut #p::Fingerprinter) {
+            #[allow(unused_imports)]
+            use #p::{FingerprintByHash as _, FingerprintBySerialize as _, FingerprintNeither as _};
+            #(#fields)*
+        }
+    };
     quote! {
         #[automatically_derived]
         impl #impl_generics #p::Command for #ident #ty_generics #where_clause {
@@ -41,6 +63,8 @@ pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
             }
 
             #command_id
+
+            #fingerprint
         }
     }
 }

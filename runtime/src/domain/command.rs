@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::aggregate::Aggregate;
+use crate::domain::fingerprint::Fingerprinter;
 use crate::domain::ids::{AggregateId, CommandId};
 use crate::domain::services::{MissingService, Services};
 
@@ -33,6 +34,16 @@ pub trait Command: Clone + Send + 'static {
     /// Repeated dispatches with the same id are deduplicated.
     fn command_id(&self) -> Option<CommandId> {
         None
+    }
+
+    /// Feeds the command's field values (all but the `#[command_id]`) to a
+    /// fingerprint, recorded with the command's idempotency outcome: a
+    /// command id reused for different values is refused with
+    /// `CommandError::CommandIdReused`. `#[derive(Command)]` implements it
+    /// through each field's `Serialize` or `Hash`; the default adds nothing
+    /// (the command's name and target still count).
+    fn fingerprint(&self, fp: &mut Fingerprinter) {
+        let _ = fp;
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod aggregate;
 pub(crate) mod backoff;
 pub(crate) mod command;
 pub(crate) mod event;
+pub(crate) mod fingerprint;
 pub(crate) mod ids;
 pub(crate) mod services;
 pub(crate) mod unwind;

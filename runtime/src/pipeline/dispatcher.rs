@@ -10,7 +10,7 @@ use ulid::Ulid;
 
 use super::config::{Registration, Settings};
 use super::error::{CommandError, LoadError};
-use super::idempotency::idempotent;
+use super::idempotency::{Identity, idempotent};
 use super::options::{DispatchOptions, Dispatched};
 use super::repository::Repository;
 use super::turns::Turns;
@@ -81,9 +81,14 @@ impl Dispatcher {
             // loop, which would double the size (and the copies) of every
             // dispatch's future.
             Some(id) => {
-                Box::pin(idempotent(self.idempotency.as_ref(), &self.settings, id, || {
-                    self.run(registration, stream, command, id, options)
-                }))
+                let identity = Identity::of(&command);
+                Box::pin(idempotent(
+                    self.idempotency.as_ref(),
+                    &self.settings,
+                    id,
+                    identity,
+                    || self.run(registration, stream, command, id, options),
+                ))
                 .await
             }
         }

@@ -110,6 +110,20 @@ pub enum CommandError<E> {
     /// Another caller is processing a command with the same id.
     #[error("command `{0}` is being processed by another caller")]
     InProgress(CommandId),
+    /// The command id was already used for a different command (another
+    /// command type, another aggregate, or other field values); the recorded
+    /// outcome belongs to that one, so nothing ran and nothing is replayed.
+    #[error(
+        "command id `{command_id}` was already used for a different command (recorded on `{recorded_stream}`); `{command}` did not run: give each command its own id"
+    )]
+    CommandIdReused {
+        /// The reused id.
+        command_id: CommandId,
+        /// The command that was refused.
+        command: &'static str,
+        /// The stream of the command the id was first used for.
+        recorded_stream: StreamId,
+    },
     /// A middleware layer or interceptor refused the command; nothing was appended.
     #[error("command refused by {layer}: {reason}")]
     Rejected {

@@ -11,9 +11,47 @@ use serde::de::DeserializeOwned;
 use super::config::Settings;
 use super::error::CommandError;
 use super::options::Dispatched;
+use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
+use crate::domain::command::HandledCommand;
+use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
+use crate::domain::ids::AggregateId;
 use crate::domain::ids::{CommandId, Timestamp};
 use crate::store::{Claim, IdempotencyRecord, IdempotencyStore, after};
+
+/// What a command id stands for: the command, its target and its values.
+pub(crate) struct Identity {
+    command: &'static str,
+    aggregate: &'static str,
+    id: String,
+    fingerprint: CommandFingerprint,
+}
+
+impl Identity {
+    /// The identity of `command`: its name, target and field values.
+    pub(crate) fn of<C: HandledCommand>(command: &C) -> Self {
+        let aggregate = <C::Aggregate as Aggregate>::NAME;
+        let id = command.aggregate_id().to_stream_key();
+        let mut fp = Fingerprinter::new();
+        fp.str(C::NAME);
+        fp.str(aggregate);
+        fp.str(&id);
+        command.fingerprint(&mut fp);
+        Self {
+            command: C::NAME,
+            aggregate,
+            id,
+            fingerprint: fp.finish(),
+        }
+    }
+
+    /// Whether `record` is the outcome of this command. A record without a
+    /// fingerprint (written before they were kept) is checked by its stream.
+    fn recorded_in(&self, record: &IdempotencyRecord) -> bool {
+        let same_stream = record.stream.aggregate_type() == self.aggregate && record.stream.aggregate_id() == self.id;
+        same_stream && record.fingerprint.is_none_or(|f| f == self.fingerprint)
+    }
+}
 
 /// Claims `command_id`, runs `run` if the claim is ours, records its
 /// outcome; returns the recorded outcome if the id was processed before.
@@ -23,6 +61,7 @@ pub(crate) async fn idempotent<O, E, F, Fut>(
     store: &dyn IdempotencyStore,
     settings: &Settings,
     command_id: CommandId,
+    identity: Identity,
     run: F,
 ) -> Result<Dispatched<O>, CommandError<E>>
 where
@@ -42,6 +81,13 @@ where
         {
             Claim::Claimed => break,
             Claim::Completed(record) => {
+                if !identity.recorded_in(&record) {
+                    return Err(CommandError::CommandIdReused {
+                        command_id,
+                        command: identity.command,
+                        recorded_stream: record.stream,
+                    });
+                }
                 let output = serde_json::from_slice(&record.output)
                     .map_err(|source| CommandError::RecordedOutcome { command_id, source })?;
                 return Ok(Dispatched {
@@ -74,6 +120,7 @@ where
                     output: Bytes::from(output),
                     recorded_at: now,
                     expires_at: after(now, settings.idempotency_ttl),
+                    fingerprint: Some(identity.fingerprint),
                 };
                 store.complete(record).await.map_err(CommandError::Store)?;
             }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::StoreError;
+use crate::domain::fingerprint::CommandFingerprint;
 use crate::domain::ids::{CommandId, StreamId, Timestamp, Version};
 use crate::future::BoxFuture;
 
@@ -25,6 +26,10 @@ pub struct IdempotencyRecord {
     pub recorded_at: Timestamp,
     /// After this time the record may be purged.
     pub expires_at: Timestamp,
+    /// The fingerprint of the command that ran (`None` in records written
+    /// before fingerprints were kept): a later command with the same id and
+    /// another fingerprint is refused, not answered with this outcome.
+    pub fingerprint: Option<CommandFingerprint>,
 }
 
 /// The answer to a claim on a command id.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::domain::fingerprint::CommandFingerprint;
 use crate::domain::ids::{CommandId, StreamId, Timestamp, Version};
 use crate::store::{Claim, IdempotencyRecord, IdempotencyStore};
 
@@ -19,6 +20,9 @@ fn record(id: CommandId, expires_at: Timestamp) -> IdempotencyRecord {
         output: Bytes::from_static(br#"{"balance":70}"#),
         recorded_at: T0,
         expires_at,
+        // The high bit set: a store that keeps it in a signed column must
+        // give back the same bits.
+        fingerprint: Some(CommandFingerprint(0xfedc_ba98_7654_3210)),
     }
 }
 

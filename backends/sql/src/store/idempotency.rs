@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use interlock::store::{BoxFuture, Claim, IdempotencyRecord, IdempotencyStore, StoreError};
-use interlock::{CommandId, StreamId, Timestamp, Version};
+use interlock::{CommandFingerprint, CommandId, StreamId, Timestamp, Version};
 
 use super::SqlStore;
-use crate::driver::Param::{Bytes as Blob, Int, Text};
+use crate::driver::Param::{Bytes as Blob, Int, OptText, Text};
 use crate::driver::{Driver, SqlRow};
-use crate::rows::{i64_of, u64_of};
+use crate::rows::i64_of;
 
 /// Attempts of `claim` against concurrent claimers and releasers.
 const CLAIM_ATTEMPTS: usize = 8;
@@ -41,17 +41,32 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
                     if status != "done" {
                         return Ok(Claim::InProgress);
                     }
-                    let read = || -> Result<IdempotencyRecord, sqlx::Error> {
-                        Ok(IdempotencyRecord {
-                            command_id,
-                            stream: StreamId::new(row.text(2)?, row.text(3)?),
-                            version: Version(u64_of(row.int(4)?)),
-                            output: Bytes::from(row.bytes(5)?),
-                            recorded_at: Timestamp(row.int(6)?),
-                            expires_at: Timestamp(row_until),
-                        })
+                    let stream = StreamId::new(row.text(2).map_err(Self::error)?, row.text(3).map_err(Self::error)?);
+                    let corrupt = |what: &str| StoreError::Corrupt {
+                        backend: D::NAME,
+                        location: format!("idempotency record of command `{command_id}` (stream `{stream}`)"),
+                        reason: what.to_owned(),
                     };
-                    return read().map(Claim::Completed).map_err(Self::error);
+                    let version = row.int(4).map_err(Self::error)?;
+                    let version =
+                        u64::try_from(version).map_err(|_| corrupt(&format!("negative version {version}")))?;
+                    let fingerprint = match row.opt_text(7).map_err(Self::error)? {
+                        None => None,
+                        Some(hex) => {
+                            Some(CommandFingerprint(u64::from_str_radix(&hex, 16).map_err(|_| {
+                                corrupt(&format!("fingerprint `{hex}` is not 16 hex digits"))
+                            })?))
+                        }
+                    };
+                    return Ok(Claim::Completed(IdempotencyRecord {
+                        command_id,
+                        version: Version(version),
+                        output: Bytes::from(row.bytes(5).map_err(Self::error)?),
+                        recorded_at: Timestamp(row.int(6).map_err(Self::error)?),
+                        expires_at: Timestamp(row_until),
+                        fingerprint,
+                        stream,
+                    }));
                 }
                 // Expired (a dead holder, or an old record): take it over.
                 let params = [Text(&id), Int(until), Int(now.0)];
@@ -66,6 +81,7 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
     fn complete(&self, record: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let id = record.command_id.to_string();
+            let fingerprint = record.fingerprint.map(|f| f.to_string());
             let params = [
                 Text(&id),
                 Int(record.expires_at.0),
@@ -74,6 +90,7 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
                 Int(i64_of(record.version.0)),
                 Blob(record.output.as_ref()),
                 Int(record.recorded_at.0),
+                OptText(fingerprint.as_deref()),
             ];
             self.execute(self.queries().idem_complete.clone(), &params).await?;
             Ok(())

@@ -11,7 +11,7 @@ use crate::domain::command::HandledCommand;
 use crate::future::BoxFuture;
 use crate::pipeline::dispatcher::Dispatcher;
 use crate::pipeline::error::CommandError;
-use crate::pipeline::idempotency::idempotent;
+use crate::pipeline::idempotency::{Identity, idempotent};
 use crate::pipeline::options::Dispatched;
 
 /// Makes dispatch idempotent by command id (the options' id, else the
@@ -67,9 +67,14 @@ where
                 return inner.call(request).await;
             };
             request.context.options.command_id = Some(id);
-            idempotent(dispatcher.idempotency.as_ref(), &dispatcher.settings, id, || {
-                inner.call(request)
-            })
+            let identity = Identity::of(&request.command);
+            idempotent(
+                dispatcher.idempotency.as_ref(),
+                &dispatcher.settings,
+                id,
+                identity,
+                || inner.call(request),
+            )
             .await
         })
     }
