@@ -76,6 +76,10 @@ pub(crate) fn expand(
                 )*
                 #p::Err(#p::EventDecodeError::UnknownEvent { name: name.into() })
             }
+
+            fn event_types() -> #p::Vec<#p::EventType> {
+                #p::Vec::from([#(#p::EventType::of::<#types>()),*])
+            }
         }
     };
     (tokens, variants)

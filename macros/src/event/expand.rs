@@ -14,6 +14,13 @@ pub(crate) fn expand(input: &EventInput<'_>) -> TokenStream {
     let name = input.name.as_ref().map(syn::LitStr::value).unwrap_or_default();
     let version = input.version.map_or(1, |(v, _)| v);
 
+    let chain_root = input.upcast_from.as_ref().map(|old| {
+        quote! {
+            fn chain_root() -> ::core::any::TypeId {
+                <#old as #p::Event>::chain_root()
+            }
+        }
+    });
     let (oldest, decode, chain_check) = match &input.upcast_from {
         None => (
             quote!(#p::SchemaVersion(#version)),
@@ -61,6 +68,8 @@ pub(crate) fn expand(input: &EventInput<'_>) -> TokenStream {
             ) -> #p::Result<Self, #p::EventDecodeError> {
                 #decode
             }
+
+            #chain_root
         }
         #chain_check
     }

@@ -11,7 +11,7 @@ use super::config::ProjectionConfig;
 use super::intercept::{CommandInterceptors, QueryContext, QueryInterceptors, Rejection};
 use crate::domain::aggregate::Aggregate;
 use crate::domain::command::HandledCommand;
-use crate::domain::event::EventSet;
+use crate::domain::event::{EventSet, EventType};
 use crate::domain::services::Services;
 use crate::future::BoxFuture;
 use crate::pipeline::bus::CommandBus;
@@ -79,6 +79,8 @@ pub(super) struct PendingProjection {
     pub(super) inline: bool,
     pub(super) config: SubscriberConfig,
     pub(super) make: MakeProjection,
+    /// The event types it handles, for `build()`'s name check.
+    pub(super) events: fn() -> Vec<EventType>,
 }
 
 pub(super) struct PendingSaga {
@@ -88,6 +90,8 @@ pub(super) struct PendingSaga {
     pub(super) make: MakeSaga,
     pub(super) deadlines: StartPoller,
     pub(super) poll: Duration,
+    /// The event types its steps take, for `build()`'s name check.
+    pub(super) events: fn() -> Vec<EventType>,
 }
 
 /// What a subscriber needs from the application.
@@ -210,6 +214,7 @@ impl<L> ApplicationBuilder<L> {
             inline: config.inline,
             config: config.subscriber,
             make,
+            events: <P::Event as EventSet>::event_types,
         });
         self
     }
@@ -240,6 +245,7 @@ impl<L> ApplicationBuilder<L> {
             make,
             deadlines: deadline_poller::<S>,
             poll,
+            events: <S::Event as EventSet>::event_types,
         });
         self
     }

@@ -53,6 +53,24 @@ pub enum BuildError {
         /// The second Rust type.
         second: &'static str,
     },
+    /// Two different event types are stored under one name (outside one
+    /// upcaster chain): a subscriber reading that name would decode the
+    /// other's events as its own, or dead-letter them.
+    #[error(
+        "event types `{first}` (of {first_owner}) and `{second}` (of {second_owner}) are both stored as `{name}`; give one another `#[event(name = ...)]`, or make one upcast from the other"
+    )]
+    EventNameClash {
+        /// The stored name.
+        name: &'static str,
+        /// The first type.
+        first: &'static str,
+        /// The aggregate, projection or saga that registered it.
+        first_owner: String,
+        /// The second type.
+        second: &'static str,
+        /// The aggregate, projection or saga that registered it.
+        second_owner: String,
+    },
     /// A setting has a value that cannot work.
     #[error("invalid setting `{setting}`: {reason}")]
     InvalidConfig {

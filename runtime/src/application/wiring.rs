@@ -4,7 +4,8 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::builder::{ApplicationBuilder, SubscriberDeps};
+use super::builder::{ApplicationBuilder, Parts, SubscriberDeps};
+use crate::domain::event::EventType;
 use super::error::BuildError;
 use super::{Application, Inner, ProjectionEntry};
 use crate::pipeline::bus::CommandBus;
@@ -37,6 +38,36 @@ fn validate(settings: &Settings) -> Result<(), BuildError> {
     }
     if settings.idempotency_ttl.is_zero() {
         return Err(invalid("idempotency_ttl", "must be longer than zero"));
+    }
+    Ok(())
+}
+
+/// Refuses two event types stored under one name outside one upcaster
+/// chain, across every aggregate, projection and saga (within one of them
+/// the macros refuse it at compile time).
+fn check_event_names(parts: &Parts) -> Result<(), BuildError> {
+    let owners = parts
+        .aggregates
+        .iter()
+        .map(|(_, reg)| (format!("aggregate `{}`", reg.name), reg.events))
+        .chain(parts.projections.iter().map(|p| (format!("projection `{}`", p.name), p.events)))
+        .chain(parts.sagas.iter().map(|s| (format!("saga `{}`", s.name), s.events)));
+    let mut seen: HashMap<&'static str, Vec<(EventType, std::rc::Rc<str>)>> = HashMap::new();
+    for (owner, events) in owners {
+        let owner: std::rc::Rc<str> = owner.into();
+        for event in events() {
+            let same_name = seen.entry(event.name).or_default();
+            if let Some((first, first_owner)) = same_name.iter().find(|(other, _)| other.clashes_with(&event)) {
+                return Err(BuildError::EventNameClash {
+                    name: event.name,
+                    first: first.type_name,
+                    first_owner: first_owner.to_string(),
+                    second: event.type_name,
+                    second_owner: owner.to_string(),
+                });
+            }
+            same_name.push((event, std::rc::Rc::clone(&owner)));
+        }
     }
     Ok(())
 }
@@ -90,6 +121,7 @@ impl<L> ApplicationBuilder<L> {
                 });
             }
         }
+        check_event_names(&parts)?;
         let mut subscriber_names = std::collections::HashSet::new();
         for name in parts
             .projections

@@ -1,5 +1,7 @@
 //! Events: named, versioned serde types, and their upcaster chains.
 
+use std::any::TypeId;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -64,6 +66,52 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// When the `Serialize` implementation fails.
     fn encode_payload(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
+    }
+
+    /// The oldest type of the upcaster chain this type ends: itself, or
+    /// the root of the type it upcasts from.
+    #[doc(hidden)]
+    fn chain_root() -> TypeId {
+        TypeId::of::<Self>()
+    }
+}
+
+/// One event type of an [`EventSet`], as `build()` compares them: two
+/// types stored under one name must be one upcaster chain.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventType {
+    /// The stored name.
+    pub name: &'static str,
+    /// The schema version of the type.
+    pub version: SchemaVersion,
+    /// The Rust type, for messages.
+    pub type_name: &'static str,
+    /// The type.
+    pub type_id: TypeId,
+    /// The oldest type of its upcaster chain.
+    pub chain_root: TypeId,
+}
+
+impl EventType {
+    /// The description of `E`.
+    pub fn of<E: Event>() -> Self {
+        Self {
+            name: E::NAME,
+            version: E::VERSION,
+            type_name: std::any::type_name::<E>(),
+            type_id: TypeId::of::<E>(),
+            chain_root: E::chain_root(),
+        }
+    }
+
+    /// Whether events stored under this type's name can be read by both
+    /// types: the same name, one upcaster chain, and not two different
+    /// types at one version of it.
+    pub fn clashes_with(&self, other: &EventType) -> bool {
+        self.name == other.name
+            && self.type_id != other.type_id
+            && (self.chain_root != other.chain_root || self.version == other.version)
     }
 }
 
@@ -154,6 +202,12 @@ pub trait EventSet: Send + Sync + Sized + 'static {
     /// [`EventDecodeError::UnknownEvent`] when no event of the set has this name,
     /// else as [`Event::decode_payload`].
     fn decode(name: &str, version: SchemaVersion, payload: &[u8]) -> Result<Self, EventDecodeError>;
+
+    /// Every event type of the set.
+    #[doc(hidden)]
+    fn event_types() -> Vec<EventType> {
+        Vec::new()
+    }
 }
 
 /// Support for generated code: decode one version of an event type that

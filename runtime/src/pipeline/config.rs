@@ -94,6 +94,8 @@ pub(crate) struct Registration {
     pub(crate) snapshot: Option<SnapshotCodec>,
     pub(crate) skip_unknown_events: bool,
     pub(crate) required_services: fn() -> Vec<crate::domain::services::ServiceKey>,
+    /// The event types the aggregate applies, for `build()`'s name check.
+    pub(crate) events: fn() -> Vec<crate::domain::event::EventType>,
 }
 
 impl<A: Aggregate> AggregateConfig<A> {
@@ -106,6 +108,7 @@ impl<A: Aggregate> AggregateConfig<A> {
             snapshot: self.snapshot,
             skip_unknown_events: self.skip_unknown_events,
             required_services: A::required_services,
+            events: <A::Event as crate::domain::event::EventSet>::event_types,
         }
     }
 }
