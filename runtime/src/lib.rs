@@ -181,7 +181,8 @@ pub mod __private {
         Command, Decision, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
     };
     pub use crate::domain::event::{
-        EncodedEvent, Event, EventDecodeError, EventSet, EventType, UpcastFrom, const_str_eq, decode_exact, decode_upcast,
+        EncodedEvent, Event, EventDecodeError, EventSet, EventType, UpcastFrom, const_str_eq, decode_exact,
+        decode_upcast,
     };
     pub use crate::domain::fingerprint::Fingerprinter;
     pub use crate::domain::fingerprint::probe::{

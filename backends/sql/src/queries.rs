@@ -23,6 +23,7 @@ pub(crate) struct Queries {
     pub(crate) rewrite: SqlStr,
     pub(crate) snapshot_load: SqlStr,
     pub(crate) snapshot_save: SqlStr,
+    pub(crate) snapshot_delete: SqlStr,
     pub(crate) idem_insert: SqlStr,
     pub(crate) idem_select: SqlStr,
     pub(crate) idem_reclaim: SqlStr,
@@ -81,6 +82,10 @@ impl Queries {
                  SET version = excluded.version, state_version = excluded.state_version,
                      payload = excluded.payload, taken_at = excluded.taken_at
                  WHERE s.version <= excluded.version",
+                t.snapshots
+            )),
+            snapshot_delete: q(format!(
+                "DELETE FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2",
                 t.snapshots
             )),
             idem_insert: q(format!(

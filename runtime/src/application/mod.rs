@@ -49,6 +49,8 @@ struct ProjectionEntry {
 /// What every clone of an application shares.
 pub(crate) struct Inner {
     dispatcher: Arc<Dispatcher>,
+    /// What `event_store()` hands out: rewrites through it invalidate.
+    store_view: Arc<dyn EventStore>,
     sagas_store: Arc<dyn SagaStateStore>,
     outboxes: Vec<OutboxRelay>,
     relays: Vec<Arc<Subscriber>>,
@@ -213,10 +215,13 @@ impl<L: 'static> Application<L> {
 }
 
 impl<L> Application<L> {
-    /// The event store.
+    /// The event store, for reads, and for rewrites (schema migrations of
+    /// stored events): a rewrite through this handle waits for the
+    /// stream's in-flight command and drops its cached state and snapshot,
+    /// so no later command decides on the old event.
     #[must_use]
     pub fn event_store(&self) -> &Arc<dyn EventStore> {
-        &self.inner.dispatcher.repository.store
+        &self.inner.store_view
     }
 
     /// Loads the current state of aggregate `A` with id `id`.

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::builder::{ApplicationBuilder, Parts, SubscriberDeps};
-use crate::domain::event::EventType;
 use super::error::BuildError;
 use super::{Application, Inner, ProjectionEntry};
+use crate::domain::event::EventType;
 use crate::pipeline::bus::CommandBus;
 use crate::pipeline::cache::AggregateCache;
 use crate::pipeline::config::Settings;
 use crate::pipeline::dispatcher::{AfterCommit, Dispatcher};
 use crate::pipeline::repository::Repository;
+use crate::pipeline::rewrite::ApplicationStore;
 use crate::pipeline::turns::Turns;
 use crate::processes::inline::InlineProjections;
 use crate::processes::relay::RelayHandler;
@@ -50,7 +51,12 @@ fn check_event_names(parts: &Parts) -> Result<(), BuildError> {
         .aggregates
         .iter()
         .map(|(_, reg)| (format!("aggregate `{}`", reg.name), reg.events))
-        .chain(parts.projections.iter().map(|p| (format!("projection `{}`", p.name), p.events)))
+        .chain(
+            parts
+                .projections
+                .iter()
+                .map(|p| (format!("projection `{}`", p.name), p.events)),
+        )
         .chain(parts.sagas.iter().map(|s| (format!("saga `{}`", s.name), s.events)));
     let mut seen: HashMap<&'static str, Vec<(EventType, std::rc::Rc<str>)>> = HashMap::new();
     for (owner, events) in owners {
@@ -212,6 +218,7 @@ impl<L> ApplicationBuilder<L> {
             .collect();
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let inner = Arc::new(Inner {
+            store_view: Arc::new(ApplicationStore::new(Arc::clone(&dispatcher))),
             dispatcher,
             sagas_store: deps.sagas,
             outboxes: parts.outboxes,

@@ -11,4 +11,5 @@ pub(crate) mod idempotency;
 pub(crate) mod middleware;
 pub(crate) mod options;
 pub(crate) mod repository;
+pub(crate) mod rewrite;
 pub(crate) mod turns;

@@ -29,6 +29,10 @@ pub trait SnapshotStore: Send + Sync + 'static {
 
     /// Stores `snapshot` unless a snapshot of a later version is already stored.
     fn save<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Deletes the snapshot of `stream`, if any: its events were rewritten,
+    /// so a state folded from the old ones must not be loaded.
+    fn delete<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// Snapshots kept in process memory.
@@ -61,6 +65,11 @@ impl SnapshotStore for MemorySnapshotStore {
         }
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn delete<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.snapshots.write().remove(stream);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 impl<S: SnapshotStore + ?Sized> SnapshotStore for std::sync::Arc<S> {
@@ -69,5 +78,8 @@ impl<S: SnapshotStore + ?Sized> SnapshotStore for std::sync::Arc<S> {
     }
     fn save<'a>(&'a self, stream: &'a StreamId, snapshot: Snapshot) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).save(stream, snapshot)
+    }
+    fn delete<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).delete(stream)
     }
 }

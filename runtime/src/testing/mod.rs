@@ -119,7 +119,12 @@ macro_rules! snapshot_store_conformance {
             snapshot_store,
             $name,
             $factory,
-            [save_and_load, latest_wins, streams_are_isolated]
+            [
+                save_and_load,
+                latest_wins,
+                streams_are_isolated,
+                delete_removes_one_stream
+            ]
         );
     };
 }

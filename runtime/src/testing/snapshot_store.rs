@@ -47,3 +47,18 @@ pub async fn streams_are_isolated<S: SnapshotStore>(store: S) {
     store.save(&b, snapshot(2, 1, r#"{"b":2}"#)).await.expect("save");
     assert_eq!(store.load(&a).await.expect("load"), Some(snapshot(1, 1, r#"{"a":1}"#)));
 }
+
+/// A deleted snapshot is gone; other streams keep theirs; deleting a stream
+/// without one is not an error.
+pub async fn delete_removes_one_stream<S: SnapshotStore>(store: S) {
+    let (a, b) = (stream(), stream());
+    store.save(&a, snapshot(3, 1, "{}")).await.expect("save");
+    store.save(&b, snapshot(4, 1, "{}")).await.expect("save");
+    store.delete(&a).await.expect("delete");
+    assert_eq!(store.load(&a).await.expect("load"), None);
+    assert_eq!(store.load(&b).await.expect("load"), Some(snapshot(4, 1, "{}")));
+    store.delete(&a).await.expect("delete again");
+    // A snapshot saved after the delete is kept, even of an older version.
+    store.save(&a, snapshot(1, 1, "{}")).await.expect("save");
+    assert_eq!(store.load(&a).await.expect("load"), Some(snapshot(1, 1, "{}")));
+}

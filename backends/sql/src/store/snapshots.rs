@@ -46,4 +46,12 @@ impl<D: Driver> SnapshotStore for SqlStore<D> {
             tx.commit().await.map_err(Self::error)
         })
     }
+
+    fn delete<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+            self.execute(self.queries().snapshot_delete.clone(), &params).await?;
+            Ok(())
+        })
+    }
 }
