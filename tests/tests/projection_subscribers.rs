@@ -352,6 +352,47 @@ async fn queries_of_unregistered_projections_and_intercepted_queries_are_typed_e
 }
 
 #[tokio::test]
+async fn an_interceptor_of_every_query_sees_each_one_and_can_refuse_it() {
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let closed = Arc::new(AtomicBool::new(false));
+    let app = Application::builder()
+        .projection(ledger(&Arc::new(Table::default())))
+        .intercept_queries({
+            let seen = Arc::clone(&seen);
+            let closed = Arc::clone(&closed);
+            move |cx| {
+                seen.lock().push((cx.query, cx.projection));
+                if closed.load(Ordering::SeqCst) {
+                    Err(interlock::middleware::Rejection::new(
+                        "reads are closed for maintenance",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(app.query(Deposits("a".into())).await.expect("open"), 0);
+    closed.store(true, Ordering::SeqCst);
+    match app.query(Deposits("a".into())).await {
+        Err(QueryError::Rejected { query, reason }) => {
+            assert!(query.ends_with("Deposits"), "{query}");
+            assert!(reason.contains("maintenance"), "{reason}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    let seen = seen.lock().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(q, p)| q.ends_with("Deposits") && *p == "tests.deposit_ledger"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn dead_letters_use_the_configured_store() {
     let store = Arc::new(MemoryEventStore::new());
     seed(&store, 1, 14).await;

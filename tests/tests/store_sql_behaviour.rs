@@ -819,3 +819,77 @@ async fn postgres_fingerprints_persist() {
     let Some(store) = postgres().await else { return };
     fingerprints_persist(store).await;
 }
+
+/// `PRAGMA name` on one of the store's connections.
+async fn sqlite_pragma(store: &SqliteStore, name: &str) -> String {
+    let mut tx = store.begin().await.expect("begin");
+    let row: (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT CAST(({name}) AS TEXT)")))
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    tx.rollback().await.expect("rollback");
+    row.0
+}
+
+#[tokio::test]
+async fn sqlite_journal_mode_and_busy_timeout_are_applied() {
+    let path = |tag: &str| std::env::temp_dir().join(format!("interlock-test-{tag}-{}.db", Ulid::new()));
+    let wal = SqliteStore::open(SqliteConfig::file(path("wal")).busy_timeout(Duration::from_millis(4321)))
+        .await
+        .expect("open");
+    assert_eq!(
+        sqlite_pragma(&wal, "SELECT journal_mode FROM pragma_journal_mode").await,
+        "wal"
+    );
+    assert_eq!(
+        sqlite_pragma(&wal, "SELECT timeout FROM pragma_busy_timeout").await,
+        "4321"
+    );
+    let mut config = SqliteConfig::file(path("rollback"));
+    config.wal = false;
+    let rollback = SqliteStore::open(config).await.expect("open");
+    assert_eq!(
+        sqlite_pragma(&rollback, "SELECT journal_mode FROM pragma_journal_mode").await,
+        "delete"
+    );
+    assert_eq!(
+        sqlite_pragma(&rollback, "SELECT timeout FROM pragma_busy_timeout").await,
+        "5000"
+    );
+}
+
+/// A second process's writer waits out the busy timeout instead of failing
+/// at once while another holds the write lock.
+#[tokio::test]
+async fn sqlite_writers_of_two_stores_wait_for_the_lock() {
+    let file = std::env::temp_dir().join(format!("interlock-test-busy-{}.db", Ulid::new()));
+    let holder = SqliteStore::open(SqliteConfig::file(&file)).await.expect("open");
+    let waiter = SqliteStore::open(SqliteConfig::file(&file).busy_timeout(Duration::from_secs(30)))
+        .await
+        .expect("open");
+    let lock = holder.begin().await.expect("the write lock");
+    let stream = StreamId::new("bank.account", Ulid::new().to_string());
+    let append = {
+        let waiter = waiter.clone();
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            waiter
+                .append(
+                    &stream,
+                    ExpectedVersion::Exact(Version(0)),
+                    vec![event("bank.account_opened", 1, "{}")],
+                )
+                .await
+        })
+    };
+    // Let the append reach the lock, then release it: the append must
+    // have waited, not failed with "database is locked".
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!append.is_finished(), "the append did not wait for the lock");
+    lock.rollback().await.expect("release");
+    append
+        .await
+        .expect("join")
+        .expect("the append after the lock was released");
+    assert_eq!(holder.stream_version(&stream).await.expect("version"), Version(1));
+}

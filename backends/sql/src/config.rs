@@ -135,32 +135,44 @@ pub(crate) fn redact(text: &str) -> String {
     url.to_string()
 }
 
-pub(crate) fn env(name: &'static str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+/// Where `from_env` reads its variables: the process environment, or a
+/// lookup of the caller's (a file, a secret manager, a test's map). Blank
+/// values count as unset.
+pub(crate) struct Vars<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
 
-pub(crate) fn env_u32(name: &'static str, setting: &'static str) -> Result<Option<u32>, ConfigError> {
-    env(name)
-        .map(|v| {
-            v.parse::<u32>().map_err(|e| ConfigError::InvalidValue {
-                setting,
-                reason: format!("`{v}`: {e}"),
-            })
-        })
-        .transpose()
-}
+impl Vars<'_> {
+    pub(crate) fn get(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
 
-pub(crate) fn env_millis(name: &'static str, setting: &'static str) -> Result<Option<Duration>, ConfigError> {
-    env(name)
-        .map(|v| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|e| ConfigError::InvalidValue {
+    pub(crate) fn u32(&self, name: &'static str, setting: &'static str) -> Result<Option<u32>, ConfigError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<u32>().map_err(|e| ConfigError::InvalidValue {
                     setting,
                     reason: format!("`{v}`: {e}"),
                 })
-        })
-        .transpose()
+            })
+            .transpose()
+    }
+
+    pub(crate) fn millis(&self, name: &'static str, setting: &'static str) -> Result<Option<Duration>, ConfigError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|e| ConfigError::InvalidValue {
+                        setting,
+                        reason: format!("`{v}`: {e}"),
+                    })
+            })
+            .transpose()
+    }
+}
+
+/// The process environment, as a lookup.
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 #[cfg(test)]

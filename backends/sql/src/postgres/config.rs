@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use interlock::store::GroupCommit;
 
-use crate::config::{ConfigError, SecretUrl, env, env_millis, env_u32, validate_identifier};
+use crate::config::{ConfigError, SecretUrl, Vars, process_env, validate_identifier};
 
 /// Settings of [`PostgresStore`](crate::PostgresStore).
 ///
@@ -78,27 +78,41 @@ impl PostgresConfig {
     ///
     /// When `INTERLOCK_POSTGRES_URL` is unset or a value does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let url = env("INTERLOCK_POSTGRES_URL").ok_or(ConfigError::MissingVariable("INTERLOCK_POSTGRES_URL"))?;
+        Self::from_env_with(process_env)
+    }
+
+    /// [`Self::from_env`] with the variables looked up by `lookup` instead
+    /// of in the process environment (a configuration file, a secret
+    /// manager, a test).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_env`].
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let url = vars
+            .get("INTERLOCK_POSTGRES_URL")
+            .ok_or(ConfigError::MissingVariable("INTERLOCK_POSTGRES_URL"))?;
         let mut config = Self::new(url);
-        if let Some(s) = env("INTERLOCK_POSTGRES_SCHEMA") {
+        if let Some(s) = vars.get("INTERLOCK_POSTGRES_SCHEMA") {
             config.schema = s;
         }
-        if let Some(p) = env("INTERLOCK_TABLE_PREFIX") {
+        if let Some(p) = vars.get("INTERLOCK_TABLE_PREFIX") {
             config.table_prefix = p;
         }
-        if let Some(n) = env_u32("INTERLOCK_POSTGRES_MAX_CONNECTIONS", "max connections")? {
+        if let Some(n) = vars.u32("INTERLOCK_POSTGRES_MAX_CONNECTIONS", "max connections")? {
             config.max_connections = n;
         }
-        if let Some(n) = env_u32("INTERLOCK_POSTGRES_MIN_CONNECTIONS", "min connections")? {
+        if let Some(n) = vars.u32("INTERLOCK_POSTGRES_MIN_CONNECTIONS", "min connections")? {
             config.min_connections = n;
         }
-        if let Some(t) = env_millis("INTERLOCK_POSTGRES_CONNECT_TIMEOUT_MS", "connect timeout")? {
+        if let Some(t) = vars.millis("INTERLOCK_POSTGRES_CONNECT_TIMEOUT_MS", "connect timeout")? {
             config.connect_timeout = t;
         }
-        if let Some(t) = env_millis("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "statement timeout")? {
+        if let Some(t) = vars.millis("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "statement timeout")? {
             config.statement_timeout = (!t.is_zero()).then_some(t);
         }
-        if let Some(n) = env_u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
+        if let Some(n) = vars.u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
             config.group_commit.max_batch = n as usize;
         }
         config.validate()?;
@@ -252,5 +266,72 @@ mod tests {
         assert!(matches!(config.validate(), Err(ConfigError::InvalidUrl { .. })));
         let config = PostgresConfig::new("postgres://x/y").max_connections(0);
         assert!(matches!(config.validate(), Err(ConfigError::InvalidValue { .. })));
+    }
+
+    fn from(vars: &[(&str, &str)]) -> Result<PostgresConfig, ConfigError> {
+        let vars: std::collections::HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        PostgresConfig::from_env_with(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let config = from(&[
+            ("INTERLOCK_POSTGRES_URL", "postgres://app@db:5433/orders"),
+            ("INTERLOCK_POSTGRES_SCHEMA", "orders"),
+            ("INTERLOCK_TABLE_PREFIX", "es_"),
+            ("INTERLOCK_POSTGRES_MAX_CONNECTIONS", "20"),
+            ("INTERLOCK_POSTGRES_MIN_CONNECTIONS", "2"),
+            ("INTERLOCK_POSTGRES_CONNECT_TIMEOUT_MS", "750"),
+            ("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "0"),
+            ("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "16"),
+        ])
+        .expect("valid");
+        assert_eq!(config.url, SecretUrl::new("postgres://app@db:5433/orders"));
+        assert_eq!(
+            (config.schema.as_str(), config.table_prefix.as_str()),
+            ("orders", "es_")
+        );
+        assert_eq!((config.max_connections, config.min_connections), (20, 2));
+        assert_eq!(config.connect_timeout, Duration::from_millis(750));
+        assert_eq!(config.statement_timeout, None);
+        assert_eq!(config.group_commit.max_batch, 16);
+
+        let config = from(&[
+            ("INTERLOCK_POSTGRES_URL", "postgres://x/y"),
+            ("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "2500"),
+        ])
+        .expect("valid");
+        assert_eq!(config.statement_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(config.schema, PostgresConfig::new("postgres://x/y").schema);
+    }
+
+    #[test]
+    fn from_env_refuses_missing_and_malformed_values() {
+        assert_eq!(from(&[]), Err(ConfigError::MissingVariable("INTERLOCK_POSTGRES_URL")));
+        for (name, value) in [
+            ("INTERLOCK_POSTGRES_MAX_CONNECTIONS", "0"),
+            ("INTERLOCK_POSTGRES_MAX_CONNECTIONS", "ten"),
+            ("INTERLOCK_POSTGRES_MIN_CONNECTIONS", "-3"),
+            ("INTERLOCK_POSTGRES_CONNECT_TIMEOUT_MS", "soon"),
+            ("INTERLOCK_POSTGRES_MIN_CONNECTIONS", "11"),
+            ("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "0"),
+        ] {
+            let result = from(&[("INTERLOCK_POSTGRES_URL", "postgres://x/y"), (name, value)]);
+            assert!(
+                matches!(result, Err(ConfigError::InvalidValue { .. })),
+                "{name}={value}: {result:?}"
+            );
+        }
+        let result = from(&[
+            ("INTERLOCK_POSTGRES_URL", "postgres://x/y"),
+            ("INTERLOCK_POSTGRES_SCHEMA", "a;b"),
+        ]);
+        assert!(
+            matches!(result, Err(ConfigError::InvalidIdentifier { .. })),
+            "{result:?}"
+        );
+        let result = from(&[("INTERLOCK_POSTGRES_URL", "mysql://x/y")]);
+        assert!(matches!(result, Err(ConfigError::InvalidUrl { .. })), "{result:?}");
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use interlock::store::GroupCommit;
 
-use crate::config::{ConfigError, env, env_millis, env_u32, validate_identifier};
+use crate::config::{ConfigError, Vars, process_env, validate_identifier};
 
 /// Where a SQLite database lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,13 +85,27 @@ impl SqliteConfig {
     ///
     /// When `INTERLOCK_SQLITE_PATH` is unset or a value does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let path = env("INTERLOCK_SQLITE_PATH").ok_or(ConfigError::MissingVariable("INTERLOCK_SQLITE_PATH"))?;
+        Self::from_env_with(process_env)
+    }
+
+    /// [`Self::from_env`] with the variables looked up by `lookup` instead
+    /// of in the process environment (a configuration file, a secret
+    /// manager, a test).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_env`].
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let path = vars
+            .get("INTERLOCK_SQLITE_PATH")
+            .ok_or(ConfigError::MissingVariable("INTERLOCK_SQLITE_PATH"))?;
         let mut config = if path == ":memory:" {
             Self::memory()
         } else {
             Self::file(path)
         };
-        if let Some(wal) = env("INTERLOCK_SQLITE_WAL") {
+        if let Some(wal) = vars.get("INTERLOCK_SQLITE_WAL") {
             config.wal = match wal.as_str() {
                 "true" | "1" | "on" => true,
                 "false" | "0" | "off" => false,
@@ -103,7 +117,7 @@ impl SqliteConfig {
                 }
             };
         }
-        if let Some(sync) = env("INTERLOCK_SQLITE_SYNCHRONOUS") {
+        if let Some(sync) = vars.get("INTERLOCK_SQLITE_SYNCHRONOUS") {
             config.durable_commits = match sync.as_str() {
                 "full" => true,
                 "normal" => false,
@@ -115,16 +129,16 @@ impl SqliteConfig {
                 }
             };
         }
-        if let Some(t) = env_millis("INTERLOCK_SQLITE_BUSY_TIMEOUT_MS", "busy timeout")? {
+        if let Some(t) = vars.millis("INTERLOCK_SQLITE_BUSY_TIMEOUT_MS", "busy timeout")? {
             config.busy_timeout = t;
         }
-        if let Some(n) = env_u32("INTERLOCK_SQLITE_MAX_CONNECTIONS", "max connections")? {
+        if let Some(n) = vars.u32("INTERLOCK_SQLITE_MAX_CONNECTIONS", "max connections")? {
             config.max_connections = n;
         }
-        if let Some(p) = env("INTERLOCK_TABLE_PREFIX") {
+        if let Some(p) = vars.get("INTERLOCK_TABLE_PREFIX") {
             config.table_prefix = p;
         }
-        if let Some(n) = env_u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
+        if let Some(n) = vars.u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
             config.group_commit.max_batch = n as usize;
         }
         config.validate()?;
@@ -211,5 +225,59 @@ mod tests {
         let config = SqliteConfig::memory().group_commit(501, Duration::ZERO);
         assert!(matches!(config.validate(), Err(ConfigError::InvalidValue { .. })));
         assert!(SqliteConfig::memory().validate().is_ok());
+    }
+
+    fn from(vars: &[(&str, &str)]) -> Result<SqliteConfig, ConfigError> {
+        let vars: std::collections::HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        SqliteConfig::from_env_with(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn from_env_reads_every_variable() {
+        let config = from(&[
+            ("INTERLOCK_SQLITE_PATH", "/tmp/app.db"),
+            ("INTERLOCK_SQLITE_WAL", "off"),
+            ("INTERLOCK_SQLITE_SYNCHRONOUS", "normal"),
+            ("INTERLOCK_SQLITE_BUSY_TIMEOUT_MS", "1234"),
+            ("INTERLOCK_SQLITE_MAX_CONNECTIONS", "7"),
+            ("INTERLOCK_TABLE_PREFIX", "app_"),
+            ("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "32"),
+        ])
+        .expect("valid");
+        assert_eq!(config.location, SqliteLocation::File("/tmp/app.db".into()));
+        assert!(!config.wal && !config.durable_commits);
+        assert_eq!(config.busy_timeout, Duration::from_millis(1234));
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.table_prefix, "app_");
+        assert_eq!(config.group_commit.max_batch, 32);
+
+        // Unset (or blank) variables keep the defaults.
+        let config = from(&[("INTERLOCK_SQLITE_PATH", ":memory:"), ("INTERLOCK_SQLITE_WAL", " ")]).expect("valid");
+        assert_eq!(config, SqliteConfig::memory());
+    }
+
+    #[test]
+    fn from_env_refuses_missing_and_malformed_values() {
+        assert_eq!(from(&[]), Err(ConfigError::MissingVariable("INTERLOCK_SQLITE_PATH")));
+        for (name, value) in [
+            ("INTERLOCK_SQLITE_WAL", "maybe"),
+            ("INTERLOCK_SQLITE_SYNCHRONOUS", "extra"),
+            ("INTERLOCK_SQLITE_BUSY_TIMEOUT_MS", "-1"),
+            ("INTERLOCK_SQLITE_MAX_CONNECTIONS", "0"),
+            ("INTERLOCK_SQLITE_MAX_CONNECTIONS", "many"),
+            ("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "100000"),
+        ] {
+            let result = from(&[("INTERLOCK_SQLITE_PATH", ":memory:"), (name, value)]);
+            assert!(
+                matches!(result, Err(ConfigError::InvalidValue { .. })),
+                "{name}={value}: {result:?}"
+            );
+        }
+        let result = from(&[("INTERLOCK_SQLITE_PATH", ":memory:"), ("INTERLOCK_TABLE_PREFIX", "x-y")]);
+        assert!(
+            matches!(result, Err(ConfigError::InvalidIdentifier { .. })),
+            "{result:?}"
+        );
     }
 }
