@@ -722,6 +722,11 @@ async fn corrupt_numbers_in_snapshot_and_saga_rows_are_typed_errors_naming_the_r
          VALUES ('bank.account', 'huge-state', 3, 99999999999, x'7b7d', 0)",
         "INSERT INTO interlock_saga_instances (saga, saga_key, state, version, last_position)
          VALUES ('transfer', 'k1', x'7b7d', -1, 0)",
+        "INSERT INTO interlock_checkpoints (subscriber, position) VALUES ('projection:broken', -5)",
+        "INSERT INTO interlock_events (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
+         VALUES (-7, '01ARZ3NDEKTSV4RRFFQ69G5FAV', 'bank.account', 'negative-position', 1, 'bank.account_opened', 1, x'7b7d', '{}', 0)",
+        "INSERT INTO interlock_events (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
+         VALUES (3000000, '01ARZ3NDEKTSV4RRFFQ69G5FAW', 'bank.account', 'negative-version', -1, 'bank.account_opened', 1, x'7b7d', '{}', 0)",
     ] {
         sqlx::query(sql).execute(&mut *tx).await.expect("insert");
     }
@@ -742,6 +747,36 @@ async fn corrupt_numbers_in_snapshot_and_saga_rows_are_typed_errors_naming_the_r
         matches!(&err, StoreError::Corrupt { location, .. } if location.contains("k1")),
         "{err}"
     );
+    // A negative checkpoint is not "from the start".
+    let err = interlock::store::CheckpointStore::load(&store, "projection:broken")
+        .await
+        .expect_err("corrupt checkpoint");
+    assert!(
+        matches!(&err, StoreError::Corrupt { location, .. } if location.contains("projection:broken")),
+        "{err}"
+    );
+    // A stream whose stored version is negative: reading it, asking its
+    // version and appending to it (through group commit) all fail, naming it.
+    let err = store
+        .read_stream(&StreamId::new("bank.account", "negative-position"), Version(1), None)
+        .await
+        .expect_err("corrupt event");
+    assert!(
+        matches!(&err, StoreError::Corrupt { location, reason, .. } if location.contains("negative-position") && reason.contains("-7")),
+        "{err}"
+    );
+    let stream = StreamId::new("bank.account", "negative-version");
+    let err = store.stream_version(&stream).await.expect_err("corrupt version");
+    assert!(matches!(&err, StoreError::Corrupt { .. }), "{err}");
+    let err = store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![event("bank.account_opened", 1, "{}")],
+        )
+        .await
+        .expect_err("no append on a corrupt stream");
+    assert!(err.to_string().contains("negative-version"), "{err}");
 }
 
 /// A recorded fingerprint outlives the application: a reopened store

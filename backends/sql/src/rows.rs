@@ -100,6 +100,13 @@ pub(crate) fn i64_of_usize(v: usize) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A stored version or position inside a statement that reports
+/// `sqlx::Error` (the batch paths): out of range is a decode error naming
+/// `what`, never a clamped value.
+pub(crate) fn stored_u64(what: impl FnOnce() -> String, value: i64) -> Result<u64, sqlx::Error> {
+    u64::try_from(value).map_err(|_| sqlx::Error::Decode(format!("{} is {value}, out of range", what()).into()))
+}
+
 /// A stored integer converted to the type it stands for; out of range (a
 /// negative version, say) is a typed `Corrupt` error naming `location`.
 pub(crate) fn stored<T: TryFrom<i64>>(

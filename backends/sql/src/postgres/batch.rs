@@ -72,7 +72,10 @@ pub(super) async fn append(
     for row in &rows {
         match (row.try_get::<i64, _>(1), row.try_get::<Option<i64>, _>(2)) {
             (Ok(actual), Ok(l)) => {
-                actuals.push(Version(u64_of(actual)));
+                let Ok(actual) = u64::try_from(actual) else {
+                    return unreadable(&format!("a stream's stored version is {actual}, out of range"));
+                };
+                actuals.push(Version(actual));
                 last = l.unwrap_or(0);
             }
             (Err(e), _) | (_, Err(e)) => return unreadable(&e.to_string()),

@@ -15,7 +15,7 @@ use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Driver, SqlRow};
 use crate::error::is_unique_violation;
 use crate::queries::EVENT_COLUMNS;
-use crate::rows::{i64_of, i64_of_usize, u64_of};
+use crate::rows::{i64_of, i64_of_usize, stored_u64, u64_of};
 use crate::schema::Tables;
 
 /// Commits a batch in one transaction, each append in a savepoint of its
@@ -139,7 +139,10 @@ async fn version_in(store: &PostgresStore, conn: &mut PgConnection, stream: &Str
     let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
     let rows = PostgresDriver::fetch_all(conn, store.queries().stream_version.clone(), &params).await?;
     let version = rows.first().ok_or(sqlx::Error::RowNotFound)?.int(0)?;
-    Ok(Version(u64_of(version)))
+    Ok(Version(stored_u64(
+        || format!("the version of stream {stream}"),
+        version,
+    )?))
 }
 
 /// Inserts one append's events at the next positions (and their outbox

@@ -12,7 +12,7 @@ use crate::append::{BatchFailure, Outcomes, stored_metadata};
 use crate::driver::Param::{self, Bytes as Blob, Int, Text};
 use crate::driver::{Driver, SqlRow};
 use crate::queries::EVENT_COLUMNS;
-use crate::rows::{i64_of, i64_of_usize, u64_of};
+use crate::rows::{i64_of, i64_of_usize, stored_u64, u64_of};
 
 /// Event rows per `INSERT` (10 parameters each, under SQLite's limit of
 /// 32766 parameters per statement).
@@ -199,7 +199,8 @@ async fn current_versions(
     let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
     let mut versions = HashMap::with_capacity(streams.len());
     for (i, stream) in streams.into_iter().enumerate() {
-        versions.insert(stream.clone(), Version(u64_of(row.int(i)?)));
+        let version = stored_u64(|| format!("the version of stream {stream}"), row.int(i)?)?;
+        versions.insert(stream.clone(), Version(version));
     }
     Ok(versions)
 }

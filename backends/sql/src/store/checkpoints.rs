@@ -8,7 +8,7 @@ use sqlx::Transaction;
 use super::SqlStore;
 use crate::driver::Param::{Int, Text};
 use crate::driver::{Driver, SqlRow};
-use crate::rows::{i64_of, u64_of};
+use crate::rows::{i64_of, stored};
 
 impl<D: Driver> CheckpointStore for SqlStore<D> {
     fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<Position>, StoreError>> {
@@ -16,8 +16,11 @@ impl<D: Driver> CheckpointStore for SqlStore<D> {
             let row = self
                 .fetch_optional(self.queries().checkpoint_load.clone(), &[Text(subscriber)])
                 .await?;
-            let position = row.map(|row| row.int(0)).transpose();
-            Ok(position.map_err(Self::error)?.map(|p| Position(u64_of(p))))
+            let Some(position) = row.map(|row| row.int(0)).transpose().map_err(Self::error)? else {
+                return Ok(None);
+            };
+            let location = || format!("checkpoint of `{subscriber}`");
+            Ok(Some(Position(stored(D::NAME, location, "position", position)?)))
         })
     }
 

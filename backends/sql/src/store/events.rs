@@ -13,7 +13,7 @@ use interlock::{Position, SchemaVersion, StreamId, Version};
 use super::SqlStore;
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Driver, SqlRow};
-use crate::rows::{i64_of, i64_of_usize, u64_of};
+use crate::rows::{i64_of, i64_of_usize, stored};
 
 impl<D: Driver> EventStore for SqlStore<D> {
     fn append<'a>(
@@ -87,14 +87,24 @@ impl<D: Driver> EventStore for SqlStore<D> {
         Box::pin(async move {
             let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
             let version = self.fetch_int(self.queries().stream_version.clone(), &params).await?;
-            Ok(Version(u64_of(version)))
+            Ok(Version(stored(
+                D::NAME,
+                || format!("stream {stream}"),
+                "version",
+                version,
+            )?))
         })
     }
 
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         Box::pin(async move {
             let last = self.fetch_int(self.queries().head.clone(), &[]).await?;
-            Ok(Position(u64_of(last)))
+            Ok(Position(stored(
+                D::NAME,
+                || "the log's head".to_owned(),
+                "position",
+                last,
+            )?))
         })
     }
 
@@ -146,8 +156,8 @@ fn light_event(backend: &'static str, stream: &StreamId, row: &impl SqlRow) -> R
             .parse()
             .map_err(|e| corrupt(format!("event id `{event_id}`: {e}")))?,
         stream: stream.clone(),
-        version: Version(u64_of(version)),
-        position: Position(u64_of(position)),
+        version: Version(u64::try_from(version).map_err(|_| corrupt(format!("version {version} out of range")))?),
+        position: Position(u64::try_from(position).map_err(|_| corrupt(format!("position {position} out of range")))?),
         name: name.into(),
         schema_version: SchemaVersion(
             u32::try_from(schema_version)
