@@ -928,3 +928,84 @@ async fn sqlite_writers_of_two_stores_wait_for_the_lock() {
         .expect("the append after the lock was released");
     assert_eq!(holder.stream_version(&stream).await.expect("version"), Version(1));
 }
+
+/// One append the database refuses fails alone, with the database's own
+/// words in its error; every other append of its batch commits.
+async fn refused_append_is_isolated(store: impl BatchAppend + EventStore) {
+    let streams: Vec<StreamId> = (0..8)
+        .map(|i| StreamId::new("batch.iso", format!("{i}-{}", Ulid::new())))
+        .collect();
+    let requests = streams
+        .iter()
+        .enumerate()
+        .map(|(i, stream)| AppendRequest {
+            stream: stream.clone(),
+            expected: ExpectedVersion::Exact(Version(0)),
+            events: vec![event(if i == 3 { "batch.poison" } else { "batch.ok" }, 1, "{}")],
+        })
+        .collect();
+    let outcomes = store.append_batch(requests).await;
+    assert_eq!(outcomes.len(), 8);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        if i == 3 {
+            let err = outcome.expect_err("the poisoned append is refused");
+            assert!(
+                err.to_string().contains("poison refused"),
+                "the database's cause is kept: {err}"
+            );
+        } else {
+            let done = outcome.unwrap_or_else(|e| panic!("append {i} failed with the poisoned one: {e}"));
+            assert_eq!(done.version, Version(1));
+        }
+    }
+    for (i, stream) in streams.iter().enumerate() {
+        let expected = if i == 3 { Version(0) } else { Version(1) };
+        assert_eq!(
+            store.stream_version(stream).await.expect("version"),
+            expected,
+            "stream {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_a_refused_append_fails_alone_in_its_batch() {
+    let Some(store) = sqlite_file().await else { return };
+    let mut tx = store.begin().await.expect("begin");
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON interlock_events
+         WHEN NEW.event_name = 'batch.poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("trigger");
+    tx.commit().await.expect("commit");
+    refused_append_is_isolated(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_refused_append_fails_alone_in_its_batch() {
+    let Some(url) = interlock_tests::services::postgres_url() else {
+        return;
+    };
+    let schema = format!("iso_{}", Ulid::new().to_string().to_lowercase());
+    let store = PostgresStore::open(PostgresConfig::new(url).schema(schema.as_str()))
+        .await
+        .expect("open");
+    let mut tx = store.begin().await.expect("begin");
+    for sql in [
+        format!(
+            "CREATE FUNCTION \"{schema}\".refuse_poison() RETURNS trigger AS $$
+             BEGIN IF NEW.event_name = 'batch.poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END
+             $$ LANGUAGE plpgsql"
+        ),
+        format!(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON \"{schema}\".interlock_events
+             FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_poison()"
+        ),
+    ] {
+        sqlx_exec(&mut tx, sql).await;
+    }
+    tx.commit().await.expect("commit");
+    refused_append_is_isolated(store).await;
+}

@@ -82,6 +82,12 @@ impl BatchFailure {
         }
     }
 
+    /// Whether the database could not be reached (rather than refusing
+    /// something of the batch).
+    pub(crate) fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+
     /// One append's copy of the failure.
     pub(crate) fn error(&self) -> StoreError {
         let source = self.message.clone().into();

@@ -17,6 +17,8 @@ pub(crate) struct Queries {
     pub(crate) tables: Tables,
     pub(crate) stream_version: SqlStr,
     pub(crate) bump_positions: SqlStr,
+    /// The insert of one event row.
+    pub(crate) insert_event: SqlStr,
     pub(crate) read_stream: SqlStr,
     pub(crate) read_stream_for_load: SqlStr,
     pub(crate) head: SqlStr,
@@ -57,6 +59,10 @@ impl Queries {
                 t.events
             )),
             bump_positions: q(format!("UPDATE {} SET last = last + $1 WHERE id = 1 RETURNING last", t.positions)),
+            insert_event: q(format!(
+                "INSERT INTO {} ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                t.events
+            )),
             read_stream: q(format!(
                 "SELECT {EVENT_COLUMNS} FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 AND version <= $4 ORDER BY version",
                 t.events

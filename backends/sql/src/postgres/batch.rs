@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
 use super::{PostgresDriver, PostgresStore};
 use crate::append::{BatchFailure, stored_metadata};
 use crate::driver::Driver;
-use crate::error::is_unique_violation;
+use crate::error::{is_unavailable, is_unique_violation};
 use crate::rows::{i64_of, i64_of_usize, u64_of};
 use crate::schema::Tables;
 
@@ -53,7 +53,11 @@ pub(super) async fn append(
         .await;
     let rows = match rows {
         Ok(rows) => rows,
-        Err(e) if is_unique_violation(&e) => return None,
+        // Nothing was written (one statement, autocommit). Another process
+        // appended first, or the database refused a value of one append:
+        // the savepoint path decides each append alone. Only an unreachable
+        // server fails them all.
+        Err(e) if !is_unavailable(&e) || is_unique_violation(&e) => return None,
         Err(e) => {
             let failure = BatchFailure::sqlx(PostgresDriver::NAME, "the batch append failed", &e);
             return Some(batch.iter().map(|_| Err(failure.error())).collect());

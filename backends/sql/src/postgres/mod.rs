@@ -52,8 +52,6 @@ pub struct PostgresState {
     channel: String,
     /// The one-statement batch append.
     fast_append: SqlStr,
-    /// One event insert, for the savepoint fallback.
-    insert_event: SqlStr,
 }
 
 impl Driver for PostgresDriver {

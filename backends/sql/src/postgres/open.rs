@@ -66,7 +66,6 @@ impl PostgresStore {
         let state = PostgresState {
             channel: format!("{schema}_{}events", config.table_prefix),
             fast_append: super::batch::statement(&tables),
-            insert_event: super::savepoint::insert_event(&tables),
         };
         let notify = config.notify;
         let parts = Parts {

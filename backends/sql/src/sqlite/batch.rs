@@ -19,21 +19,49 @@ use crate::rows::{i64_of, i64_of_usize, stored_u64, u64_of};
 const ROWS_PER_INSERT: usize = 3000;
 
 /// Commits a batch; one outcome per request, in order.
+///
+/// When the database refuses a statement of the batch (a trigger, a value
+/// it will not store), nothing was written: the batch is decided again on
+/// the isolated path, one savepoint per append, so the refused append
+/// fails alone with the database's cause. Only an unreachable database
+/// fails every append at once.
 pub(super) async fn append(store: &SqliteStore, batch: Vec<AppendRequest>) -> Vec<Result<Committed, StoreError>> {
     let mut outcomes = Outcomes::new(batch.len());
-    if !batch.is_empty()
-        && let Err(failure) = commit(store, batch, &mut outcomes).await
-    {
-        outcomes.fail_rest(&failure);
+    if batch.is_empty() {
+        return outcomes.finish(SqliteDriver::NAME);
+    }
+    match commit(store, &batch, &mut outcomes).await {
+        Ok(()) => {}
+        Err(failure) if failure.is_unavailable() => outcomes.fail_rest(&failure),
+        Err(_) => {
+            // Decided from scratch: the first pass's conflicts were judged
+            // against appends that did not commit.
+            outcomes = Outcomes::new(batch.len());
+            if let Err(failure) = isolated(store, batch, &mut outcomes).await {
+                outcomes.fail_rest(&failure);
+            }
+        }
     }
     outcomes.finish(SqliteDriver::NAME)
 }
 
+/// The isolated path: one transaction, one savepoint per append.
+async fn isolated(store: &SqliteStore, batch: Vec<AppendRequest>, outcomes: &mut Outcomes) -> Result<(), BatchFailure> {
+    let fail = |what: &'static str| move |e: sqlx::Error| BatchFailure::sqlx(SqliteDriver::NAME, what, &e);
+    let mut tx = store.begin_write().await.map_err(fail("cannot begin a transaction"))?;
+    let written = store.append_each(&mut tx, batch, store.config().outbox, outcomes).await;
+    tx.commit().await.map_err(fail("the commit failed"))?;
+    if let Some(head) = written.decide(outcomes) {
+        store.advance_head(head);
+    }
+    Ok(())
+}
+
 /// An accepted append: its request, the stream's version before it, and
 /// the position of its first event.
-struct Accepted {
+struct Accepted<'a> {
     index: usize,
-    request: AppendRequest,
+    request: &'a AppendRequest,
     actual: Version,
     first: i64,
 }
@@ -61,26 +89,26 @@ struct EventRow<'a> {
 /// A conflict or an empty append is decided in `outcomes` on the way; on
 /// an error of a shared step the accepted appends are left undecided and
 /// nothing is written.
-async fn commit(store: &SqliteStore, batch: Vec<AppendRequest>, outcomes: &mut Outcomes) -> Result<(), BatchFailure> {
+async fn commit(store: &SqliteStore, batch: &[AppendRequest], outcomes: &mut Outcomes) -> Result<(), BatchFailure> {
     let fail = |what: &'static str| move |e: sqlx::Error| BatchFailure::sqlx(SqliteDriver::NAME, what, &e);
     let queries = store.queries();
     let mut tx = store.begin_write().await.map_err(fail("cannot begin a transaction"))?;
 
     // 1. The versions of the batch's streams, in one query.
-    let mut versions = current_versions(&mut tx, &queries.tables.events, &batch)
+    let mut versions = current_versions(&mut tx, &queries.tables.events, batch)
         .await
         .map_err(fail("cannot read the stream versions"))?;
 
     // 2. Each append, in queue order.
     let mut accepted = Vec::new();
     let mut total = 0i64;
-    for (index, request) in batch.into_iter().enumerate() {
+    for (index, request) in batch.iter().enumerate() {
         let actual = versions.get(&request.stream).copied().unwrap_or(Version::INITIAL);
         if let ExpectedVersion::Exact(v) = request.expected
             && v != actual
         {
             let conflict = StoreError::Conflict {
-                stream: request.stream,
+                stream: request.stream.clone(),
                 expected: request.expected,
                 actual,
             };
@@ -89,7 +117,7 @@ async fn commit(store: &SqliteStore, batch: Vec<AppendRequest>, outcomes: &mut O
         }
         if request.events.is_empty() {
             let unchanged = Committed {
-                stream: request.stream,
+                stream: request.stream.clone(),
                 version: actual,
                 positions: Vec::new(),
             };
@@ -159,7 +187,7 @@ async fn commit(store: &SqliteStore, batch: Vec<AppendRequest>, outcomes: &mut O
         let n = append.request.events.len() as u64;
         let start = u64_of(append.first);
         let committed = Committed {
-            stream: append.request.stream,
+            stream: append.request.stream.clone(),
             version: Version(append.actual.0 + n),
             positions: (start..start + n).map(Position).collect(),
         };

@@ -6,6 +6,7 @@ mod checkpoints;
 mod dead_letters;
 mod events;
 mod idempotency;
+mod isolated;
 mod migrate;
 mod outbox;
 mod sagas;
