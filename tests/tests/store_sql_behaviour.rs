@@ -1009,3 +1009,155 @@ async fn postgres_a_refused_append_fails_alone_in_its_batch() {
     tx.commit().await.expect("commit");
     refused_append_is_isolated(store).await;
 }
+
+/// Counts the deposits it sees.
+#[derive(Default)]
+pub struct DepositCount(u64);
+
+#[projection(name = "tests.deposit_count")]
+impl DepositCount {
+    #[handles_event]
+    fn deposited(&mut self, e: &MoneyDeposited) {
+        self.0 += e.amount;
+    }
+
+    #[handles_query]
+    fn total(&self, _: TotalDeposited) -> u64 {
+        self.0
+    }
+}
+
+/// The sum of the deposits seen.
+pub struct TotalDeposited;
+
+/// A row whose metadata (or event id) cannot be read becomes a dead letter
+/// of its position, with its raw bytes and the cause; the subscriber goes
+/// on (or, with `ParkAndStop`, stops before it with the cause as reason).
+async fn unreadable_rows_are_parked<S>(store: S, corrupt: impl AsyncFnOnce(&S, u64, u64))
+where
+    S: interlock::store::EventStore + interlock::store::DeadLetterStore + Clone,
+{
+    use interlock::{FailurePolicy, ProjectionConfig, SubscriberConfig};
+    let writer = bank_builder().event_store(store.clone()).build().await.expect("build");
+    let account = Ulid::new();
+    writer
+        .dispatch(OpenAccount {
+            account,
+            owner: "u".into(),
+        })
+        .await
+        .expect("open");
+    let mut positions = Vec::new();
+    for amount in [1, 10, 100, 1000] {
+        let done = writer
+            .dispatch_with(
+                Deposit {
+                    account,
+                    amount,
+                    id: None,
+                },
+                interlock::DispatchOptions::new(),
+            )
+            .await
+            .expect("deposit");
+        positions.push(done.positions[0].0);
+    }
+    // The 10 loses its metadata, the 100 its event id.
+    corrupt(&store, positions[1], positions[2]).await;
+
+    let app = |policy| {
+        let store = store.clone();
+        async move {
+            bank_builder()
+                .event_store(store.clone())
+                .dead_letter_store(store)
+                .projection_with(
+                    DepositCount::default(),
+                    ProjectionConfig::catch_up().subscriber(SubscriberConfig::new().batch_size(100).on_failure(policy)),
+                )
+                .background(false)
+                .build()
+                .await
+                .expect("build")
+        }
+    };
+    let stopping = app(FailurePolicy::ParkAndStop).await;
+    let handle = stopping.projection_handle::<DepositCount>().expect("handle");
+    match handle.catch_up().await {
+        Err(interlock::SubscriptionError::Stopped { reason, .. }) => assert!(reason.contains("metadata"), "{reason}"),
+        other => panic!("expected a stop at the unreadable row, got {other:?}"),
+    }
+    let status = handle.status().await.expect("status");
+    assert_eq!(status.checkpoint, Position(positions[1] - 1), "stopped before the row");
+    assert!(status.stopped.is_some());
+    stopping.shutdown();
+
+    // Another policy: the rows are parked, the rest is processed, the
+    // checkpoint reaches the head.
+    let going_on = app(FailurePolicy::ParkAndContinue).await;
+    let handle = going_on.projection_handle::<DepositCount>().expect("handle");
+    handle.catch_up().await.expect("catch up past the unreadable rows");
+    let letters = handle.dead_letters().await.expect("letters");
+    let parked: Vec<u64> = letters.iter().map(|l| l.event.position.0).collect();
+    assert_eq!(parked, [positions[1], positions[2]], "{letters:?}");
+    let metadata_letter = &letters[0];
+    assert!(metadata_letter.error.contains("metadata"), "{}", metadata_letter.error);
+    assert_eq!(
+        metadata_letter.event.payload.as_ref(),
+        br#"{"amount":10,"currency":"EUR"}"#
+    );
+    assert_eq!(
+        metadata_letter
+            .event
+            .metadata
+            .headers
+            .get(StoreError::RAW_METADATA_HEADER)
+            .map(String::as_str),
+        Some("{not json")
+    );
+    assert_eq!(
+        metadata_letter.event.stream,
+        StreamId::new("bank.account", account.to_string())
+    );
+    assert!(letters[1].error.contains("event id"), "{}", letters[1].error);
+    let status = handle.status().await.expect("status");
+    assert_eq!(status.checkpoint, status.head);
+    // The readable deposits before and after the unreadable ones were seen.
+    assert_eq!(going_on.query(TotalDeposited).await.expect("query"), 1 + 1000);
+}
+
+#[tokio::test]
+async fn sqlite_unreadable_rows_become_dead_letters_of_their_position() {
+    let Some(store) = sqlite_file().await else { return };
+    unreadable_rows_are_parked(store, async |store: &SqliteStore, bad_metadata, bad_id| {
+        let mut tx = store.begin().await.expect("begin");
+        for sql in [
+            format!("UPDATE interlock_events SET metadata = '{{not json' WHERE position = {bad_metadata}"),
+            format!("UPDATE interlock_events SET event_id = 'not-an-id' WHERE position = {bad_id}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .expect("corrupt");
+        }
+        tx.commit().await.expect("commit");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_unreadable_rows_become_dead_letters_of_their_position() {
+    let Some(store) = postgres().await else { return };
+    let schema = store.config().schema.clone();
+    unreadable_rows_are_parked(store, async move |store: &PostgresStore, bad_metadata, bad_id| {
+        let mut tx = store.begin().await.expect("begin");
+        for sql in [
+            format!("UPDATE \"{schema}\".interlock_events SET metadata = '{{not json' WHERE position = {bad_metadata}"),
+            format!("UPDATE \"{schema}\".interlock_events SET event_id = 'not-an-id' WHERE position = {bad_id}"),
+        ] {
+            sqlx_exec(&mut tx, sql).await;
+        }
+        tx.commit().await.expect("commit");
+    })
+    .await;
+}

@@ -127,3 +127,63 @@ pub(crate) fn stored<T: TryFrom<i64>>(
 pub(crate) fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
+
+/// Decodes a page of the log: as [`events`], except that a row that
+/// cannot be read but whose position can is an
+/// [`StoreError::UnreadableEvent`] carrying what could be salvaged, so a
+/// subscriber can park it and go on instead of stopping at it forever.
+pub(crate) fn log_page(backend: &'static str, rows: &[impl SqlRow]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let read = EventRow::read(row)
+                .map_err(|e| crate::error::store_error(backend, e))
+                .and_then(|r| r.into_event(backend));
+            read.map_err(|error| match salvage(row) {
+                Some((position, salvaged)) => StoreError::UnreadableEvent {
+                    backend,
+                    position,
+                    reason: match error {
+                        StoreError::Corrupt { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                    salvaged: Box::new(salvaged),
+                },
+                None => error,
+            })
+        })
+        .collect()
+}
+
+/// What can be read of an event row that does not decode, column by
+/// column; `None` when not even its position can be.
+fn salvage(row: &impl SqlRow) -> Option<(Position, RecordedEvent)> {
+    let position = Position(u64::try_from(row.int(0).ok()?).ok()?);
+    let unreadable = "<unreadable>";
+    let text = |i| row.text(i).ok();
+    let mut metadata = EventMetadata::default();
+    if let Some(raw) = text(8)
+        && let Ok(parsed) = serde_json::from_str::<EventMetadata>(&raw)
+    {
+        metadata = parsed;
+    } else if let Some(raw) = text(8) {
+        metadata.headers.insert(StoreError::RAW_METADATA_HEADER.to_owned(), raw);
+    }
+    let event = RecordedEvent {
+        // A stored id that does not parse is replaced by one derived from
+        // the position: dead letters are keyed by event id.
+        event_id: text(1)
+            .and_then(|id| id.parse::<EventId>().ok())
+            .unwrap_or(EventId(ulid::Ulid::from_parts(0, u128::from(position.0)))),
+        stream: StreamId::new(
+            text(2).unwrap_or_else(|| unreadable.to_owned()),
+            text(3).unwrap_or_else(|| position.to_string()),
+        ),
+        version: Version(row.int(4).ok().and_then(|v| u64::try_from(v).ok()).unwrap_or(0)),
+        position,
+        name: text(5).unwrap_or_else(|| unreadable.to_owned()).into(),
+        schema_version: SchemaVersion(row.int(6).ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0)),
+        payload: row.bytes(7).map(Bytes::from).unwrap_or_default(),
+        metadata,
+    };
+    Some((position, event))
+}

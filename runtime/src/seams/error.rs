@@ -37,6 +37,27 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An event of the log cannot be read (its id, metadata or a column of
+    /// it is corrupt), though its position can: a subscriber parks it as a
+    /// dead letter of that position, with what could be salvaged, and goes
+    /// on. Returned by `read_all` for a page whose *first* event is
+    /// unreadable, and may be returned for any page that holds one.
+    #[error("{backend}: the event at position {position} cannot be read: {reason}")]
+    UnreadableEvent {
+        /// The backend.
+        backend: &'static str,
+        /// Its position in the log.
+        position: Position,
+        /// What is wrong with it.
+        reason: String,
+        /// What could be read of it: the raw payload bytes, the stored
+        /// stream, name and versions where readable (placeholders where
+        /// not: an event id derived from the position, the aggregate type
+        /// `<unreadable>`), and the raw metadata text in the header
+        /// [`StoreError::RAW_METADATA_HEADER`] when the metadata is what
+        /// cannot be read.
+        salvaged: Box<super::RecordedEvent>,
+    },
     /// No event at this position.
     #[error("no event at position {0}")]
     NotFound(Position),
@@ -52,6 +73,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The header of a salvaged unreadable event holding its raw stored
+    /// metadata.
+    pub const RAW_METADATA_HEADER: &'static str = "interlock.raw_metadata";
+
     /// The conflict of a saga instance that is not at the version a writer
     /// expected (for implementers of `SagaStateStore`).
     #[must_use]

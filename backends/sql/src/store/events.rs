@@ -79,7 +79,7 @@ impl<D: Driver> EventStore for SqlStore<D> {
             params.extend(names.iter().chain(types).map(|value| Text(value.as_ref())));
             let sql = self.queries().read_all(names.len(), types.len());
             let rows = self.fetch_all(sql, &params).await?;
-            crate::rows::events(D::NAME, &rows)
+            crate::rows::log_page(D::NAME, &rows)
         })
     }
 

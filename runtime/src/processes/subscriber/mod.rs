@@ -29,6 +29,16 @@ struct Progress {
     stopped: Option<String>,
 }
 
+/// A page of the log, as a subscriber reads it.
+enum Page {
+    /// Events, and the limit they were read with (a page shorter than its
+    /// limit reached the end of the log).
+    Events(Vec<RecordedEvent>, usize),
+    /// The next event cannot be read: its position, why, and what could be
+    /// salvaged of it.
+    Unreadable(Position, String, Box<RecordedEvent>),
+}
+
 pub(crate) struct Subscriber {
     pub(crate) name: String,
     filter: EventFilter,
@@ -104,12 +114,14 @@ impl Subscriber {
                 return Ok(progress.checkpoint);
             }
             let head = self.store.head().await.map_err(|e| self.store_error(e))?;
-            let batch = self
-                .store
-                .read_all(progress.checkpoint, self.config.batch_size, &self.filter)
-                .await
-                .map_err(|e| self.store_error(e))?;
-            let full = batch.len() >= self.config.batch_size;
+            let (batch, limit) = match self.next_page(progress.checkpoint).await? {
+                Page::Events(batch, limit) => (batch, limit),
+                Page::Unreadable(position, reason, salvaged) => {
+                    self.park_unreadable(&mut progress, position, reason, salvaged).await?;
+                    continue;
+                }
+            };
+            let full = batch.len() >= limit;
             let start = progress.checkpoint;
             for event in &batch {
                 if let Err(failure) = self.handle_with_retry(event).await {
@@ -148,6 +160,57 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// The next page after `after`: up to `batch_size` events. When the
+    /// page holds an event that cannot be read, the events before it come
+    /// one at a time, then the unreadable one itself.
+    async fn next_page(&self, after: Position) -> Result<Page, SubscriptionError> {
+        let limit = self.config.batch_size;
+        match self.store.read_all(after, limit, &self.filter).await {
+            Ok(events) => Ok(Page::Events(events, limit)),
+            Err(StoreError::UnreadableEvent { .. }) => match self.store.read_all(after, 1, &self.filter).await {
+                Ok(events) => Ok(Page::Events(events, 1)),
+                Err(StoreError::UnreadableEvent {
+                    position,
+                    reason,
+                    salvaged,
+                    ..
+                }) => Ok(Page::Unreadable(position, reason, salvaged)),
+                Err(e) => Err(self.store_error(e)),
+            },
+            Err(e) => Err(self.store_error(e)),
+        }
+    }
+
+    /// Parks an event that cannot be read as a dead letter of its
+    /// position, with what could be salvaged of it, then applies the
+    /// failure policy: go on past it, or stop before it.
+    async fn park_unreadable(
+        &self,
+        progress: &mut Progress,
+        position: Position,
+        reason: String,
+        salvaged: Box<RecordedEvent>,
+    ) -> Result<(), SubscriptionError> {
+        let error = format!("the stored event at position {position} cannot be read: {reason}");
+        tracing::error!(subscriber = %self.name, %position, %reason, "unreadable event parked");
+        let letter = DeadLetter {
+            subscriber: self.name.clone(),
+            event: *salvaged,
+            error: error.clone(),
+            attempts: 0,
+            parked_at: Timestamp::now(),
+        };
+        self.dead_letters.park(letter).await.map_err(|e| self.store_error(e))?;
+        if self.config.on_failure == FailurePolicy::ParkAndStop {
+            progress.stopped = Some(error.clone());
+            return Err(SubscriptionError::Stopped {
+                subscriber: self.name.clone(),
+                reason: error,
+            });
+        }
+        self.save(progress, position.0).await
     }
 
     async fn save(&self, progress: &mut Progress, position: u64) -> Result<(), SubscriptionError> {
@@ -291,11 +354,10 @@ impl Subscriber {
             (checkpoint, progress.stopped.clone())
         };
         let head = self.store.head().await.map_err(|e| self.store_error(e))?;
-        let oldest = self
-            .store
-            .read_all(checkpoint, 1, &self.filter)
-            .await
-            .map_err(|e| self.store_error(e))?;
+        let oldest = match self.store.read_all(checkpoint, 1, &self.filter).await {
+            Err(StoreError::UnreadableEvent { salvaged, .. }) => vec![*salvaged],
+            read => read.map_err(|e| self.store_error(e))?,
+        };
         let now = Timestamp::now();
         let oldest_unprocessed_age = oldest
             .first()
