@@ -108,7 +108,7 @@ pub(crate) struct Totals {
 /// The total deposited.
 pub(crate) struct Total;
 
-#[projection(name = "bench.totals")]
+#[projection(name = "bench.totals", model = memory)]
 impl Totals {
     #[handles_event]
     fn deposited(&mut self, e: &MoneyDeposited) {

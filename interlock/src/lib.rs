@@ -12,9 +12,9 @@ pub use interlock_core::{
     Aggregate, AggregateConfig, AggregateId, Application, ApplicationBuilder, AsOf, Backoff, BuildError, CausationId,
     Command, CommandError, CommandFingerprint, CommandId, CommandLayer, CorrelationId, DispatchOptions, Dispatched,
     Event, EventDecodeError, EventId, EventMeta, FailurePolicy, Fingerprinter, HandledCommand, HandledQuery,
-    HandlerFailure, LoadError, Loaded, Position, Projection, ProjectionConfig, QueryError, Reply, Saga, SagaContext,
-    SagaResult, SchemaVersion, StreamId, SubscriberConfig, SubscriberHandle, SubscriberStatus, SubscriptionError,
-    Timestamp, TimestampParseError, Ulid, Version,
+    HandlerFailure, LoadError, Loaded, ModelStorage, Position, Projection, ProjectionConfig, QueryError, Reply, Saga,
+    SagaContext, SagaResult, SchemaVersion, StreamId, SubscriberConfig, SubscriberHandle, SubscriberStatus,
+    SubscriptionError, Timestamp, TimestampParseError, Ulid, Version,
 };
 #[doc(inline)]
 pub use interlock_core::{

@@ -78,7 +78,16 @@ pub(crate) fn expand(
             }
 
             fn event_types() -> #p::Vec<#p::EventType> {
-                #p::Vec::from([#(#p::EventType::of::<#types>()),*])
+                // Spelled like the other uses of each type (not through a
+                // generic function), so a type that is not an event is
+                // reported once.
+                #p::Vec::from([#(#p::EventType {
+                    name: <#types as #p::Event>::NAME,
+                    version: <#types as #p::Event>::VERSION,
+                    type_name: ::core::any::type_name::<#types>(),
+                    type_id: ::core::any::TypeId::of::<#types>(),
+                    chain_root: <#types as #p::Event>::chain_root(),
+                }),*])
             }
         }
     };

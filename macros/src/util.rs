@@ -104,6 +104,8 @@ fn first_tokens(tokens: TokenStream) -> TokenStream {
 pub(crate) struct NameArgs {
     pub(crate) name: Option<syn::LitStr>,
     pub(crate) krate: syn::Path,
+    /// `model = memory | durable` (`#[projection]` only).
+    pub(crate) model: Option<syn::Ident>,
 }
 
 impl NameArgs {
@@ -111,7 +113,9 @@ impl NameArgs {
         let mut parsed = NameArgs {
             name: None,
             krate: default_crate(),
+            model: None,
         };
+        let takes_model = attribute == "projection";
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("name") {
                 if parsed.name.is_some() {
@@ -120,6 +124,13 @@ impl NameArgs {
                 parsed.name = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("crate") {
                 parsed.krate = parse_crate_path(&meta)?;
+            } else if takes_model && meta.path.is_ident("model") {
+                if parsed.model.is_some() {
+                    return Err(duplicate(&meta, "model"));
+                }
+                parsed.model = Some(meta.value()?.parse()?);
+            } else if takes_model {
+                return Err(unknown_argument(&meta, attribute, &["name", "model", "crate"]));
             } else {
                 return Err(unknown_argument(&meta, attribute, &["name", "crate"]));
             }

@@ -44,7 +44,7 @@ pub use crate::pipeline::error::{CommandError, LoadError};
 #[doc(inline)]
 pub use crate::pipeline::options::{AsOf, DispatchOptions, Dispatched};
 #[doc(inline)]
-pub use crate::processes::projection::{EventMeta, HandledQuery, Projection};
+pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
 #[doc(inline)]
 pub use crate::processes::saga::{Saga, SagaContext, SagaResult};
 #[doc(inline)]
@@ -108,8 +108,12 @@ pub use interlock_macros::handles_command;
 /// `()` or `Result<(), E>`) fold events into a read model, `#[handles_query]`
 /// methods (`&self, Query`) answer typed queries.
 ///
-/// `#[projection(name = "...")]`: the stable name of its checkpoint
-/// (the type's name by default).
+/// `#[projection(name = "...", model = memory | durable)]`: the stable name
+/// of its checkpoint (the type's name by default), and where its read
+/// model lives (required; see [`ModelStorage`]): `memory` for a model in
+/// the value itself, rebuilt from the start of the log at every start;
+/// `durable` for one its handlers write to a database, resumed from its
+/// saved checkpoint.
 #[doc(inline)]
 pub use interlock_macros::projection;
 
@@ -190,7 +194,7 @@ pub mod __private {
         Neither as FingerprintNeither,
     };
     pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
-    pub use crate::processes::projection::{EventMeta, HandledQuery, Projection};
+    pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
     pub use crate::processes::saga::{Saga, SagaContext, SagaResult, SagaRoute, StepKind};
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
 

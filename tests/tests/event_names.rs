@@ -42,7 +42,7 @@ impl LoyaltyCard {
 #[derive(Default)]
 pub struct PointsLedger;
 
-#[projection(name = "tests.points_ledger")]
+#[projection(name = "tests.points_ledger", model = memory)]
 impl PointsLedger {
     #[handles_event]
     fn added(&mut self, _: &LoyaltyPointsDeposited) {}
@@ -52,7 +52,7 @@ impl PointsLedger {
 #[derive(Default)]
 pub struct DepositCounter(u64);
 
-#[projection(name = "tests.deposit_counter")]
+#[projection(name = "tests.deposit_counter", model = memory)]
 impl DepositCounter {
     #[handles_event]
     fn deposited(&mut self, _: &MoneyDeposited) {
@@ -63,7 +63,7 @@ impl DepositCounter {
 #[derive(Default)]
 pub struct OldDepositCounter(u64);
 
-#[projection(name = "tests.old_deposit_counter")]
+#[projection(name = "tests.old_deposit_counter", model = memory)]
 impl OldDepositCounter {
     #[handles_event]
     fn deposited(&mut self, _: &MoneyDepositedV1) {

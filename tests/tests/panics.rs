@@ -23,7 +23,7 @@ struct Fragile {
 struct Total;
 struct Explode;
 
-#[projection(name = "tests.fragile")]
+#[projection(name = "tests.fragile", model = memory)]
 impl Fragile {
     #[handles_event]
     fn deposited(&mut self, e: &MoneyDeposited) {

@@ -46,7 +46,7 @@ struct Unlucky;
 
 struct Deposits(String);
 
-#[projection(name = "tests.deposit_ledger")]
+#[projection(name = "tests.deposit_ledger", model = durable)]
 impl DepositLedger {
     #[handles_event]
     async fn deposited(&mut self, e: &MoneyDeposited, meta: &EventMeta) -> Result<(), Unlucky> {
@@ -511,4 +511,149 @@ async fn a_rebuild_on_a_live_application_neither_deadlocks_nor_differs_from_a_fr
         fresh_table.balances().values().sum::<u64>(),
         (1..=40).sum::<u64>() + 400
     );
+}
+
+/// A read model held in the projection value itself.
+#[derive(Default)]
+struct DepositTotal(u64);
+
+#[projection(name = "tests.deposit_total", model = memory)]
+impl DepositTotal {
+    #[handles_event]
+    fn deposited(&mut self, e: &MoneyDeposited) {
+        self.0 += e.amount;
+    }
+
+    #[handles_query]
+    fn total(&self, _: GrandTotal) -> u64 {
+        self.0
+    }
+}
+
+struct GrandTotal;
+
+/// An application over `store` with the app-wide checkpoint store
+/// `checkpoints` (shared between instances: persistent, as far as the
+/// applications can tell).
+async fn restarted(store: &Arc<MemoryEventStore>, checkpoints: &Arc<MemoryCheckpointStore>) -> Application {
+    Application::builder()
+        .aggregate::<BankAccount>()
+        .service(FeePolicy { fee: 0 })
+        .shared_event_store(store.clone())
+        .checkpoint_store(Arc::clone(checkpoints))
+        .projection(DepositTotal::default())
+        .background(false)
+        .build()
+        .await
+        .expect("build")
+}
+
+#[tokio::test]
+async fn a_model_in_memory_is_rebuilt_after_a_restart_whatever_the_checkpoint_store() {
+    let store = Arc::new(MemoryEventStore::new());
+    seed(&store, 2, 10).await; // deposits 1 + 2 + ... + 10
+    let checkpoints = Arc::new(MemoryCheckpointStore::new());
+    let first = restarted(&store, &checkpoints).await;
+    first
+        .projection_handle::<DepositTotal>()
+        .expect("handle")
+        .catch_up()
+        .await
+        .expect("catch up");
+    assert_eq!(first.query(GrandTotal).await.expect("query"), 55);
+    first.shutdown();
+
+    // A new process: the model starts empty, so it must start from the
+    // beginning of the log, not from a checkpoint at the head.
+    let second = restarted(&store, &checkpoints).await;
+    second
+        .projection_handle::<DepositTotal>()
+        .expect("handle")
+        .catch_up()
+        .await
+        .expect("catch up");
+    assert_eq!(second.query(GrandTotal).await.expect("query"), 55);
+    assert_eq!(
+        checkpoints.load("projection:tests.deposit_total").await.expect("load"),
+        None,
+        "a memory model's checkpoint is never saved in the application's store"
+    );
+}
+
+#[tokio::test]
+async fn a_durable_model_resumes_from_its_own_checkpoint_store() {
+    let store = Arc::new(MemoryEventStore::new());
+    seed(&store, 1, 5).await;
+    let app_checkpoints = Arc::new(MemoryCheckpointStore::new());
+    let own = Arc::new(MemoryCheckpointStore::new());
+    let table = Arc::new(Table::default());
+    let app = |projection: DepositLedger| {
+        Application::builder()
+            .shared_event_store(store.clone())
+            .checkpoint_store(Arc::clone(&app_checkpoints))
+            .projection_with(
+                projection,
+                ProjectionConfig::catch_up().subscriber(quick().checkpoint_store(Arc::clone(&own))),
+            )
+            .background(false)
+            .build()
+    };
+    let first = app(ledger(&table)).await.expect("build");
+    first
+        .projection_handle::<DepositLedger>()
+        .expect("handle")
+        .catch_up()
+        .await
+        .expect("catch up");
+    let head = store.head().await.expect("head");
+    assert_eq!(
+        own.load("projection:tests.deposit_ledger").await.expect("load"),
+        Some(head)
+    );
+    assert_eq!(
+        app_checkpoints
+            .load("projection:tests.deposit_ledger")
+            .await
+            .expect("load"),
+        None
+    );
+    first.shutdown();
+
+    // Restarted on the same stores: it resumes at the head, handling nothing again.
+    let resumed = ledger(&table);
+    let seen = Arc::clone(&resumed.seen);
+    let second = app(resumed).await.expect("build");
+    second
+        .projection_handle::<DepositLedger>()
+        .expect("handle")
+        .catch_up()
+        .await
+        .expect("catch up");
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+    assert_eq!(table.balances().values().sum::<u64>(), 15);
+}
+
+#[tokio::test]
+async fn a_memory_model_with_a_checkpoint_store_of_its_own_is_refused() {
+    let err = Application::builder()
+        .projection_with(
+            DepositTotal::default(),
+            ProjectionConfig::catch_up()
+                .subscriber(SubscriberConfig::new().checkpoint_store(MemoryCheckpointStore::new())),
+        )
+        .build()
+        .await
+        .err()
+        .expect("refused");
+    match err {
+        interlock::BuildError::InvalidSubscriberConfig {
+            subscriber, setting, ..
+        } => {
+            assert_eq!(
+                (subscriber.as_str(), setting),
+                ("projection:tests.deposit_total", "checkpoint_store")
+            );
+        }
+        other => panic!("expected InvalidSubscriberConfig, got {other}"),
+    }
 }

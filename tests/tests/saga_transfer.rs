@@ -432,3 +432,39 @@ async fn background_followers_run_the_saga_without_being_driven() {
     let statuses = app.subscriber_statuses().await.expect("statuses");
     assert_eq!(statuses.len(), 2);
 }
+
+#[tokio::test]
+async fn a_saga_keeps_its_checkpoint_in_the_store_it_is_given() {
+    use interlock::SubscriberConfig;
+    use interlock::store::CheckpointStore;
+    let stores = Stores::new();
+    let own = Arc::new(MemoryCheckpointStore::new());
+    let app = Application::builder()
+        .aggregate::<Account>()
+        .aggregate::<Transfer>()
+        .saga_with::<MoneyTransfer>(SubscriberConfig::new().checkpoint_store(own.clone()))
+        .service(TransferTimeout(Duration::from_secs(60)))
+        .shared_event_store(stores.events.clone())
+        .saga_state_store(stores.sagas.clone())
+        .checkpoint_store(stores.checkpoints.clone())
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    let (from, to) = (open_with(&app, 100).await, open_with(&app, 0).await);
+    let transfer_id = Ulid::new();
+    app.dispatch(RequestTransfer {
+        transfer_id,
+        from,
+        to,
+        amount: 30,
+    })
+    .await
+    .expect("request");
+    run_saga(&app).await;
+    assert_eq!(status(&app, transfer_id).await, TransferStatus::Completed);
+    let name = "saga:transfers.money_transfer";
+    let saved = own.load(name).await.expect("load");
+    assert_eq!(saved, Some(app.event_store().head().await.expect("head")));
+    assert_eq!(stores.checkpoints.load(name).await.expect("load"), None);
+}

@@ -1014,7 +1014,7 @@ async fn postgres_a_refused_append_fails_alone_in_its_batch() {
 #[derive(Default)]
 pub struct DepositCount(u64);
 
-#[projection(name = "tests.deposit_count")]
+#[projection(name = "tests.deposit_count", model = memory)]
 impl DepositCount {
     #[handles_event]
     fn deposited(&mut self, e: &MoneyDeposited) {

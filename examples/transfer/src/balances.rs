@@ -26,7 +26,7 @@ pub struct Balances {
     failed: u64,
 }
 
-#[projection(name = "transfers.balances")]
+#[projection(name = "transfers.balances", model = memory)]
 impl Balances {
     #[handles_event]
     fn deposited(&mut self, e: &MoneyDeposited) {

@@ -30,12 +30,38 @@ pub(crate) struct Model {
     pub(crate) krate: syn::Path,
     pub(crate) self_ty: syn::Type,
     pub(crate) name: String,
+    /// `Memory` or `Durable`: the variant of `ModelStorage`.
+    pub(crate) model: syn::Ident,
     pub(crate) handlers: Vec<CheckedEventHandler>,
     pub(crate) queries: Vec<CheckedQuery>,
 }
 
 pub(crate) fn check(cx: &mut Ctxt, input: &ProjectionInput) -> Option<Model> {
     let name = input.args.name_or_type(cx, &input.self_ty);
+    let ty = type_text(&input.self_ty);
+    let model = match &input.args.model {
+        Some(m) if m == "memory" => Some(syn::Ident::new("Memory", m.span())),
+        Some(m) if m == "durable" => Some(syn::Ident::new("Durable", m.span())),
+        Some(m) => {
+            cx.error_spanned(
+                m,
+                format_args!("unknown read model `{m}`; expected `memory` or `durable`"),
+            );
+            None
+        }
+        // After another error of the attribute (an unknown argument stops
+        // its parsing), this one would only be a follow-on.
+        None if cx.has_errors() => None,
+        None => {
+            cx.error_spanned(
+                &input.self_ty,
+                format_args!(
+                    "projection `{ty}` does not say where its read model lives: add `model = memory` to `#[projection(...)]` for a model held in the value itself (rebuilt from the start of the log at every start), or `model = durable` for one written to a database (resumed from its saved checkpoint)"
+                ),
+            );
+            None
+        }
+    };
     let mut handlers = Vec::new();
     let mut seen: HashMap<String, syn::Ident> = HashMap::new();
     for m in &input.handlers {
@@ -189,6 +215,7 @@ pub(crate) fn check(cx: &mut Ctxt, input: &ProjectionInput) -> Option<Model> {
         krate: input.args.krate.clone(),
         self_ty: input.self_ty.clone(),
         name,
+        model: model?,
         handlers,
         queries,
     })

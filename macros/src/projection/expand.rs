@@ -13,6 +13,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let p = quote!(#krate::__private);
     let ty = &model.self_ty;
     let name = &model.name;
+    let model_storage = &model.model;
     let events = format_ident!("__InterlockProjectionEvents");
     let event_types: Vec<&syn::Type> = model.handlers.iter().map(|h| &h.event).collect();
     let (event_set, variants) =
@@ -60,6 +61,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             #[automatically_derived]
             impl #p::Projection for #ty {
                 const NAME: &'static str = #name;
+                const MODEL: #p::ModelStorage = #p::ModelStorage::#model_storage;
                 type Event = #events;
 
                 #[allow(clippy::manual_async_fn, unused_variables)]

@@ -17,14 +17,14 @@ use crate::future::BoxFuture;
 use crate::pipeline::bus::CommandBus;
 use crate::pipeline::config::{AggregateConfig, Registration, Settings};
 use crate::pipeline::middleware::CommandContext;
-use crate::processes::projection::{HandledQuery, Projection, ProjectionHandler};
+use crate::processes::projection::{HandledQuery, ModelStorage, Projection, ProjectionHandler};
 use crate::processes::saga::Saga;
 use crate::processes::saga::deadlines::deadline_poller;
 use crate::processes::saga::runner::SagaHandler;
 use crate::processes::subscriber::{ErasedHandler, Subscriber, SubscriberConfig};
 use crate::store::{
-    Backend, CheckpointStore, DeadLetterStore, EventFilter, EventStore, EventTransport, IdempotencyStore, Outbox,
-    SagaStateStore, SnapshotStore,
+    Backend, CheckpointStore, DeadLetterStore, EventFilter, EventStore, EventTransport, IdempotencyStore,
+    MemoryCheckpointStore, Outbox, SagaStateStore, SnapshotStore,
 };
 
 /// Builds an [`Application`](super::Application); start with
@@ -76,6 +76,7 @@ pub(super) type StartPoller = fn(
 pub(super) struct PendingProjection {
     pub(super) type_id: TypeId,
     pub(super) name: &'static str,
+    pub(super) model: ModelStorage,
     pub(super) inline: bool,
     pub(super) config: SubscriberConfig,
     pub(super) make: MakeProjection,
@@ -109,6 +110,7 @@ impl SubscriberDeps {
         name: String,
         names: &'static [&'static str],
         config: SubscriberConfig,
+        checkpoints: Arc<dyn CheckpointStore>,
         handler: Box<dyn ErasedHandler>,
     ) -> Arc<Subscriber> {
         Arc::new(Subscriber::new(
@@ -116,7 +118,7 @@ impl SubscriberDeps {
             EventFilter::all().event_names(names.iter().copied()),
             config,
             Arc::clone(&self.store),
-            Arc::clone(&self.checkpoints),
+            checkpoints,
             Arc::clone(&self.dead_letters),
             handler,
         ))
@@ -197,10 +199,22 @@ impl<L> ApplicationBuilder<L> {
         let model = Arc::new(tokio::sync::RwLock::new(projection));
         let subscriber_config = config.subscriber.clone();
         let make: MakeProjection = Box::new(move |deps| {
+            // The checkpoint lives with the model: in memory for a model in
+            // memory (every start rebuilds it), else in the projection's own
+            // store or the application's.
+            let checkpoints: Arc<dyn CheckpointStore> = match P::MODEL {
+                ModelStorage::Memory => Arc::new(MemoryCheckpointStore::new()),
+                ModelStorage::Durable => subscriber_config
+                    .checkpoints
+                    .0
+                    .clone()
+                    .unwrap_or_else(|| Arc::clone(&deps.checkpoints)),
+            };
             let subscriber = deps.subscriber(
                 format!("projection:{}", P::NAME),
                 <P::Event as EventSet>::NAMES,
                 subscriber_config,
+                checkpoints,
                 Box::new(ProjectionHandler {
                     model: Arc::clone(&model),
                 }),
@@ -211,6 +225,7 @@ impl<L> ApplicationBuilder<L> {
         self.parts.projections.push(PendingProjection {
             type_id: TypeId::of::<P>(),
             name: P::NAME,
+            model: P::MODEL,
             inline: config.inline,
             config: config.subscriber,
             make,
@@ -230,10 +245,16 @@ impl<L> ApplicationBuilder<L> {
         let poll = config.poll_interval;
         let subscriber_config = config.clone();
         let make: MakeSaga = Box::new(move |deps, bus| {
+            let checkpoints = subscriber_config
+                .checkpoints
+                .0
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&deps.checkpoints));
             deps.subscriber(
                 format!("saga:{}", S::NAME),
                 <S::Event as EventSet>::NAMES,
                 subscriber_config,
+                checkpoints,
                 Box::new(SagaHandler::<S>::new(bus, Arc::clone(&deps.sagas))),
             )
         });

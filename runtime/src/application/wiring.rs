@@ -16,6 +16,7 @@ use crate::pipeline::repository::Repository;
 use crate::pipeline::rewrite::ApplicationStore;
 use crate::pipeline::turns::Turns;
 use crate::processes::inline::InlineProjections;
+use crate::processes::projection::ModelStorage;
 use crate::processes::relay::RelayHandler;
 use crate::processes::subscriber::{Subscriber, SubscriberConfig};
 use crate::store::{
@@ -112,6 +113,17 @@ impl<L> ApplicationBuilder<L> {
                     service,
                 });
             }
+        }
+        if let Some(p) = parts
+            .projections
+            .iter()
+            .find(|p| p.model == ModelStorage::Memory && p.config.checkpoints.0.is_some())
+        {
+            return Err(BuildError::InvalidSubscriberConfig {
+                subscriber: format!("projection:{}", p.name),
+                setting: "checkpoint_store",
+                reason: "the projection keeps its model in memory (`model = memory`), so its checkpoint is kept in memory too: a saved checkpoint would outlive the model; remove the store, or declare `model = durable` if the model is written to a database".into(),
+            });
         }
         for (kind, name, config) in parts
             .projections

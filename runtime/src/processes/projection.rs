@@ -54,6 +54,9 @@ impl EventMeta {
 pub trait Projection: Send + Sync + 'static {
     /// The projection's stable name (its checkpoint key).
     const NAME: &'static str;
+    /// Where its read model lives, from `#[projection(model = ...)]`: it
+    /// decides where the checkpoint is kept.
+    const MODEL: ModelStorage;
     /// The events it handles (a generated enum).
     type Event: EventSet;
 
@@ -64,6 +67,25 @@ pub trait Projection: Send + Sync + 'static {
         event: Self::Event,
         meta: &'a EventMeta,
     ) -> impl Future<Output = Result<(), HandlerFailure>> + Send + 'a;
+}
+
+/// Where a projection's read model lives, declared with
+/// `#[projection(model = memory)]` or `#[projection(model = durable)]`.
+/// The checkpoint must live with the model: a model that is gone after a
+/// restart with its checkpoint still at the head would answer every query
+/// from nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelStorage {
+    /// In the projection value itself (fields, maps): gone with the
+    /// process. Its checkpoint is kept in memory too, so every start
+    /// rebuilds the model from the start of the log.
+    Memory,
+    /// Written somewhere that outlives the process (a database table, a
+    /// search index): the checkpoint is saved in the application's
+    /// checkpoint store (or the projection's own, see
+    /// `SubscriberConfig::checkpoint_store`) and the projection resumes
+    /// from it.
+    Durable,
 }
 
 /// A query together with the projection method that answers it.

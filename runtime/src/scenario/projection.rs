@@ -15,7 +15,7 @@ use crate::store::EventMetadata;
 /// #[derive(Default)]
 /// struct Sum { total: u64 }
 ///
-/// #[projection]
+/// #[projection(model = memory)]
 /// impl Sum {
 ///     #[handles_event]
 ///     fn deposited(&mut self, e: &Deposited) { self.total += e.amount }

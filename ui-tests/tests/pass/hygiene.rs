@@ -84,7 +84,7 @@ struct Sum {
     n: u64,
 }
 
-#[projection(name = "h.sum")]
+#[projection(name = "h.sum", model = memory)]
 impl Sum {
     #[handles_event]
     async fn applied(&mut self, e: &V2, _meta: &EventMeta) -> ::std::result::Result<(), No> {
@@ -103,7 +103,7 @@ struct QueriesOnly;
 
 struct Ping;
 
-#[projection]
+#[projection(model = memory)]
 impl QueriesOnly {
     #[handles_query]
     async fn ping(&self, _q: Ping) -> bool {

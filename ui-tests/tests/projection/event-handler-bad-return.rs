@@ -14,7 +14,7 @@ struct Totals {
     total: u64,
 }
 
-#[projection]
+#[projection(model = memory)]
 impl Totals {
     #[handles_event]
     fn deposited(&mut self, e: &Deposited) -> u64 {

@@ -14,7 +14,7 @@ struct Totals {
     total: u64,
 }
 
-#[projection]
+#[projection(model = memory)]
 impl Totals {
     #[handles_query]
     fn total(&self, _q: GetTotal) {

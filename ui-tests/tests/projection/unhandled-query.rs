@@ -16,7 +16,7 @@ struct Totals {
 
 struct GetCount;
 
-#[projection]
+#[projection(model = memory)]
 impl Totals {
     #[handles_event]
     fn deposited(&mut self, e: &Deposited) {

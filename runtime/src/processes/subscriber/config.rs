@@ -1,10 +1,12 @@
 //! How a subscriber runs (retries, failure policy, batches, polling) and
 //! what its status reports.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::backoff::Backoff;
 use crate::domain::ids::Position;
+use crate::store::CheckpointStore;
 
 /// What a subscriber does with an event that still fails after its retries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,6 +31,36 @@ pub struct SubscriberConfig {
     pub batch_size: usize,
     /// How often to poll a store that cannot announce new events.
     pub poll_interval: Duration,
+    /// Where this subscriber's checkpoint is kept, when not in the
+    /// application's checkpoint store.
+    pub(crate) checkpoints: OwnCheckpoints,
+}
+
+/// A subscriber's own checkpoint store, if it has one. Two configurations
+/// are equal when they name the same store.
+#[derive(Clone, Default)]
+pub(crate) struct OwnCheckpoints(pub(crate) Option<Arc<dyn CheckpointStore>>);
+
+impl PartialEq for OwnCheckpoints {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for OwnCheckpoints {}
+
+impl std::fmt::Debug for OwnCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "own store"
+        } else {
+            "the application's store"
+        })
+    }
 }
 
 impl Default for SubscriberConfig {
@@ -38,6 +70,7 @@ impl Default for SubscriberConfig {
             on_failure: FailurePolicy::default(),
             batch_size: 512,
             poll_interval: Duration::from_millis(100),
+            checkpoints: OwnCheckpoints::default(),
         }
     }
 }
@@ -52,6 +85,16 @@ impl SubscriberConfig {
     /// from `initial_backoff` doubling up to `max_backoff`, with jitter.
     pub fn retry(mut self, max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
         self.retry = Backoff::new(max_attempts, initial_backoff, max_backoff);
+        self
+    }
+
+    /// Keeps this subscriber's checkpoint in `store` instead of the
+    /// application's checkpoint store: in the database a durable
+    /// projection writes its model to, or beside a saga's state. (A
+    /// `model = memory` projection keeps its checkpoint in memory; giving
+    /// it a store fails `build()`.)
+    pub fn checkpoint_store(mut self, store: impl CheckpointStore) -> Self {
+        self.checkpoints = OwnCheckpoints(Some(Arc::new(store)));
         self
     }
 
