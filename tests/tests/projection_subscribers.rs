@@ -635,25 +635,24 @@ async fn a_durable_model_resumes_from_its_own_checkpoint_store() {
 
 #[tokio::test]
 async fn a_memory_model_with_a_checkpoint_store_of_its_own_is_refused() {
-    let err = Application::builder()
+    let built = Application::builder()
         .projection_with(
             DepositTotal::default(),
             ProjectionConfig::catch_up()
                 .subscriber(SubscriberConfig::new().checkpoint_store(MemoryCheckpointStore::new())),
         )
         .build()
-        .await
-        .err()
-        .expect("refused");
-    match err {
-        interlock::BuildError::InvalidSubscriberConfig {
+        .await;
+    match built {
+        Err(interlock::BuildError::InvalidSubscriberConfig {
             subscriber, setting, ..
-        } => {
+        }) => {
             assert_eq!(
                 (subscriber.as_str(), setting),
                 ("projection:tests.deposit_total", "checkpoint_store")
             );
         }
-        other => panic!("expected InvalidSubscriberConfig, got {other}"),
+        Err(other) => panic!("expected InvalidSubscriberConfig, got {other}"),
+        Ok(_) => panic!("a memory model with a checkpoint store of its own was accepted"),
     }
 }
