@@ -571,3 +571,115 @@ async fn a_command_id_reused_for_a_different_command_is_refused() {
         .expect("replay");
     assert!(again.replayed);
 }
+
+/// An idempotency store whose `complete` is lost, like a process killed
+/// after its command's events were committed and before its outcome was
+/// recorded.
+struct LosesOutcomes(std::sync::Arc<interlock::store::MemoryIdempotencyStore>);
+
+impl interlock::store::IdempotencyStore for LosesOutcomes {
+    fn claim(
+        &self,
+        id: CommandId,
+        now: Timestamp,
+        lease: std::time::Duration,
+    ) -> interlock::store::BoxFuture<'_, Result<interlock::store::Claim, interlock::store::StoreError>> {
+        self.0.claim(id, now, lease)
+    }
+    fn complete(
+        &self,
+        _: interlock::store::IdempotencyRecord,
+    ) -> interlock::store::BoxFuture<'_, Result<(), interlock::store::StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn release(&self, id: CommandId) -> interlock::store::BoxFuture<'_, Result<(), interlock::store::StoreError>> {
+        self.0.release(id)
+    }
+    fn purge_expired(
+        &self,
+        now: Timestamp,
+    ) -> interlock::store::BoxFuture<'_, Result<u64, interlock::store::StoreError>> {
+        self.0.purge_expired(now)
+    }
+}
+
+#[tokio::test]
+async fn a_command_whose_outcome_was_lost_after_its_commit_is_replayed_from_its_events() {
+    use interlock::store::{IdempotencyStore, MemoryIdempotencyStore};
+    let events = std::sync::Arc::new(MemoryEventStore::new());
+    let records = std::sync::Arc::new(MemoryIdempotencyStore::new());
+    let app = |idempotency: Box<dyn Fn() -> LosesOutcomesOrNot>| {
+        let events = events.clone();
+        async move {
+            let builder = bank_builder()
+                .shared_event_store(events)
+                .idempotency_lease(std::time::Duration::from_millis(200));
+            match idempotency() {
+                LosesOutcomesOrNot::Loses(s) => builder.idempotency_store(s),
+                LosesOutcomesOrNot::Keeps(s) => builder.idempotency_store(s),
+            }
+            .build()
+            .await
+            .expect("build")
+        }
+    };
+    let dying = {
+        let records = records.clone();
+        app(Box::new(move || {
+            LosesOutcomesOrNot::Loses(LosesOutcomes(records.clone()))
+        }))
+        .await
+    };
+    let account = open(&dying).await;
+    let id = CommandId::new();
+    let deposit = || Deposit {
+        account,
+        amount: 7,
+        id: Some(id),
+    };
+    dying.dispatch(deposit()).await.expect("committed, outcome lost");
+    dying.shutdown();
+
+    let next = {
+        let records = records.clone();
+        app(Box::new(move || LosesOutcomesOrNot::Keeps(records.clone()))).await
+    };
+    // The dead claim still holds: the committed events are found at once.
+    let replay = next
+        .dispatch_with(deposit(), DispatchOptions::new())
+        .await
+        .expect("replayed while the dead claim holds");
+    assert!(replay.replayed);
+    assert_eq!(replay.version, Version(2));
+    // After the lease the id is reclaimed, and still replayed.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let after_lease = next
+        .dispatch_with(deposit(), DispatchOptions::new())
+        .await
+        .expect("replayed after the lease");
+    assert!(after_lease.replayed);
+    assert_eq!(next.load::<BankAccount>(&account).await.expect("load").state.balance, 7);
+    assert_eq!(next.event_store().head().await.expect("head").get(), 2);
+    // A different command under the id is still refused.
+    assert_reused(
+        next.dispatch(Deposit {
+            account,
+            amount: 8,
+            id: Some(id),
+        })
+        .await,
+        "Deposit",
+    );
+    // And the recovered outcome is recorded now.
+    assert!(matches!(
+        records
+            .claim(id, Timestamp::now(), std::time::Duration::from_secs(1))
+            .await,
+        Ok(interlock::store::Claim::Completed(_))
+    ));
+}
+
+enum LosesOutcomesOrNot {
+    Loses(LosesOutcomes),
+    Keeps(std::sync::Arc<interlock::store::MemoryIdempotencyStore>),
+}

@@ -421,4 +421,14 @@ impl<L> ApplicationBuilder<L> {
         self.parts.settings.idempotency_ttl = ttl;
         self
     }
+
+    /// How long a claim on a command id holds while its command runs
+    /// (default 30 s). A caller with the same id waits for the outcome up
+    /// to this long; a claim whose process died is taken over after it,
+    /// and the command's stream is searched for its committed events
+    /// before it runs again. Longer than the slowest command.
+    pub fn idempotency_lease(mut self, lease: Duration) -> Self {
+        self.parts.settings.idempotency_lease = lease;
+        self
+    }
 }

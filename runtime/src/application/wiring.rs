@@ -41,6 +41,9 @@ fn validate(settings: &Settings) -> Result<(), BuildError> {
     if settings.idempotency_ttl.is_zero() {
         return Err(invalid("idempotency_ttl", "must be longer than zero"));
     }
+    if settings.idempotency_lease.is_zero() {
+        return Err(invalid("idempotency_lease", "must be longer than zero"));
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use super::turns::Turns;
 use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
 use crate::domain::command::{HandledCommand, HandlerError};
+use crate::domain::fingerprint::CommandFingerprint;
 use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version,
 };
@@ -24,6 +25,7 @@ use crate::domain::services::Services;
 use crate::domain::unwind::catch_panic;
 use crate::future::BoxFuture;
 use crate::store::{EventMetadata, ExpectedVersion, IdempotencyStore, NewEvent, StoreError};
+use crate::store::{FINGERPRINT_HEADER, OUTCOME_HEADER};
 
 /// Waits between re-runs after conflicts with other writers: short, since a
 /// re-run reads only the events written since.
@@ -75,19 +77,23 @@ impl Dispatcher {
         match options.command_id.or_else(|| command.command_id()) {
             None => {
                 let id = CommandId(Ulid::from_datetime(SystemTime::now()));
-                self.run(registration, stream, command, id, options).await
+                self.run(registration, stream, command, id, options, None).await
             }
             // Boxed: the idempotent path's future holds a second command
             // loop, which would double the size (and the copies) of every
             // dispatch's future.
             Some(id) => {
                 let identity = Identity::of(&command);
+                let fingerprint = identity.fingerprint();
+                let target = stream.clone();
                 Box::pin(idempotent(
                     self.idempotency.as_ref(),
+                    self.repository.store.as_ref(),
                     &self.settings,
+                    &target,
                     id,
                     identity,
-                    || self.run(registration, stream, command, id, options),
+                    || self.run(registration, stream, command, id, options, Some(fingerprint)),
                 ))
                 .await
             }
@@ -95,7 +101,9 @@ impl Dispatcher {
     }
 
     /// The command loop: load, handle, append; on conflict bring the state
-    /// forward and re-run.
+    /// forward and re-run. With `outcome` (an idempotent command's
+    /// fingerprint), the last event carries the command's output and
+    /// fingerprint, so its outcome survives a crash before it is recorded.
     pub(crate) async fn run<C: HandledCommand>(
         &self,
         registration: &Registration,
@@ -103,6 +111,7 @@ impl Dispatcher {
         command: C,
         command_id: CommandId,
         options: DispatchOptions,
+        outcome: Option<CommandFingerprint>,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let repository = &self.repository;
         let settings = &self.settings;
@@ -158,7 +167,10 @@ impl Dispatcher {
                     attempts: attempt,
                 });
             }
-            let new_events = encode(&decision.events, &metadata, settings.max_event_bytes)?;
+            let mut new_events = encode(&decision.events, &metadata, settings.max_event_bytes)?;
+            if let Some(fingerprint) = outcome {
+                carry_outcome(&mut new_events, &decision.output, fingerprint);
+            }
             let expected = ExpectedVersion::Exact(version);
             let appended = match repository.store.try_append_now(&stream, expected, new_events) {
                 Ok(done) => done,
@@ -216,6 +228,18 @@ impl Dispatcher {
             attempts: settings.max_attempts,
         })
     }
+}
+
+/// Puts an idempotent command's output and fingerprint on its last event.
+/// An output that cannot be encoded is left out (the outcome is then not
+/// recorded either, and the claim stays until its lease ends).
+fn carry_outcome<O: serde::Serialize>(events: &mut [NewEvent], output: &O, fingerprint: CommandFingerprint) {
+    let (Some(last), Ok(json)) = (events.last_mut(), serde_json::to_string(output)) else {
+        return;
+    };
+    let headers = &mut last.metadata.headers;
+    headers.insert(OUTCOME_HEADER.to_owned(), json);
+    headers.insert(FINGERPRINT_HEADER.to_owned(), fingerprint.to_string());
 }
 
 /// Encodes a decision's events for the store, each stamped with the

@@ -15,9 +15,9 @@ use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
 use crate::domain::command::HandledCommand;
 use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
-use crate::domain::ids::AggregateId;
+use crate::domain::ids::{AggregateId, StreamId, Version};
 use crate::domain::ids::{CommandId, Timestamp};
-use crate::store::{Claim, IdempotencyRecord, IdempotencyStore, after};
+use crate::store::{Claim, EventStore, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, OUTCOME_HEADER, after};
 
 /// What a command id stands for: the command, its target and its values.
 pub(crate) struct Identity {
@@ -45,6 +45,11 @@ impl Identity {
         }
     }
 
+    /// The command's fingerprint.
+    pub(crate) fn fingerprint(&self) -> CommandFingerprint {
+        self.fingerprint
+    }
+
     /// Whether `record` is the outcome of this command. A record without a
     /// fingerprint (written before they were kept) is checked by its stream.
     fn recorded_in(&self, record: &IdempotencyRecord) -> bool {
@@ -57,9 +62,18 @@ impl Identity {
 /// outcome; returns the recorded outcome if the id was processed before.
 /// A rejected or failed command releases its claim, so it may be retried
 /// with the same id.
+///
+/// A claim whose earlier holder died (`Claim::Reclaimed`), or one still held
+/// by another caller, may belong to a command whose events are committed
+/// while its outcome is not recorded (the process died in between): the
+/// command's stream is searched for events with its id first, and if they
+/// are there, the outcome they carry is replayed instead of running the
+/// command a second time.
 pub(crate) async fn idempotent<O, E, F, Fut>(
     store: &dyn IdempotencyStore,
+    events: &dyn EventStore,
     settings: &Settings,
+    stream: &StreamId,
     command_id: CommandId,
     identity: Identity,
     run: F,
@@ -80,27 +94,18 @@ where
             .map_err(CommandError::Store)?
         {
             Claim::Claimed => break,
-            Claim::Completed(record) => {
-                if !identity.recorded_in(&record) {
-                    return Err(CommandError::CommandIdReused {
-                        command_id,
-                        command: identity.command,
-                        recorded_stream: record.stream,
-                    });
+            Claim::Reclaimed => {
+                if let Some(record) = committed(events, stream, command_id, settings, &identity).await? {
+                    return replay(store, record, command_id, &identity, true).await;
                 }
-                let output = serde_json::from_slice(&record.output)
-                    .map_err(|source| CommandError::RecordedOutcome { command_id, source })?;
-                return Ok(Dispatched {
-                    output,
-                    command_id,
-                    stream: record.stream,
-                    version: record.version,
-                    positions: Vec::new(),
-                    replayed: true,
-                    attempts: 0,
-                });
+                break;
             }
+            Claim::Completed(record) => return replay(store, record, command_id, &identity, false).await,
             Claim::InProgress => {
+                // Its holder may be gone with the events committed.
+                if let Some(record) = committed(events, stream, command_id, settings, &identity).await? {
+                    return replay(store, record, command_id, &identity, false).await;
+                }
                 if waited_since.elapsed() >= lease {
                     return Err(CommandError::InProgress(command_id));
                 }
@@ -133,4 +138,78 @@ where
         Err(_) => store.release(command_id).await.map_err(CommandError::Store)?,
     }
     result
+}
+
+/// The recorded (or recovered) outcome of `command_id`, as a replay; with
+/// `record`, it is recorded too (it was recovered from the events).
+async fn replay<O: DeserializeOwned, E>(
+    store: &dyn IdempotencyStore,
+    record: IdempotencyRecord,
+    command_id: CommandId,
+    identity: &Identity,
+    record_it: bool,
+) -> Result<Dispatched<O>, CommandError<E>> {
+    if !identity.recorded_in(&record) {
+        return Err(CommandError::CommandIdReused {
+            command_id,
+            command: identity.command,
+            recorded_stream: record.stream,
+        });
+    }
+    let output = serde_json::from_slice(&record.output)
+        .map_err(|source| CommandError::RecordedOutcome { command_id, source })?;
+    let (stream, version) = (record.stream.clone(), record.version);
+    if record_it {
+        store.complete(record).await.map_err(CommandError::Store)?;
+    }
+    Ok(Dispatched {
+        output,
+        command_id,
+        stream,
+        version,
+        positions: Vec::new(),
+        replayed: true,
+        attempts: 0,
+    })
+}
+
+/// The outcome of `command_id` if its events are committed in `stream`:
+/// the version after its last event, and the output and fingerprint its
+/// last event carries (headers [`OUTCOME_HEADER`], [`FINGERPRINT_HEADER`];
+/// `null` when an event written before them carries none).
+async fn committed<E>(
+    events: &dyn EventStore,
+    stream: &StreamId,
+    command_id: CommandId,
+    settings: &Settings,
+    identity: &Identity,
+) -> Result<Option<IdempotencyRecord>, CommandError<E>> {
+    let stored = events
+        .read_stream(stream, Version(1), None)
+        .await
+        .map_err(CommandError::Store)?;
+    let Some(last) = stored.iter().rev().find(|e| e.metadata.command_id == Some(command_id)) else {
+        return Ok(None);
+    };
+    let headers = &last.metadata.headers;
+    let output = headers.get(OUTCOME_HEADER).map_or("null", String::as_str);
+    let fingerprint = match headers.get(FINGERPRINT_HEADER) {
+        Some(hex) => match u64::from_str_radix(hex, 16) {
+            Ok(f) => Some(CommandFingerprint(f)),
+            // Unreadable: treat as another command's, never as ours.
+            Err(_) => Some(CommandFingerprint(!identity.fingerprint.0)),
+        },
+        None => None,
+    };
+    let now = Timestamp::now();
+    tracing::info!(%command_id, %stream, version = %last.version, "outcome recovered from committed events");
+    Ok(Some(IdempotencyRecord {
+        command_id,
+        stream: stream.clone(),
+        version: last.version,
+        output: Bytes::copy_from_slice(output.as_bytes()),
+        recorded_at: now,
+        expires_at: after(now, settings.idempotency_ttl),
+        fingerprint,
+    }))
 }

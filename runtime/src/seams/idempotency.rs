@@ -32,11 +32,27 @@ pub struct IdempotencyRecord {
     pub fingerprint: Option<CommandFingerprint>,
 }
 
+/// The header of the last event of an idempotent command holding its
+/// output (JSON): with it, a command whose process died after its events
+/// were committed but before its outcome was recorded is replayed from its
+/// events, not run twice. Copy it with the events when migrating a store.
+pub const OUTCOME_HEADER: &str = "interlock.outcome";
+
+/// The header beside [`OUTCOME_HEADER`] holding the command's
+/// fingerprint (16 hex digits).
+pub const FINGERPRINT_HEADER: &str = "interlock.fingerprint";
+
 /// The answer to a claim on a command id.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
-    /// The id is new: the caller runs the command, then completes or releases it.
+    /// The id is new (or its record expired): the caller runs the command,
+    /// then completes or releases it.
     Claimed,
+    /// The id is the caller's now, but an earlier claim on it expired
+    /// without an outcome: its holder died, perhaps after the command's
+    /// events were committed. The caller looks for them before running the
+    /// command again.
+    Reclaimed,
     /// The command already ran; here is its outcome.
     Completed(IdempotencyRecord),
     /// Another caller holds an unexpired claim on the id.
@@ -100,14 +116,15 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         let claim = match entries.get(&command_id) {
             Some(Entry::Done(record)) if record.expires_at > now => Claim::Completed(record.clone()),
             Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
-            _ => {
+            earlier => {
+                let abandoned = matches!(earlier, Some(Entry::Claimed { .. }));
                 entries.insert(
                     command_id,
                     Entry::Claimed {
                         until: after(now, lease),
                     },
                 );
-                Claim::Claimed
+                if abandoned { Claim::Reclaimed } else { Claim::Claimed }
             }
         };
         Box::pin(std::future::ready(Ok(claim)))

@@ -26,7 +26,9 @@ pub use self::event_store::{
     RecordedEvent, RewrittenEvent,
 };
 pub(crate) use self::idempotency::after;
-pub use self::idempotency::{Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore};
+pub use self::idempotency::{
+    Claim, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, OUTCOME_HEADER,
+};
 pub use self::saga_state::{MemorySagaStateStore, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline};
 pub use self::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
 pub use self::transport::{Delivery, EventTransport, MemoryTransport, Outbox};

@@ -71,7 +71,11 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
                 // Expired (a dead holder, or an old record): take it over.
                 let params = [Text(&id), Int(until), Int(now.0)];
                 if self.execute(q.idem_reclaim.clone(), &params).await? == 1 {
-                    return Ok(Claim::Claimed);
+                    return Ok(if status == "done" {
+                        Claim::Claimed
+                    } else {
+                        Claim::Reclaimed
+                    });
                 }
             }
             Ok(Claim::InProgress)

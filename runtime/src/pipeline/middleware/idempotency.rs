@@ -68,9 +68,13 @@ where
             };
             request.context.options.command_id = Some(id);
             let identity = Identity::of(&request.command);
+            let registration = dispatcher.registration::<C::Aggregate>()?;
+            let stream = dispatcher.stream_of(registration, request.command.aggregate_id());
             idempotent(
                 dispatcher.idempotency.as_ref(),
+                dispatcher.repository.store.as_ref(),
                 &dispatcher.settings,
+                &stream,
                 id,
                 identity,
                 || inner.call(request),

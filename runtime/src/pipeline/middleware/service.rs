@@ -13,6 +13,7 @@ use crate::domain::ids::{CommandId, StreamId};
 use crate::future::BoxFuture;
 use crate::pipeline::dispatcher::Dispatcher;
 use crate::pipeline::error::CommandError;
+use crate::pipeline::idempotency::Identity;
 use crate::pipeline::options::Dispatched;
 
 /// The stack under the user's layers: idempotency over the command loop.
@@ -63,9 +64,14 @@ impl<C: HandledCommand> Service<CommandRequest<C>> for CommandService<C> {
             let registration = dispatcher.registration::<C::Aggregate>()?;
             let CommandRequest { command, context } = request;
             let stream = StreamId::new(Arc::clone(&registration.shared_name), context.aggregate_id);
-            let command_id = context.options.command_id.unwrap_or_else(CommandId::new);
+            // The idempotency layer below the user's sets the id of every
+            // idempotent command: those carry their outcome on their events.
+            let (command_id, outcome) = match context.options.command_id {
+                Some(id) => (id, Some(Identity::of(&command).fingerprint())),
+                None => (CommandId::new(), None),
+            };
             dispatcher
-                .run(registration, stream, command, command_id, context.options)
+                .run(registration, stream, command, command_id, context.options, outcome)
                 .await
         })
     }
