@@ -389,3 +389,148 @@ pub mod hooked {
         }
     }
 }
+
+pub mod payments {
+    //! An order paid by a saga: `OrderPlaced` starts the saga, which
+    //! charges the card with a command that has no `#[command_id]` of its
+    //! own. The crash tests kill the process at every point of that step
+    //! and check that the card is charged exactly once.
+
+    use interlock::prelude::*;
+
+    /// An order was placed.
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "payments.order_placed")]
+    pub struct OrderPlaced {
+        /// The order.
+        pub order: Ulid,
+        /// The card to charge.
+        pub card: Ulid,
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// A card was charged.
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "payments.card_charged")]
+    pub struct CardCharged {
+        /// The card.
+        pub card: Ulid,
+        /// The order paid.
+        pub order: Ulid,
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// Place an order.
+    #[derive(Command, Clone, Debug)]
+    pub struct PlaceOrder {
+        /// The order.
+        #[aggregate_id]
+        pub order: Ulid,
+        /// The card.
+        pub card: Ulid,
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// Charge a card (no command id: the saga's derived id makes it
+    /// idempotent).
+    #[derive(Command, Clone, Debug)]
+    pub struct ChargeCard {
+        /// The card.
+        #[aggregate_id]
+        pub card: Ulid,
+        /// The order.
+        pub order: Ulid,
+        /// The amount.
+        pub amount: u64,
+    }
+
+    /// An order.
+    #[derive(Default)]
+    pub struct Order {
+        placed: bool,
+    }
+
+    #[aggregate(name = "payments.order")]
+    impl Order {
+        #[handles_command]
+        fn place(&self, c: PlaceOrder) -> Vec<OrderPlaced> {
+            if self.placed {
+                return Vec::new();
+            }
+            vec![OrderPlaced {
+                order: c.order,
+                card: c.card,
+                amount: c.amount,
+            }]
+        }
+
+        #[applies_event]
+        fn placed(&mut self, _: &OrderPlaced) {
+            self.placed = true;
+        }
+    }
+
+    /// A card: what was charged on it.
+    #[derive(Default)]
+    pub struct Card {
+        /// The total charged.
+        pub charged: u64,
+    }
+
+    #[aggregate(name = "payments.card")]
+    impl Card {
+        #[handles_command]
+        fn charge(&self, c: ChargeCard) -> CardCharged {
+            CardCharged {
+                card: c.card,
+                order: c.order,
+                amount: c.amount,
+            }
+        }
+
+        #[applies_event]
+        fn charged(&mut self, e: &CardCharged) {
+            self.charged += e.amount;
+        }
+    }
+
+    /// Pays an order.
+    #[derive(Default, Debug, Serialize, Deserialize, PartialEq)]
+    pub struct Payment {
+        /// Whether the charge went through.
+        pub charged: bool,
+    }
+
+    #[saga(name = "payments.payment")]
+    impl Payment {
+        #[saga_step(start, key = order)]
+        async fn placed(&mut self, e: &OrderPlaced, ctx: &mut SagaContext) -> SagaResult {
+            ctx.dispatch(ChargeCard {
+                card: e.card,
+                order: e.order,
+                amount: e.amount,
+            })
+            .await?;
+            self.charged = true;
+            Ok(())
+        }
+    }
+
+    /// The application of the crash tests, on whatever stores the builder
+    /// is given.
+    pub fn builder() -> interlock::ApplicationBuilder {
+        Application::builder()
+            .aggregate::<Order>()
+            .aggregate::<Card>()
+            .saga_with::<Payment>(interlock::SubscriberConfig::new().retry(
+                50,
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_millis(100),
+            ))
+            .idempotency_lease(std::time::Duration::from_millis(300))
+            .background(false)
+    }
+}
