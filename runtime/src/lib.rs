@@ -195,7 +195,7 @@ pub mod __private {
     };
     pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
     pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
-    pub use crate::processes::saga::{Saga, SagaContext, SagaResult, SagaRoute, StepKind};
+    pub use crate::processes::saga::{DeadlineOf, Saga, SagaContext, SagaResult, SagaRoute, StepKind};
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
 
     /// The key of a saga instance, from the event's key field.

@@ -61,6 +61,11 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             #event_set
             #deadline_set
 
+            #(
+                #[automatically_derived]
+                impl #p::DeadlineOf<#ty> for #deadline_types {}
+            )*
+
             #[automatically_derived]
             impl #p::Saga for #ty {
                 const NAME: &'static str = #name;
@@ -77,7 +82,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 fn step<'a>(
                     &'a mut self,
                     event: #events,
-                    ctx: &'a mut #p::SagaContext,
+                    ctx: &'a mut #p::SagaContext<Self>,
                 ) -> impl #p::Future<Output = #p::SagaResult> + ::core::marker::Send + 'a {
                     async move {
                         match event {
@@ -90,7 +95,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 fn deadline<'a>(
                     &'a mut self,
                     event: #deadlines,
-                    ctx: &'a mut #p::SagaContext,
+                    ctx: &'a mut #p::SagaContext<Self>,
                 ) -> impl #p::Future<Output = #p::Result<bool, #p::HandlerFailure>> + ::core::marker::Send + 'a {
                     async move {
                         match event {

@@ -179,7 +179,7 @@ impl<S: Saga> SagaScenario<S> {
     fn finish(
         mut self,
         state: S,
-        ctx: SagaContext,
+        ctx: SagaContext<S>,
         bus: &RecordingBus,
         result: Result<(), String>,
         end: bool,

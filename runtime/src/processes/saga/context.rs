@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +28,14 @@ pub(crate) struct Cause {
     pub(crate) correlation: Option<CorrelationId>,
 }
 
-/// What a saga step can do besides changing its state: dispatch commands,
-/// schedule deadlines, end the saga.
-pub struct SagaContext {
+/// What a saga step of saga `S` can do besides changing its state:
+/// dispatch commands, schedule deadlines, end the saga.
+///
+/// Inside a `#[saga]` impl block, write `ctx: &mut SagaContext`: the macro
+/// makes it `SagaContext<Self>`, so that scheduling a deadline the saga has
+/// no `#[saga_deadline]` handler for does not compile. A helper function
+/// outside the block names the saga: `ctx: &mut SagaContext<MySaga>`.
+pub struct SagaContext<S: ?Sized = ()> {
     bus: Arc<dyn CommandBus>,
     saga: &'static str,
     key: String,
@@ -40,9 +46,19 @@ pub struct SagaContext {
     pub(crate) cancelled: Vec<Ulid>,
     pub(crate) completed: bool,
     pub(crate) schedule_error: Option<HandlerFailure>,
+    _saga: PhantomData<fn() -> S>,
 }
 
-impl fmt::Debug for SagaContext {
+/// A deadline payload that saga `S` has a `#[saga_deadline]` handler for;
+/// implemented by `#[saga]` for the type of each.
+#[diagnostic::on_unimplemented(
+    message = "saga `{S}` has no `#[saga_deadline]` handler for `{Self}`",
+    label = "this deadline would never be handled",
+    note = "add `#[saga_deadline] async fn name(&mut self, d: &{Self}, ctx: &mut SagaContext) -> SagaResult` to the `#[saga]` impl block of `{S}`"
+)]
+pub trait DeadlineOf<S: ?Sized>: Event {}
+
+impl<S: ?Sized> fmt::Debug for SagaContext<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SagaContext")
             .field("saga", &self.saga)
@@ -53,7 +69,7 @@ impl fmt::Debug for SagaContext {
     }
 }
 
-impl SagaContext {
+impl<S: ?Sized> SagaContext<S> {
     pub(crate) fn new(bus: Arc<dyn CommandBus>, saga: &'static str, key: String, cause: Cause) -> Self {
         Self {
             bus,
@@ -66,6 +82,7 @@ impl SagaContext {
             cancelled: Vec::new(),
             completed: false,
             schedule_error: None,
+            _saga: PhantomData,
         }
     }
 
@@ -141,7 +158,7 @@ impl SagaContext {
 
     /// Schedules `deadline` to fire at `due`: the saga's `#[saga_deadline]`
     /// method for its type runs then, even after a restart. Returns its id.
-    pub fn schedule<D: Event>(&mut self, due: Timestamp, deadline: D) -> Ulid {
+    pub fn schedule<D: DeadlineOf<S>>(&mut self, due: Timestamp, deadline: D) -> Ulid {
         self.schedule_count += 1;
         // Derived like command ids: a step re-run for the same cause
         // schedules the same deadline, not a second one.
@@ -170,7 +187,7 @@ impl SagaContext {
     }
 
     /// Schedules `deadline` to fire after `delay`.
-    pub fn schedule_after<D: Event>(&mut self, delay: Duration, deadline: D) -> Ulid {
+    pub fn schedule_after<D: DeadlineOf<S>>(&mut self, delay: Duration, deadline: D) -> Ulid {
         let due = Timestamp(
             Timestamp::now()
                 .0

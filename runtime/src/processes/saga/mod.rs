@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub(crate) use self::context::Cause;
-pub use self::context::SagaContext;
+pub use self::context::{DeadlineOf, SagaContext};
 use crate::domain::event::EventSet;
 use crate::processes::subscriber::HandlerFailure;
 
@@ -63,7 +63,7 @@ pub trait Saga: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn step<'a>(
         &'a mut self,
         event: Self::Event,
-        ctx: &'a mut SagaContext,
+        ctx: &'a mut SagaContext<Self>,
     ) -> impl Future<Output = SagaResult> + Send + 'a;
 
     /// Runs the deadline handler for `deadline`; returns whether it ends the saga.
@@ -71,6 +71,6 @@ pub trait Saga: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn deadline<'a>(
         &'a mut self,
         deadline: Self::Deadline,
-        ctx: &'a mut SagaContext,
+        ctx: &'a mut SagaContext<Self>,
     ) -> impl Future<Output = Result<bool, HandlerFailure>> + Send + 'a;
 }
