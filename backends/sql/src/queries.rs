@@ -43,6 +43,7 @@ pub(crate) struct Queries {
     pub(crate) saga_delete: SqlStr,
     pub(crate) deadline_insert: SqlStr,
     pub(crate) deadline_cancel: SqlStr,
+    pub(crate) deadline_exists: SqlStr,
     pub(crate) deadline_delete_key: SqlStr,
     pub(crate) deadline_due: SqlStr,
     pub(crate) outbox_insert_range: SqlStr,
@@ -161,6 +162,7 @@ impl Queries {
                 t.deadlines
             )),
             deadline_cancel: q(format!("DELETE FROM {} WHERE id = $1", t.deadlines)),
+            deadline_exists: q(format!("SELECT COUNT(*) FROM {} WHERE id = $1 AND saga = $2", t.deadlines)),
             deadline_delete_key: q(format!("DELETE FROM {} WHERE saga = $1 AND saga_key = $2", t.deadlines)),
             deadline_due: q(format!(
                 "SELECT id, saga, saga_key, due, event_name, schema_version, payload, correlation_id FROM {}

@@ -43,11 +43,12 @@ impl Inner {
                 self.shutdown.subscribe(),
             ));
         }
-        for (poller, poll) in self.deadline_pollers.lock().drain(..) {
+        for (poller, poll, subscriber) in self.deadline_pollers.lock().drain(..) {
             let bus = Arc::clone(&self.dispatcher) as Arc<dyn crate::pipeline::bus::CommandBus>;
             runtime.spawn(poller(
                 bus,
                 Arc::clone(&self.sagas_store),
+                subscriber,
                 poll,
                 self.shutdown.subscribe(),
             ));

@@ -69,6 +69,7 @@ pub(super) type MakeSaga = Box<dyn FnOnce(&SubscriberDeps, Arc<dyn CommandBus>) 
 pub(super) type StartPoller = fn(
     Arc<dyn CommandBus>,
     Arc<dyn SagaStateStore>,
+    Arc<Subscriber>,
     Duration,
     tokio::sync::watch::Receiver<bool>,
 ) -> BoxFuture<'static, ()>;

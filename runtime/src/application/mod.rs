@@ -57,7 +57,7 @@ pub(crate) struct Inner {
     consume_from: Option<(Arc<dyn EventTransport>, String)>,
     projections: HashMap<TypeId, ProjectionEntry>,
     sagas: HashMap<TypeId, Arc<Subscriber>>,
-    deadline_pollers: parking_lot::Mutex<Vec<(StartPoller, Duration)>>,
+    deadline_pollers: parking_lot::Mutex<Vec<(StartPoller, Duration, Arc<Subscriber>)>>,
     interceptors: CommandInterceptors,
     query_interceptors: QueryInterceptors,
     /// The layered service of each command type dispatched so far.
@@ -370,11 +370,19 @@ impl<L> Application<L> {
     ///
     /// # Errors
     ///
-    /// The first deadline handler or store failure; deadlines not fired stay
-    /// scheduled.
+    /// [`SubscriptionError::NotRegistered`] for an unregistered saga; a store
+    /// failure (deadlines not fired stay scheduled). A deadline whose
+    /// handler keeps failing is no error: it is retried under the saga's
+    /// retry policy, then parked as a dead letter of the saga and taken off
+    /// the schedule, and the others still fire.
     pub async fn fire_due_deadlines<S: Saga>(&self) -> Result<usize, SubscriptionError> {
         let bus = Arc::clone(&self.inner.dispatcher) as Arc<dyn CommandBus>;
-        fire_due::<S>(&bus, self.inner.sagas_store.as_ref(), Timestamp::now())
+        let subscriber = self
+            .inner
+            .sagas
+            .get(&TypeId::of::<S>())
+            .ok_or(SubscriptionError::NotRegistered(S::NAME))?;
+        fire_due::<S>(&bus, self.inner.sagas_store.as_ref(), subscriber, Timestamp::now())
             .await
             .map_err(|e| SubscriptionError::Deadline {
                 saga: S::NAME,

@@ -213,8 +213,9 @@ impl<L> ApplicationBuilder<L> {
         let mut sagas = HashMap::new();
         let mut deadline_pollers = Vec::new();
         for pending in parts.sagas {
-            sagas.insert(pending.type_id, (pending.make)(&deps, Arc::clone(&bus)));
-            deadline_pollers.push((pending.deadlines, pending.poll));
+            let subscriber = (pending.make)(&deps, Arc::clone(&bus));
+            deadline_pollers.push((pending.deadlines, pending.poll, Arc::clone(&subscriber)));
+            sagas.insert(pending.type_id, subscriber);
         }
         let relays = parts
             .publish_to

@@ -89,6 +89,12 @@ pub trait SagaStateStore: Send + Sync + 'static {
         now: Timestamp,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>>;
+
+    /// Whether deadline `id` of `saga` is still scheduled (not fired,
+    /// cancelled or deleted with its instance): checked after loading the
+    /// instance, so that of two instances of the application that read the
+    /// same due deadline, only one fires it.
+    fn is_scheduled<'a>(&'a self, saga: &'a str, id: Ulid) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// Saga instances kept in process memory.
@@ -182,6 +188,11 @@ impl SagaStateStore for MemorySagaStateStore {
         due.truncate(limit);
         Box::pin(std::future::ready(Ok(due)))
     }
+
+    fn is_scheduled<'a>(&'a self, saga: &'a str, id: Ulid) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let scheduled = self.inner.lock().deadlines.iter().any(|d| d.id == id && d.saga == saga);
+        Box::pin(std::future::ready(Ok(scheduled)))
+    }
 }
 
 impl<S: SagaStateStore + ?Sized> SagaStateStore for Arc<S> {
@@ -204,5 +215,8 @@ impl<S: SagaStateStore + ?Sized> SagaStateStore for Arc<S> {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>> {
         (**self).due(saga, now, limit)
+    }
+    fn is_scheduled<'a>(&'a self, saga: &'a str, id: Ulid) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).is_scheduled(saga, id)
     }
 }

@@ -131,8 +131,15 @@ pub async fn deadlines<S: SagaStateStore>(store: S) {
         schedule: Vec::new(),
         cancel: vec![early.id],
     };
+    assert!(store.is_scheduled(&s, early.id).await.expect("scheduled"));
     store.apply(&s, "k", Version(1), change).await.expect("save");
-    assert_eq!(store.due(&s, Timestamp(1000), 10).await.expect("due"), vec![late]);
+    assert!(!store.is_scheduled(&s, early.id).await.expect("fired"));
+    assert!(store.is_scheduled(&s, late.id).await.expect("scheduled"));
+    assert!(!store.is_scheduled(&other, late.id).await.expect("another saga's"));
+    assert_eq!(
+        store.due(&s, Timestamp(1000), 10).await.expect("due"),
+        vec![late.clone()]
+    );
     // A failed (conflicting) change cancels nothing.
     let stale = SagaChange::Save {
         state: Bytes::new(),
@@ -152,4 +159,10 @@ pub async fn deadlines<S: SagaStateStore>(store: S) {
         .expect("delete");
     assert_eq!(store.load(&s, "k").await.expect("load"), None);
     assert!(store.due(&s, Timestamp(1000), 10).await.expect("due").is_empty());
+    assert!(
+        !store
+            .is_scheduled(&s, late.id)
+            .await
+            .expect("deleted with the instance")
+    );
 }

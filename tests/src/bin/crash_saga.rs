@@ -148,6 +148,9 @@ impl<S: SagaStateStore> SagaStateStore for Crashing<S> {
     ) -> BoxFuture<'a, Result<Vec<ScheduledDeadline>, StoreError>> {
         self.inner.due(saga, now, limit)
     }
+    fn is_scheduled<'a>(&'a self, saga: &'a str, id: Ulid) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.is_scheduled(saga, id)
+    }
 }
 
 impl<S: CheckpointStore> CheckpointStore for Crashing<S> {

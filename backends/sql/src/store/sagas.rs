@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use interlock::store::{BoxFuture, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline, StoreError};
-use interlock::{CorrelationId, Position, SchemaVersion, Timestamp, Version};
+use interlock::{CorrelationId, Position, SchemaVersion, Timestamp, Ulid, Version};
 
 use super::SqlStore;
 use crate::driver::Param::{Bytes as Blob, Int, OptText, Text};
@@ -125,6 +125,16 @@ impl<D: Driver> SagaStateStore for SqlStore<D> {
             let params = [Text(saga), Int(now.0), Int(i64_of_usize(limit))];
             let rows = self.fetch_all(self.queries().deadline_due.clone(), &params).await?;
             rows.iter().map(deadline::<D>).collect()
+        })
+    }
+
+    fn is_scheduled<'a>(&'a self, saga: &'a str, id: Ulid) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let id = id.to_string();
+            let count = self
+                .fetch_int(self.queries().deadline_exists.clone(), &[Text(&id), Text(saga)])
+                .await?;
+            Ok(count > 0)
         })
     }
 }

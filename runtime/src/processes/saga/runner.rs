@@ -32,6 +32,12 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
     fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>> {
         Box::pin(async move {
             let store = &self.store;
+            // A parked deadline, replayed from the dead letters: fire it.
+            if let Some(deadline) = super::deadlines::unparked(S::NAME, event) {
+                return super::deadlines::fire_one::<S>(&self.bus, store.as_ref(), &deadline, false)
+                    .await
+                    .map(|_| ());
+            }
             loop {
                 let decoded = S::Event::decode(&event.name, event.schema_version, &event.payload)?;
                 let route = S::route(&decoded);

@@ -125,7 +125,8 @@ impl Subscriber {
             let start = progress.checkpoint;
             for event in &batch {
                 if let Err(failure) = self.handle_with_retry(event).await {
-                    self.park(event, &failure).await?;
+                    self.park(event, &failure, self.config.retry.max_attempts.max(1))
+                        .await?;
                     if self.config.on_failure == FailurePolicy::ParkAndStop {
                         let reason = format!(
                             "event `{}` at position {} failed after {} attempts: {}",
@@ -249,12 +250,24 @@ impl Subscriber {
         }
     }
 
-    async fn park(&self, event: &RecordedEvent, failure: &HandlerFailure) -> Result<(), SubscriptionError> {
+    /// The retry policy of the subscriber's handler.
+    pub(crate) fn retry(&self) -> &crate::domain::backoff::Backoff {
+        &self.config.retry
+    }
+
+    /// Parks `event` as a dead letter of this subscriber after `attempts`
+    /// runs that ended in `failure`.
+    pub(crate) async fn park(
+        &self,
+        event: &RecordedEvent,
+        failure: &HandlerFailure,
+        attempts: u32,
+    ) -> Result<(), SubscriptionError> {
         let letter = DeadLetter {
             subscriber: self.name.clone(),
             event: event.clone(),
             error: failure.to_string(),
-            attempts: self.config.retry.max_attempts.max(1),
+            attempts,
             parked_at: Timestamp::now(),
         };
         self.dead_letters.park(letter).await.map_err(|e| self.store_error(e))
@@ -271,7 +284,8 @@ impl Subscriber {
         if self.filter.matches(event)
             && let Err(failure) = self.handle_with_retry(event).await
         {
-            self.park(event, &failure).await?;
+            self.park(event, &failure, self.config.retry.max_attempts.max(1))
+                .await?;
             if self.config.on_failure == FailurePolicy::ParkAndStop {
                 let reason = format!(
                     "event `{}` at position {} failed: {}",
