@@ -210,3 +210,75 @@ async fn a_panicking_command_handler_is_an_error_and_appends_nothing() {
         .expect("touch again");
     assert_eq!(app.load::<Touchy>(&1).await.expect("load").state.n, 2);
 }
+
+/// A counter whose applier panics on the third increment.
+#[derive(Default)]
+struct Brittle {
+    count: u64,
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug)]
+#[event(name = "tests.incremented")]
+struct Incremented;
+
+#[derive(Command, Clone, Debug)]
+struct Increment {
+    #[aggregate_id]
+    id: Ulid,
+}
+
+#[aggregate(name = "tests.brittle")]
+impl Brittle {
+    #[handles_command]
+    fn increment(&self, _: Increment) -> Incremented {
+        Incremented
+    }
+
+    #[applies_event]
+    fn incremented(&mut self, _: &Incremented) {
+        self.count += 1;
+        if self.count == 3 {
+            panic!("three is too many");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_applier_is_a_typed_error_not_a_panic_in_the_caller() {
+    let app = Application::builder()
+        .aggregate::<Brittle>()
+        .build()
+        .await
+        .expect("build");
+    let id = Ulid::new();
+    for _ in 0..2 {
+        app.dispatch(Increment { id }).await.expect("increment");
+    }
+    // The third event is committed; applying it to the cached state panics
+    // after the commit: the command has happened, so it succeeds, and the
+    // half-applied state is not kept.
+    app.dispatch(Increment { id }).await.expect("committed");
+    assert_eq!(app.event_store().head().await.expect("head").get(), 3);
+    // Every later load folds the third event again: a typed error naming it.
+    for attempt in 0..2 {
+        match app.load::<Brittle>(&id).await {
+            Err(interlock::LoadError::ApplierPanicked { version, message, .. }) => {
+                assert_eq!(version, interlock::Version(3));
+                assert!(message.contains("too many"), "{message}");
+            }
+            other => panic!(
+                "attempt {attempt}: expected ApplierPanicked, got {:?}",
+                other.map(|l| l.version)
+            ),
+        }
+    }
+    match app.dispatch(Increment { id }).await {
+        Err(CommandError::Load(interlock::LoadError::ApplierPanicked { .. })) => {}
+        other => panic!("expected a load error, got {other:?}"),
+    }
+    assert_eq!(
+        app.event_store().head().await.expect("head").get(),
+        3,
+        "nothing more appended"
+    );
+}

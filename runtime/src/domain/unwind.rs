@@ -18,6 +18,12 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Runs `f`, turning a panic into `Err(message)`. The caller drops what
+/// `f` was changing (a half-folded state) rather than use it again.
+pub(crate) fn catch_panic_sync<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
+}
+
 /// Runs `future`, turning a panic while it is polled into `Err(message)`.
 /// The future must be `Unpin`: a boxed future, or one pinned on the stack
 /// with `std::pin::pin!` (no allocation), so no pin projection is needed.

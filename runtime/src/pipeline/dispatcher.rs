@@ -22,7 +22,7 @@ use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version,
 };
 use crate::domain::services::Services;
-use crate::domain::unwind::catch_panic;
+use crate::domain::unwind::{catch_panic, catch_panic_sync};
 use crate::future::BoxFuture;
 use crate::store::{EventMetadata, ExpectedVersion, IdempotencyStore, NewEvent, StoreError};
 use crate::store::{FINGERPRINT_HEADER, OUTCOME_HEADER};
@@ -178,13 +178,26 @@ impl Dispatcher {
             };
             match appended {
                 Ok(committed) => {
-                    for event in &decision.events {
-                        state.apply(event);
+                    let applied = catch_panic_sync(|| {
+                        for event in &decision.events {
+                            state.apply(event);
+                        }
+                    });
+                    match applied {
+                        Ok(()) => {
+                            repository
+                                .maybe_snapshot(registration, &stream, &*state, version, committed.version)
+                                .await;
+                            repository.cache.put(stream, state, committed.version);
+                        }
+                        // The events are committed: the command succeeded. The
+                        // half-applied state is dropped, not cached; the next
+                        // load reports the applier's panic as a typed error.
+                        Err(message) => {
+                            tracing::error!(%stream, command = C::NAME, %message, "an event applier panicked after the commit");
+                            repository.cache.invalidate(&stream);
+                        }
                     }
-                    repository
-                        .maybe_snapshot(registration, &stream, &*state, version, committed.version)
-                        .await;
-                    repository.cache.put(stream, state, committed.version);
                     drop(turn);
                     if let Some(last) = committed.positions.last() {
                         for hook in &self.after_commit {

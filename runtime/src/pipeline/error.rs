@@ -30,6 +30,20 @@ pub enum LoadError {
         #[source]
         source: EventDecodeError,
     },
+    /// An `#[applies_event]` method panicked while the state was folded.
+    #[error("the applier of event `{event}` (version {version} of `{aggregate}/{id}`) panicked: {message}")]
+    ApplierPanicked {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+        /// The event's version in the stream.
+        version: Version,
+        /// The stored event name.
+        event: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The stream's versions are not 1, 2, 3 ... as read.
     #[error("stream `{stream}` is corrupt: expected version {expected}, read {found}")]
     Gap {

@@ -13,6 +13,7 @@ use super::options::AsOf;
 use crate::domain::aggregate::{Aggregate, Loaded};
 use crate::domain::event::{EventDecodeError, EventSet};
 use crate::domain::ids::{StreamId, Timestamp, Version};
+use crate::domain::unwind::catch_panic_sync;
 use crate::store::{EventStore, RecordedEvent, Snapshot, SnapshotStore};
 
 /// Where aggregates come from and go back to.
@@ -175,7 +176,19 @@ fn fold<A: Aggregate>(
             });
         }
         match A::Event::decode(&recorded.name, recorded.schema_version, &recorded.payload) {
-            Ok(event) => state.apply(&event),
+            Ok(event) => {
+                // A panicking applier is a typed load failure; the half-folded
+                // state is dropped with the error.
+                if let Err(message) = catch_panic_sync(|| state.apply(&event)) {
+                    return Err(LoadError::ApplierPanicked {
+                        aggregate: A::NAME,
+                        id: stream.aggregate_id().to_owned(),
+                        version: recorded.version,
+                        event: recorded.name.to_string(),
+                        message,
+                    });
+                }
+            }
             Err(EventDecodeError::UnknownEvent { name }) if registration.skip_unknown_events => {
                 tracing::warn!(%stream, version = %recorded.version, event = %name, "skipping unknown event");
             }
