@@ -18,7 +18,8 @@ pub use interlock_core::{
 };
 #[doc(inline)]
 pub use interlock_core::{
-    aggregate, applies_event, handles_command, handles_event, handles_query, projection, saga, saga_deadline, saga_step,
+    aggregate, applies_event, handles_command, handles_event, handles_query, projection, saga, saga_compensation,
+    saga_deadline, saga_step,
 };
 #[doc(inline)]
 pub use interlock_core::{docs, middleware, prelude, scenario, store};

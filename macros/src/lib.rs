@@ -100,6 +100,21 @@ pub fn saga_deadline(args: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
+/// Marks the compensation of a `#[saga]`: run by the runtime when a
+/// command a step dispatched is refused, or a step or deadline keeps
+/// failing; the saga ends after it.
+#[proc_macro_attribute]
+pub fn saga_compensation(args: TokenStream, item: TokenStream) -> TokenStream {
+    util::misplaced(
+        "saga_compensation",
+        "a method inside a `#[saga]` impl block",
+        "#[saga]",
+        args.into(),
+        item.into(),
+    )
+    .into()
+}
+
 /// Marks a command handler inside an `#[aggregate]` impl block.
 #[proc_macro_attribute]
 pub fn handles_command(args: TokenStream, item: TokenStream) -> TokenStream {

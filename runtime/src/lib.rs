@@ -144,6 +144,15 @@ pub use interlock_macros::saga_step;
 #[doc(inline)]
 pub use interlock_macros::saga_deadline;
 
+/// Marks the compensation of a `#[saga]`:
+/// `async fn undo(&mut self, failure: &SagaFailure, ctx: &mut SagaContext) -> SagaResult`.
+/// The runtime runs it when a command a step dispatched is refused by its
+/// aggregate (at once), or when a step or deadline still fails after its
+/// retries; the failure is recorded with the instance first, so a crash in
+/// between still compensates; the saga ends after it.
+#[doc(inline)]
+pub use interlock_macros::saga_compensation;
+
 /// Marks an event applier inside an `#[aggregate]` impl block:
 /// `fn name(&mut self, event: &E)`.
 #[doc(inline)]
@@ -155,13 +164,13 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::scenario::{AggregateScenario, ProjectionScenario, SagaScenario};
     #[doc(no_inline)]
-    pub use crate::store::ExpectedVersion;
+    pub use crate::store::{ExpectedVersion, SagaFailure};
     #[doc(no_inline)]
     pub use crate::{
         Aggregate, Application, ApplicationBuilder, Command, CommandError, CommandId, CorrelationId, Event, EventId,
         EventMeta, HandledCommand, HandledQuery, Position, Projection, Reply, Saga, SagaContext, SagaResult,
         SchemaVersion, StreamId, SubscriberConfig, Timestamp, Version, aggregate, applies_event, handles_command,
-        handles_event, handles_query, projection, saga, saga_deadline, saga_step,
+        handles_event, handles_query, projection, saga, saga_compensation, saga_deadline, saga_step,
     };
     #[doc(no_inline)]
     pub use serde::{Deserialize, Serialize};
@@ -197,6 +206,7 @@ pub mod __private {
     pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
     pub use crate::processes::saga::{DeadlineOf, Saga, SagaContext, SagaResult, SagaRoute, StepKind};
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
+    pub use crate::store::SagaFailure;
 
     /// The key of a saga instance, from the event's key field.
     pub fn saga_key<K: AggregateId + ?Sized>(key: &K) -> ::std::string::String {

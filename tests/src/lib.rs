@@ -410,6 +410,16 @@ pub mod payments {
         pub amount: u64,
     }
 
+    /// An order was cancelled.
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "payments.order_cancelled")]
+    pub struct OrderCancelled {
+        /// The order.
+        pub order: Ulid,
+        /// Why.
+        pub reason: String,
+    }
+
     /// A card was charged.
     #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
     #[event(name = "payments.card_charged")]
@@ -434,6 +444,32 @@ pub mod payments {
         pub amount: u64,
     }
 
+    /// Cancel an order.
+    #[derive(Command, Clone, Debug)]
+    pub struct CancelOrder {
+        /// The order.
+        #[aggregate_id]
+        pub order: Ulid,
+        /// Why.
+        pub reason: String,
+    }
+
+    /// Why a card refuses a charge.
+    #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+    pub enum CardError {
+        /// Above the card's limit.
+        #[error("declined: {amount} is above the limit of {limit}")]
+        Declined {
+            /// The amount asked.
+            amount: u64,
+            /// The limit.
+            limit: u64,
+        },
+    }
+
+    /// The most a card is charged at once.
+    pub const CARD_LIMIT: u64 = 1000;
+
     /// Charge a card (no command id: the saga's derived id makes it
     /// idempotent).
     #[derive(Command, Clone, Debug)]
@@ -455,6 +491,17 @@ pub mod payments {
 
     #[aggregate(name = "payments.order")]
     impl Order {
+        #[handles_command]
+        fn cancel(&self, c: CancelOrder) -> OrderCancelled {
+            OrderCancelled {
+                order: c.order,
+                reason: c.reason,
+            }
+        }
+
+        #[applies_event]
+        fn cancelled(&mut self, _: &OrderCancelled) {}
+
         #[handles_command]
         fn place(&self, c: PlaceOrder) -> Vec<OrderPlaced> {
             if self.placed {
@@ -483,12 +530,18 @@ pub mod payments {
     #[aggregate(name = "payments.card")]
     impl Card {
         #[handles_command]
-        fn charge(&self, c: ChargeCard) -> CardCharged {
-            CardCharged {
+        fn charge(&self, c: ChargeCard) -> Result<CardCharged, CardError> {
+            if c.amount > CARD_LIMIT {
+                return Err(CardError::Declined {
+                    amount: c.amount,
+                    limit: CARD_LIMIT,
+                });
+            }
+            Ok(CardCharged {
                 card: c.card,
                 order: c.order,
                 amount: c.amount,
-            }
+            })
         }
 
         #[applies_event]
@@ -515,6 +568,21 @@ pub mod payments {
             })
             .await?;
             self.charged = true;
+            Ok(())
+        }
+
+        /// A declined charge cancels the order.
+        #[saga_compensation]
+        async fn undo(&mut self, failure: &SagaFailure, ctx: &mut SagaContext) -> SagaResult {
+            let order = ctx
+                .key()
+                .parse::<Ulid>()
+                .map_err(|e| interlock::HandlerFailure::msg(e.to_string()))?;
+            ctx.dispatch(CancelOrder {
+                order,
+                reason: failure.error.clone(),
+            })
+            .await?;
             Ok(())
         }
     }

@@ -22,13 +22,19 @@ const POINTS: &[&str] = &[
     "after-checkpoint",
 ];
 
+/// An amount the card pays, and one it declines (the saga compensates).
+const PAID: u64 = 25;
+const DECLINED: u64 = interlock_tests::payments::CARD_LIMIT + 1;
+
 /// Runs the child; returns whether it exited normally.
-fn child(point: &str, order: Ulid, card: Ulid, backend: &[&str]) -> bool {
+fn child(point: &str, order: Ulid, card: Ulid, amount: u64, backend: &[&str]) -> bool {
     let status = Command::new(env!("CARGO_BIN_EXE_crash_saga"))
         .arg(point)
         .arg(order.to_string())
         .arg(card.to_string())
+        .arg(amount.to_string())
         .args(backend)
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("spawn crash_saga");
     status.success()
@@ -67,11 +73,11 @@ async fn sqlite_a_saga_step_killed_at_any_point_charges_once() {
         let (order, card) = (Ulid::new(), Ulid::new());
         let backend = ["sqlite", path_text.as_str()];
         assert!(
-            !child(point, order, card, &backend),
+            !child(point, order, card, PAID, &backend),
             "{point}: the child was to be killed"
         );
         assert!(
-            child("none", order, card, &backend),
+            child("none", order, card, PAID, &backend),
             "{point}: the second run completes"
         );
         let store = SqliteStore::open(SqliteConfig::file(&path)).await.expect("open");
@@ -89,11 +95,11 @@ async fn postgres_a_saga_step_killed_at_any_point_charges_once() {
         let (order, card) = (Ulid::new(), Ulid::new());
         let backend = ["postgres", url.as_str(), schema.as_str()];
         assert!(
-            !child(point, order, card, &backend),
+            !child(point, order, card, PAID, &backend),
             "{point}: the child was to be killed"
         );
         assert!(
-            child("none", order, card, &backend),
+            child("none", order, card, PAID, &backend),
             "{point}: the second run completes"
         );
         let store = PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str()))
@@ -101,4 +107,99 @@ async fn postgres_a_saga_step_killed_at_any_point_charges_once() {
             .expect("open");
         verify(&store, order, card, point).await;
     }
+}
+
+/// A declined charge: the saga records the failure, then its compensation
+/// cancels the order. Killed right after the failure is recorded, the next
+/// run still compensates, once.
+async fn verify_compensated<S>(store: &S, order: Ulid, card: Ulid)
+where
+    S: EventStore + SagaStateStore + CheckpointStore + DeadLetterStore,
+{
+    let charges = store
+        .read_stream(&StreamId::new("payments.card", card.to_string()), Version(1), None)
+        .await
+        .expect("read card");
+    assert!(charges.is_empty(), "the declined card is not charged");
+    let order_events = store
+        .read_stream(&StreamId::new("payments.order", order.to_string()), Version(1), None)
+        .await
+        .expect("read order");
+    let names: Vec<&str> = order_events.iter().map(|e| e.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        ["payments.order_placed", "payments.order_cancelled"],
+        "cancelled exactly once"
+    );
+    assert!(
+        String::from_utf8_lossy(&order_events[1].payload).contains("declined"),
+        "the cancellation says why"
+    );
+    let instance = SagaStateStore::load(store, "payments.payment", &order.to_string())
+        .await
+        .expect("saga");
+    assert_eq!(instance, None, "the compensated saga ended");
+    let letters = DeadLetterStore::list(store, "saga:payments.payment")
+        .await
+        .expect("letters");
+    assert!(letters.is_empty(), "nothing dead-lettered: {letters:?}");
+    let checkpoint = CheckpointStore::load(store, "saga:payments.payment")
+        .await
+        .expect("checkpoint");
+    assert_eq!(checkpoint, Some(store.head().await.expect("head")));
+}
+
+#[tokio::test]
+async fn sqlite_a_crash_between_the_failure_and_its_compensation_still_compensates_once() {
+    let path = std::env::temp_dir().join(format!("interlock-saga-crash-{}.db", Ulid::new()));
+    let path_text = path.to_string_lossy().into_owned();
+    let (order, card) = (Ulid::new(), Ulid::new());
+    let backend = ["sqlite", path_text.as_str()];
+    assert!(
+        !child("after-failure-recorded", order, card, DECLINED, &backend),
+        "killed"
+    );
+    assert!(
+        child("none", order, card, DECLINED, &backend),
+        "the second run completes"
+    );
+    let store = SqliteStore::open(SqliteConfig::file(&path)).await.expect("open");
+    verify_compensated(&store, order, card).await;
+}
+
+#[tokio::test]
+async fn postgres_a_crash_between_the_failure_and_its_compensation_still_compensates_once() {
+    let Some(url) = interlock_tests::services::postgres_url() else {
+        return;
+    };
+    let schema = format!("saga_comp_{}", Ulid::new().to_string().to_lowercase());
+    let (order, card) = (Ulid::new(), Ulid::new());
+    let backend = ["postgres", url.as_str(), schema.as_str()];
+    assert!(
+        !child("after-failure-recorded", order, card, DECLINED, &backend),
+        "killed"
+    );
+    assert!(
+        child("none", order, card, DECLINED, &backend),
+        "the second run completes"
+    );
+    let store = PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str()))
+        .await
+        .expect("open");
+    verify_compensated(&store, order, card).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_declined_charge_without_a_crash_is_compensated_once() {
+    let path = std::env::temp_dir().join(format!("interlock-saga-crash-{}.db", Ulid::new()));
+    let path_text = path.to_string_lossy().into_owned();
+    let (order, card) = (Ulid::new(), Ulid::new());
+    let backend = ["sqlite", path_text.as_str()];
+    assert!(child("none", order, card, DECLINED, &backend), "completes");
+    assert!(
+        child("none", order, card, DECLINED, &backend),
+        "a second run changes nothing"
+    );
+    let store = SqliteStore::open(SqliteConfig::file(&path)).await.expect("open");
+    verify_compensated(&store, order, card).await;
 }

@@ -142,16 +142,16 @@ impl Queries {
             .replace("recorded_at, error", "parked_at AS recorded_at, error")),
             dlq_remove: q(format!("DELETE FROM {} WHERE subscriber = $1 AND event_id = $2", t.dead_letters)),
             saga_load: q(format!(
-                "SELECT state, version, last_position FROM {} WHERE saga = $1 AND saga_key = $2",
+                "SELECT state, version, last_position, failure FROM {} WHERE saga = $1 AND saga_key = $2",
                 t.sagas
             )),
             saga_create: q(format!(
-                "INSERT INTO {} (saga, saga_key, state, version, last_position) VALUES ($1, $2, $3, 1, $4)
+                "INSERT INTO {} (saga, saga_key, state, version, last_position, failure) VALUES ($1, $2, $3, 1, $4, $5)
                  ON CONFLICT (saga, saga_key) DO NOTHING",
                 t.sagas
             )),
             saga_update: q(format!(
-                "UPDATE {} SET state = $3, version = version + 1, last_position = $4
+                "UPDATE {} SET state = $3, version = version + 1, last_position = $4, failure = $6
                  WHERE saga = $1 AND saga_key = $2 AND version = $5",
                 t.sagas
             )),

@@ -61,7 +61,7 @@ impl Tables {
 }
 
 /// The schema's current version (the last migration).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// The migrations, in order: (version, statements).
 pub(crate) fn migrations(blob: &str, t: &Tables) -> Vec<(i64, Vec<String>)> {
@@ -184,6 +184,12 @@ pub(crate) fn migrations(blob: &str, t: &Tables) -> Vec<(i64, Vec<String>)> {
             // The fingerprint of the command an idempotency record belongs
             // to (16 hex digits; NULL in records written before it).
             vec![format!("ALTER TABLE {idempotency} ADD COLUMN fingerprint TEXT")],
+        ),
+        (
+            4,
+            // A failed saga instance's failure (JSON) until its
+            // compensation has run.
+            vec![format!("ALTER TABLE {sagas} ADD COLUMN failure TEXT")],
         ),
     ]
 }

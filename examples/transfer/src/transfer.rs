@@ -207,60 +207,55 @@ impl MoneyTransfer {
             transfer_id: e.transfer_id,
             amount: e.amount,
         };
-        match ctx.dispatch(debit).await {
-            Ok(()) => {
-                self.debited = true;
-                let timeout = ctx.service::<TransferTimeout>().map_or(DEFAULT_TIMEOUT, |t| t.0);
-                self.timeout = Some(ctx.schedule_after(
-                    timeout,
-                    TransferTimedOut {
-                        transfer_id: e.transfer_id,
-                    },
-                ));
-            }
-            Err(err) if err.domain().is_some() => {
-                let reason = format!("debit refused: {err}");
-                ctx.dispatch(FailTransfer {
-                    transfer_id: e.transfer_id,
-                    reason,
-                })
-                .await?;
-                ctx.complete();
-            }
-            Err(err) => return Err(err.into()),
-        }
+        // A refused debit fails the step: the runtime compensates (below).
+        ctx.dispatch(debit).await?;
+        self.debited = true;
+        let timeout = ctx.service::<TransferTimeout>().map_or(DEFAULT_TIMEOUT, |t| t.0);
+        self.timeout = Some(ctx.schedule_after(
+            timeout,
+            TransferTimedOut {
+                transfer_id: e.transfer_id,
+            },
+        ));
         Ok(())
     }
 
     #[saga_step(key = transfer_id)]
     async fn debited(&mut self, e: &TransferDebited, ctx: &mut SagaContext) -> SagaResult {
-        let (Some(to), Some(from)) = (self.to, self.from) else {
-            return Err(HandlerFailure::msg("transfer state has no accounts"));
+        let Some(to) = self.to else {
+            return Err(HandlerFailure::msg("transfer state has no target account"));
         };
         let credit = CreditFromTransfer {
             account: to,
             transfer_id: e.transfer_id,
             amount: e.amount,
         };
-        match ctx.dispatch(credit).await {
-            Ok(()) => Ok(()),
-            Err(err) if err.domain().is_some() => {
-                // Compensation: give the money back, then fail the transfer.
-                let refund = RefundTransfer {
-                    account: from,
-                    transfer_id: e.transfer_id,
-                    amount: e.amount,
-                };
-                ctx.dispatch(refund).await?;
-                let reason = format!("credit refused: {err}");
-                ctx.dispatch(FailTransfer {
-                    transfer_id: e.transfer_id,
-                    reason,
-                })
-                .await?;
-                ctx.complete();
-                Ok(())
-            }
+        // A refused credit fails the step: the runtime compensates (below).
+        ctx.dispatch(credit).await?;
+        Ok(())
+    }
+
+    /// Run by the runtime when a command above is refused (or a step keeps
+    /// failing): give back what was debited, then fail the transfer. The
+    /// failure is recorded first, so a crash in between still refunds.
+    #[saga_compensation]
+    async fn undo(&mut self, failure: &SagaFailure, ctx: &mut SagaContext) -> SagaResult {
+        let Some(transfer_id) = self.transfer_id else {
+            return Err(HandlerFailure::msg("transfer state has no id"));
+        };
+        if self.debited
+            && let Some(from) = self.from
+        {
+            ctx.dispatch(RefundTransfer {
+                account: from,
+                transfer_id,
+                amount: self.amount,
+            })
+            .await?;
+        }
+        let reason = format!("{}: {}", failure.during, failure.error);
+        match ctx.dispatch(FailTransfer { transfer_id, reason }).await {
+            Ok(()) | Err(interlock::CommandError::Domain(TransferError::NotPending)) => Ok(()),
             Err(err) => Err(err.into()),
         }
     }

@@ -20,6 +20,7 @@ pub(crate) struct SagaInput {
     pub(crate) self_ty: syn::Type,
     pub(crate) steps: Vec<(Method, StepArgs)>,
     pub(crate) deadlines: Vec<(Method, StepArgs)>,
+    pub(crate) compensations: Vec<Method>,
 }
 
 fn parse_step_args(cx: &mut Ctxt, method: &Method) -> StepArgs {
@@ -63,10 +64,18 @@ fn span_of(path: &syn::Path) -> Span {
 impl SagaInput {
     pub(crate) fn from_syn(cx: &mut Ctxt, args: NameArgs, mut item: syn::ItemImpl) -> (Self, syn::ItemImpl) {
         method::check_impl_block(cx, &item, "saga", "a saga");
-        let marked = method::take_marked(cx, &mut item, &["saga_step", "saga_deadline"]);
+        let marked = method::take_marked(cx, &mut item, &["saga_step", "saga_deadline", "saga_compensation"]);
         let mut steps = Vec::new();
         let mut deadlines = Vec::new();
+        let mut compensations = Vec::new();
         for m in marked {
+            if m.role == "saga_compensation" {
+                if !matches!(m.attr.meta, syn::Meta::Path(_)) {
+                    cx.error_spanned(&m.attr, "`#[saga_compensation]` takes no arguments");
+                }
+                compensations.push(m);
+                continue;
+            }
             let step_args = parse_step_args(cx, &m);
             if m.role == "saga_step" {
                 steps.push((m, step_args));
@@ -80,6 +89,7 @@ impl SagaInput {
             self_ty: (*item.self_ty).clone(),
             steps,
             deadlines,
+            compensations,
         };
         (input, item)
     }

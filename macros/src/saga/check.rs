@@ -31,6 +31,8 @@ pub(crate) struct Model {
     pub(crate) name: String,
     pub(crate) steps: Vec<CheckedStep>,
     pub(crate) deadlines: Vec<CheckedStep>,
+    /// The `#[saga_compensation]` method, if any.
+    pub(crate) compensation: Option<CheckedStep>,
 }
 
 pub(crate) fn check(cx: &mut Ctxt, input: &SagaInput) -> Option<Model> {
@@ -103,12 +105,32 @@ pub(crate) fn check(cx: &mut Ctxt, input: &SagaInput) -> Option<Model> {
         seen.insert(text, m.sig.ident.clone());
         deadlines.push(step);
     }
+    let mut compensation = None;
+    for m in &input.compensations {
+        if compensation.is_some() {
+            cx.error_spanned(&m.sig.ident, "a saga has one `#[saga_compensation]` method");
+            continue;
+        }
+        let Some(checked) = check_method(cx, m, input, "compensation", Kind::End, &StepArgs::default()) else {
+            continue;
+        };
+        let is_failure = matches!(&checked.event, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "SagaFailure"));
+        if !is_failure {
+            cx.error_spanned(
+                &checked.event,
+                "the first parameter of a compensation is the failure: `failure: &SagaFailure`",
+            );
+            continue;
+        }
+        compensation = Some(checked);
+    }
     Some(Model {
         krate: input.args.krate.clone(),
         self_ty: input.self_ty.clone(),
         name,
         steps,
         deadlines,
+        compensation,
     })
 }
 

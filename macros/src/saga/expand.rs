@@ -56,6 +56,18 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         quote!(#deadlines::#variant(#event) => #call.map(|()| #ends),)
     });
 
+    let compensates = model.compensation.is_some();
+    let compensation = match &model.compensation {
+        Some(c) => {
+            let method = &c.method;
+            let ctx = c.takes_ctx.then(|| quote!(, ctx));
+            let call = quote!(#ty::#method(self, failure #ctx));
+            let call = if c.is_async { quote!(#call.await) } else { call };
+            let ret = &c.ret;
+            quote_spanned!(ret.span()=> <#ret as #p::IntoSagaResult>::into_saga_result(#call))
+        }
+        None => quote!(#p::Ok(())),
+    };
     quote! {
         const _: () = {
             #event_set
@@ -89,6 +101,17 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                             #(#step_arms)*
                         }
                     }
+                }
+
+                const COMPENSATES: bool = #compensates;
+
+                #[allow(clippy::manual_async_fn, unused_variables)]
+                fn compensate<'a>(
+                    &'a mut self,
+                    failure: &'a #p::SagaFailure,
+                    ctx: &'a mut #p::SagaContext<Self>,
+                ) -> impl #p::Future<Output = #p::SagaResult> + ::core::marker::Send + 'a {
+                    async move { #compensation }
                 }
 
                 #[allow(clippy::manual_async_fn, unused_variables)]

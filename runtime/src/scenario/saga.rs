@@ -17,6 +17,7 @@ use crate::pipeline::bus::{AnyCommand, AnyOutcome, CommandBus, LiveDispatch, NoR
 use crate::pipeline::error::CommandError;
 use crate::pipeline::options::DispatchOptions;
 use crate::processes::saga::{Cause, Saga, SagaContext, StepKind};
+use crate::store::SagaFailure;
 use crate::store::ScheduledDeadline;
 
 /// A test of one saga: events in, commands and deadlines out, no runtime.
@@ -143,6 +144,27 @@ impl<S: Saga> SagaScenario<S> {
             };
         };
         let result = super::block_on(state.step(decoded, &mut ctx)).map_err(|e| e.to_string());
+        // As the runtime does: a refused command makes a saga with a
+        // `#[saga_compensation]` compensate at once, then end.
+        if let Err(error) = &result
+            && S::COMPENSATES
+            && ctx.refused.is_some()
+        {
+            let failure = SagaFailure {
+                during: E::NAME.to_owned(),
+                error: error.clone(),
+                refused: true,
+                cause: cause.causation,
+                correlation_id: None,
+            };
+            let cause = Cause {
+                id: Ulid::new(),
+                ..cause
+            };
+            let mut undo = SagaContext::new(bus.clone(), S::NAME, route.key.clone(), cause);
+            let compensated = super::block_on(state.compensate(&failure, &mut undo)).map_err(|e| e.to_string());
+            return self.finish(state, undo, &bus, compensated, true);
+        }
         let end = route.kind == StepKind::End || ctx.completed;
         self.finish(state, ctx, &bus, result, end)
     }

@@ -29,7 +29,9 @@ pub(crate) use self::idempotency::after;
 pub use self::idempotency::{
     Claim, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, OUTCOME_HEADER,
 };
-pub use self::saga_state::{MemorySagaStateStore, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline};
+pub use self::saga_state::{
+    MemorySagaStateStore, SagaChange, SagaFailure, SagaInstance, SagaStateStore, ScheduledDeadline,
+};
 pub use self::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
 pub use self::transport::{Delivery, EventTransport, MemoryTransport, Outbox};
 pub use crate::future::BoxFuture;

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use ulid::Ulid;
 
 use super::StoreError;
-use crate::domain::ids::{CorrelationId, Position, SchemaVersion, Timestamp, Version};
+use crate::domain::ids::{CausationId, CorrelationId, Position, SchemaVersion, Timestamp, Version};
 use crate::future::BoxFuture;
 
 /// A deadline scheduled by a saga.
@@ -33,6 +33,25 @@ pub struct ScheduledDeadline {
     pub correlation_id: Option<CorrelationId>,
 }
 
+/// Why a saga instance failed, recorded with it until its compensation has
+/// run: a step whose dispatched command was refused, or a step or deadline
+/// that kept failing after its retries.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SagaFailure {
+    /// The name of the event (or deadline) whose handler failed.
+    pub during: String,
+    /// What went wrong.
+    pub error: String,
+    /// Whether a command the handler dispatched was refused by its
+    /// aggregate (a domain rejection, compensated at once) rather than the
+    /// handler failing after its retries.
+    pub refused: bool,
+    /// The event or deadline that caused the failing handler to run.
+    pub cause: CausationId,
+    /// The correlation id flowing through it.
+    pub correlation_id: Option<CorrelationId>,
+}
+
 /// A saga instance's persisted state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SagaInstance {
@@ -43,10 +62,16 @@ pub struct SagaInstance {
     /// The global position of the last event a step handled, so a
     /// re-delivered event is not applied twice.
     pub last_position: Position,
+    /// Set when the instance failed and its compensation has not run yet:
+    /// the runtime runs it (again, after a crash) before anything else.
+    pub failure: Option<SagaFailure>,
 }
 
 /// One atomic change of a saga instance.
 #[derive(Clone, Debug, PartialEq)]
+// One change per saga step, moved once into the store: its size is not worth
+// a box.
+#[allow(clippy::large_enum_variant)]
 pub enum SagaChange {
     /// Store the new state, schedule and cancel deadlines.
     Save {
@@ -58,6 +83,8 @@ pub enum SagaChange {
         schedule: Vec<ScheduledDeadline>,
         /// Deadlines to remove (the one that fired, cancelled ones).
         cancel: Vec<Ulid>,
+        /// The failure awaiting compensation (see [`SagaInstance::failure`]).
+        failure: Option<SagaFailure>,
     },
     /// Delete the instance and all its deadlines.
     Delete,
@@ -147,6 +174,7 @@ impl SagaStateStore for MemorySagaStateStore {
                     last_position,
                     schedule,
                     cancel,
+                    failure,
                 } => {
                     let version = actual.next();
                     inner.instances.insert(
@@ -155,6 +183,7 @@ impl SagaStateStore for MemorySagaStateStore {
                             state,
                             version,
                             last_position,
+                            failure,
                         },
                     );
                     inner.deadlines.retain(|d| !cancel.contains(&d.id));

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ulid::Ulid;
 
-use crate::domain::ids::{Position, SchemaVersion, Timestamp, Version};
+use crate::domain::ids::{CausationId, Position, SchemaVersion, Timestamp, Version};
 use crate::store::StoreError;
-use crate::store::{SagaChange, SagaStateStore, ScheduledDeadline};
+use crate::store::{SagaChange, SagaFailure, SagaStateStore, ScheduledDeadline};
 
 fn saga() -> String {
     format!("conf.saga_{}", Ulid::new())
@@ -19,6 +19,7 @@ fn save(state: &'static str, position: u64) -> SagaChange {
         last_position: Position(position),
         schedule: Vec::new(),
         cancel: Vec::new(),
+        failure: None,
     }
 }
 
@@ -56,7 +57,36 @@ pub async fn create_save_load<S: SagaStateStore>(store: S) {
     let instance = store.load(&s, "k").await.expect("load").expect("instance");
     assert_eq!(instance.state, Bytes::from_static(br#"{"a":2}"#));
     assert_eq!((instance.version, instance.last_position), (Version(2), Position(9)));
+    assert_eq!(instance.failure, None);
     assert_eq!(store.load(&s, "other").await.expect("load"), None);
+
+    // A failure recorded for compensation is kept whole, and cleared by
+    // the next save without one.
+    let failure = SagaFailure {
+        during: "conf.step".into(),
+        error: "refused: \"insufficient funds\"".into(),
+        refused: true,
+        cause: CausationId::Event(crate::domain::ids::EventId::new()),
+        correlation_id: Some(crate::domain::ids::CorrelationId::new()),
+    };
+    let failed = SagaChange::Save {
+        state: Bytes::from_static(br#"{"a":3}"#),
+        last_position: Position(9),
+        schedule: Vec::new(),
+        cancel: Vec::new(),
+        failure: Some(failure.clone()),
+    };
+    store
+        .apply(&s, "k", Version(2), failed)
+        .await
+        .expect("record the failure");
+    let instance = store.load(&s, "k").await.expect("load").expect("instance");
+    assert_eq!(instance.failure, Some(failure));
+    store.apply(&s, "k", Version(3), save("{}", 9)).await.expect("save");
+    assert_eq!(
+        store.load(&s, "k").await.expect("load").expect("instance").failure,
+        None
+    );
 }
 
 /// A stale expected version is a conflict and changes nothing.
@@ -101,6 +131,7 @@ pub async fn deadlines<S: SagaStateStore>(store: S) {
         last_position: Position(1),
         schedule: vec![late.clone(), early.clone()],
         cancel: Vec::new(),
+        failure: None,
     };
     store.apply(&s, "k", Version(0), change).await.expect("create");
     let change = SagaChange::Save {
@@ -108,6 +139,7 @@ pub async fn deadlines<S: SagaStateStore>(store: S) {
         last_position: Position(1),
         schedule: vec![foreign.clone()],
         cancel: Vec::new(),
+        failure: None,
     };
     store.apply(&other, "k", Version(0), change).await.expect("create");
     assert!(store.due(&s, Timestamp(99), 10).await.expect("due").is_empty());
@@ -130,6 +162,7 @@ pub async fn deadlines<S: SagaStateStore>(store: S) {
         last_position: Position(1),
         schedule: Vec::new(),
         cancel: vec![early.id],
+        failure: None,
     };
     assert!(store.is_scheduled(&s, early.id).await.expect("scheduled"));
     store.apply(&s, "k", Version(1), change).await.expect("save");
@@ -146,6 +179,7 @@ pub async fn deadlines<S: SagaStateStore>(store: S) {
         last_position: Position(1),
         schedule: Vec::new(),
         cancel: vec![foreign.id],
+        failure: None,
     };
     assert!(store.apply(&other, "k", Version(7), stale).await.is_err());
     assert_eq!(

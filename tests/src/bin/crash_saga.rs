@@ -2,10 +2,12 @@
 //! runs the payment saga, killing itself with SIGKILL at the crash point
 //! it is given; `none` runs to the end and prints `done`.
 //!
-//! `crash_saga <point> <order> <card> sqlite <path>` or
-//! `crash_saga <point> <order> <card> postgres <url> <schema>`.
+//! `crash_saga <point> <order> <card> <amount> sqlite <path>` or
+//! `crash_saga <point> <order> <card> <amount> postgres <url> <schema>`.
 //! Points: `before-charge`, `after-charge`, `after-outcome`,
-//! `after-saga-state`, `after-checkpoint`, `none`.
+//! `after-saga-state`, `after-checkpoint`, `after-failure-recorded` (an
+//! amount above the card's limit is declined and the order cancelled by
+//! the saga's compensation), `none`.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ enum Point {
     AfterOutcome,
     AfterSagaState,
     AfterCheckpoint,
+    AfterFailureRecorded,
     None,
 }
 
@@ -135,8 +138,13 @@ impl<S: SagaStateStore> SagaStateStore for Crashing<S> {
         change: SagaChange,
     ) -> BoxFuture<'a, Result<Version, StoreError>> {
         Box::pin(async move {
+            let records_failure = matches!(&change, SagaChange::Save { failure: Some(_), .. });
             let version = self.inner.apply(saga, key, expected, change).await?;
-            self.at(Point::AfterSagaState);
+            if records_failure {
+                self.at(Point::AfterFailureRecorded);
+            } else {
+                self.at(Point::AfterSagaState);
+            }
             Ok(version)
         })
     }
@@ -168,7 +176,7 @@ impl<S: CheckpointStore> CheckpointStore for Crashing<S> {
     }
 }
 
-async fn run<S>(store: S, point: Point, order: Ulid, card: Ulid) -> Result<(), Box<dyn std::error::Error>>
+async fn run<S>(store: S, point: Point, order: Ulid, card: Ulid, amount: u64) -> Result<(), Box<dyn std::error::Error>>
 where
     S: EventStore + IdempotencyStore + SagaStateStore + CheckpointStore + DeadLetterStore + Clone,
 {
@@ -185,12 +193,7 @@ where
         .build()
         .await?;
     // Placing the order again changes nothing (the handler emits nothing).
-    app.dispatch(PlaceOrder {
-        order,
-        card,
-        amount: 25,
-    })
-    .await?;
+    app.dispatch(PlaceOrder { order, card, amount }).await?;
     app.saga_handle::<payments::Payment>()?.catch_up().await?;
     println!("done");
     Ok(())
@@ -205,6 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("after-outcome") => Point::AfterOutcome,
         Some("after-saga-state") => Point::AfterSagaState,
         Some("after-checkpoint") => Point::AfterCheckpoint,
+        Some("after-failure-recorded") => Point::AfterFailureRecorded,
         Some("none") => Point::None,
         other => return Err(format!("unknown crash point {other:?}").into()),
     };
@@ -212,15 +216,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(args.get(i).ok_or("missing id")?.parse::<Ulid>()?)
     };
     let (order, card) = (id(1)?, id(2)?);
-    match args.get(3).map(String::as_str) {
+    let amount: u64 = args.get(3).ok_or("missing amount")?.parse()?;
+    match args.get(4).map(String::as_str) {
         Some("sqlite") => {
-            let path = args.get(4).ok_or("missing path")?;
-            run(SqliteStore::open(SqliteConfig::file(path)).await?, point, order, card).await
+            let path = args.get(5).ok_or("missing path")?;
+            run(
+                SqliteStore::open(SqliteConfig::file(path)).await?,
+                point,
+                order,
+                card,
+                amount,
+            )
+            .await
         }
         Some("postgres") => {
-            let (url, schema) = (args.get(4).ok_or("missing url")?, args.get(5).ok_or("missing schema")?);
+            let (url, schema) = (args.get(5).ok_or("missing url")?, args.get(6).ok_or("missing schema")?);
             let config = PostgresConfig::new(url.as_str()).schema(schema.as_str());
-            run(PostgresStore::open(config).await?, point, order, card).await
+            run(PostgresStore::open(config).await?, point, order, card, amount).await
         }
         other => Err(format!("unknown backend {other:?}").into()),
     }

@@ -2,7 +2,9 @@
 //! deadlines scheduled with it, changed together in one transaction.
 
 use bytes::Bytes;
-use interlock::store::{BoxFuture, SagaChange, SagaInstance, SagaStateStore, ScheduledDeadline, StoreError};
+use interlock::store::{
+    BoxFuture, SagaChange, SagaFailure, SagaInstance, SagaStateStore, ScheduledDeadline, StoreError,
+};
 use interlock::{CorrelationId, Position, SchemaVersion, Timestamp, Ulid, Version};
 
 use super::SqlStore;
@@ -20,10 +22,21 @@ impl<D: Driver> SagaStateStore for SqlStore<D> {
             let version = row.int(1).map_err(Self::error)?;
             let last_position = row.int(2).map_err(Self::error)?;
             let location = || format!("saga `{saga}` instance `{key}`");
+            let failure = match row.opt_text(3).map_err(Self::error)? {
+                None => None,
+                Some(json) => Some(
+                    serde_json::from_str::<SagaFailure>(&json).map_err(|e| StoreError::Corrupt {
+                        backend: D::NAME,
+                        location: location(),
+                        reason: format!("the recorded failure is not readable: {e}"),
+                    })?,
+                ),
+            };
             Ok(Some(SagaInstance {
                 state: Bytes::from(row.bytes(0).map_err(Self::error)?),
                 version: Version(stored(D::NAME, location, "version", version)?),
                 last_position: Position(stored(D::NAME, location, "last position", last_position)?),
+                failure,
             }))
         })
     }
@@ -38,78 +51,88 @@ impl<D: Driver> SagaStateStore for SqlStore<D> {
         Box::pin(async move {
             let q = self.queries();
             let mut tx = self.begin_write().await.map_err(Self::error)?;
-            let new_version = match change {
-                SagaChange::Save {
-                    state,
-                    last_position,
-                    schedule,
-                    cancel,
-                } => {
-                    let changed = if expected == Version::INITIAL {
-                        let params = [
-                            Text(saga),
-                            Text(key),
-                            Blob(state.as_ref()),
-                            Int(i64_of(last_position.0)),
-                        ];
-                        D::execute(&mut tx, q.saga_create.clone(), &params).await
-                    } else {
-                        let params = [
-                            Text(saga),
-                            Text(key),
-                            Blob(state.as_ref()),
-                            Int(i64_of(last_position.0)),
-                            Int(i64_of(expected.0)),
-                        ];
-                        D::execute(&mut tx, q.saga_update.clone(), &params).await
-                    }
-                    .map_err(Self::error)?;
-                    if changed != 1 {
-                        drop(tx);
-                        return Err(self.saga_conflict(saga, key, expected).await);
-                    }
-                    for id in cancel {
-                        let id = id.to_string();
-                        D::execute(&mut tx, q.deadline_cancel.clone(), &[Text(&id)])
-                            .await
-                            .map_err(Self::error)?;
-                    }
-                    for d in schedule {
-                        let id = d.id.to_string();
-                        let correlation = d.correlation_id.map(|c| c.to_string());
-                        let params = [
-                            Text(&id),
-                            Text(&d.saga),
-                            Text(&d.key),
-                            Int(d.due.0),
-                            Text(&d.name),
-                            Int(i64::from(d.schema_version.0)),
-                            Blob(d.payload.as_ref()),
-                            OptText(correlation.as_deref()),
-                        ];
-                        D::execute(&mut tx, q.deadline_insert.clone(), &params)
-                            .await
-                            .map_err(Self::error)?;
-                    }
-                    expected.next()
-                }
-                SagaChange::Delete => {
-                    if expected != Version::INITIAL {
-                        let params = [Text(saga), Text(key), Int(i64_of(expected.0))];
-                        let deleted = D::execute(&mut tx, q.saga_delete.clone(), &params)
-                            .await
-                            .map_err(Self::error)?;
-                        if deleted != 1 {
+            let new_version =
+                match change {
+                    SagaChange::Save {
+                        state,
+                        last_position,
+                        schedule,
+                        cancel,
+                        failure,
+                    } => {
+                        let failure = failure.map(|f| serde_json::to_string(&f)).transpose().map_err(|e| {
+                            StoreError::Backend {
+                                backend: D::NAME,
+                                source: Box::new(e),
+                            }
+                        })?;
+                        let changed = if expected == Version::INITIAL {
+                            let params = [
+                                Text(saga),
+                                Text(key),
+                                Blob(state.as_ref()),
+                                Int(i64_of(last_position.0)),
+                                OptText(failure.as_deref()),
+                            ];
+                            D::execute(&mut tx, q.saga_create.clone(), &params).await
+                        } else {
+                            let params = [
+                                Text(saga),
+                                Text(key),
+                                Blob(state.as_ref()),
+                                Int(i64_of(last_position.0)),
+                                Int(i64_of(expected.0)),
+                                OptText(failure.as_deref()),
+                            ];
+                            D::execute(&mut tx, q.saga_update.clone(), &params).await
+                        }
+                        .map_err(Self::error)?;
+                        if changed != 1 {
                             drop(tx);
                             return Err(self.saga_conflict(saga, key, expected).await);
                         }
+                        for id in cancel {
+                            let id = id.to_string();
+                            D::execute(&mut tx, q.deadline_cancel.clone(), &[Text(&id)])
+                                .await
+                                .map_err(Self::error)?;
+                        }
+                        for d in schedule {
+                            let id = d.id.to_string();
+                            let correlation = d.correlation_id.map(|c| c.to_string());
+                            let params = [
+                                Text(&id),
+                                Text(&d.saga),
+                                Text(&d.key),
+                                Int(d.due.0),
+                                Text(&d.name),
+                                Int(i64::from(d.schema_version.0)),
+                                Blob(d.payload.as_ref()),
+                                OptText(correlation.as_deref()),
+                            ];
+                            D::execute(&mut tx, q.deadline_insert.clone(), &params)
+                                .await
+                                .map_err(Self::error)?;
+                        }
+                        expected.next()
                     }
-                    D::execute(&mut tx, q.deadline_delete_key.clone(), &[Text(saga), Text(key)])
-                        .await
-                        .map_err(Self::error)?;
-                    Version::INITIAL
-                }
-            };
+                    SagaChange::Delete => {
+                        if expected != Version::INITIAL {
+                            let params = [Text(saga), Text(key), Int(i64_of(expected.0))];
+                            let deleted = D::execute(&mut tx, q.saga_delete.clone(), &params)
+                                .await
+                                .map_err(Self::error)?;
+                            if deleted != 1 {
+                                drop(tx);
+                                return Err(self.saga_conflict(saga, key, expected).await);
+                            }
+                        }
+                        D::execute(&mut tx, q.deadline_delete_key.clone(), &[Text(saga), Text(key)])
+                            .await
+                            .map_err(Self::error)?;
+                        Version::INITIAL
+                    }
+                };
             tx.commit().await.map_err(Self::error)?;
             Ok(new_version)
         })

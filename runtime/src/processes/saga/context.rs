@@ -46,6 +46,9 @@ pub struct SagaContext<S: ?Sized = ()> {
     pub(crate) cancelled: Vec<Ulid>,
     pub(crate) completed: bool,
     pub(crate) schedule_error: Option<HandlerFailure>,
+    /// The first command of the step its aggregate refused: the step's
+    /// failure is then permanent (compensated at once, not retried).
+    pub(crate) refused: Option<&'static str>,
     _saga: PhantomData<fn() -> S>,
 }
 
@@ -82,6 +85,7 @@ impl<S: ?Sized> SagaContext<S> {
             cancelled: Vec::new(),
             completed: false,
             schedule_error: None,
+            refused: None,
             _saga: PhantomData,
         }
     }
@@ -132,7 +136,12 @@ impl<S: ?Sized> SagaContext<S> {
             .send(Box::new(command), C::NAME, options, live_dispatch::<C> as LiveDispatch)
             .await;
         match outcome.downcast::<Result<C::Output, CommandError<C::Error>>>() {
-            Ok(result) => *result,
+            Ok(result) => {
+                if matches!(*result, Err(CommandError::Domain(_))) {
+                    self.refused.get_or_insert(C::NAME);
+                }
+                *result
+            }
             // A recording bus with no response for this command: commands
             // whose output is `()` succeed by default.
             Err(other) if other.is::<NoResponse>() => {

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::compensation::{compensate, fail_and_compensate};
 use super::{Cause, Saga, SagaContext};
 use crate::domain::event::EventSet;
 use crate::domain::ids::{CausationId, EventId, Position, StreamId, Timestamp, Version};
@@ -23,7 +24,9 @@ use crate::domain::unwind::catch_panic;
 use crate::future::BoxFuture;
 use crate::pipeline::bus::CommandBus;
 use crate::processes::subscriber::{HandlerFailure, Subscriber};
-use crate::store::{EventMetadata, RecordedEvent, SagaChange, SagaStateStore, ScheduledDeadline, StoreError};
+use crate::store::{
+    EventMetadata, RecordedEvent, SagaChange, SagaFailure, SagaStateStore, ScheduledDeadline, StoreError,
+};
 
 /// The aggregate type of the stream a parked deadline is filed under; its
 /// id is `<saga>/<key>`.
@@ -50,6 +53,19 @@ pub(crate) async fn fire_due<S: Saga>(
         match fire_with_retry::<S>(bus, store, subscriber, &deadline).await {
             Ok(true) => fired += 1,
             Ok(false) => {}
+            Err((failure, _)) if S::COMPENSATES => {
+                let failure = SagaFailure {
+                    during: deadline.name.clone(),
+                    error: failure.to_string(),
+                    refused: false,
+                    cause: CausationId::Deadline(deadline.id),
+                    correlation_id: deadline.correlation_id,
+                };
+                if let Err(e) = fail_and_compensate::<S>(bus, store, &deadline.key, failure, None).await {
+                    // The failure is recorded: the next poll compensates again.
+                    tracing::error!(saga = S::NAME, key = %deadline.key, error = %e, "compensation failed");
+                }
+            }
             Err((failure, attempts)) => {
                 tracing::error!(
                     saga = S::NAME,
@@ -113,6 +129,13 @@ pub(crate) async fn fire_one<S: Saga>(
         if scheduled && !store.is_scheduled(S::NAME, deadline.id).await? {
             return Ok(false);
         }
+        // A failed instance is compensated, not moved on.
+        if S::COMPENSATES
+            && let Some(failure) = &instance.failure
+        {
+            compensate::<S>(bus, store, &deadline.key, failure).await?;
+            return Ok(false);
+        }
         let mut state = serde_json::from_slice::<S>(&instance.state)?;
         let decoded = S::Deadline::decode(&deadline.name, deadline.schema_version, &deadline.payload)?;
         let cause = Cause {
@@ -137,6 +160,7 @@ pub(crate) async fn fire_one<S: Saga>(
                 last_position: instance.last_position,
                 schedule: std::mem::take(&mut ctx.scheduled),
                 cancel,
+                failure: None,
             }
         };
         match store.apply(S::NAME, &deadline.key, instance.version, change).await {
@@ -158,6 +182,7 @@ async fn unschedule<S: Saga>(store: &dyn SagaStateStore, deadline: &ScheduledDea
             last_position: instance.last_position,
             schedule: Vec::new(),
             cancel: vec![deadline.id],
+            failure: instance.failure.clone(),
         };
         match store.apply(S::NAME, &deadline.key, instance.version, change).await {
             Ok(_) => return Ok(()),

@@ -1,6 +1,7 @@
 //! Sagas: long-running processes that react to events, keep state per key,
 //! dispatch commands (through the command bus) and schedule deadlines.
 
+pub(crate) mod compensation;
 mod context;
 pub(crate) mod deadlines;
 pub(crate) mod runner;
@@ -63,6 +64,19 @@ pub trait Saga: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     fn step<'a>(
         &'a mut self,
         event: Self::Event,
+        ctx: &'a mut SagaContext<Self>,
+    ) -> impl Future<Output = SagaResult> + Send + 'a;
+
+    /// Whether the saga has a `#[saga_compensation]` method.
+    #[doc(hidden)]
+    const COMPENSATES: bool;
+
+    /// Runs the compensation of a failed instance (nothing without a
+    /// `#[saga_compensation]` method).
+    #[doc(hidden)]
+    fn compensate<'a>(
+        &'a mut self,
+        failure: &'a crate::store::SagaFailure,
         ctx: &'a mut SagaContext<Self>,
     ) -> impl Future<Output = SagaResult> + Send + 'a;
 

@@ -3,13 +3,14 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use super::compensation::{compensate, fail_and_compensate};
 use super::{Cause, Saga, SagaContext, StepKind};
 use crate::domain::event::EventSet;
 use crate::domain::ids::{CausationId, Version};
 use crate::future::BoxFuture;
 use crate::pipeline::bus::CommandBus;
 use crate::processes::subscriber::{ErasedHandler, HandlerFailure};
-use crate::store::{RecordedEvent, SagaChange, SagaStateStore, StoreError};
+use crate::store::{RecordedEvent, SagaChange, SagaFailure, SagaStateStore, StoreError};
 
 /// Runs the steps of saga `S` on the events of the log.
 pub(crate) struct SagaHandler<S> {
@@ -43,6 +44,12 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                 let route = S::route(&decoded);
                 let instance = store.load(S::NAME, &route.key).await?;
                 let (mut state, expected) = match (instance, route.kind) {
+                    // A failure recorded, its compensation not run (a crash
+                    // in between): run it now.
+                    (Some(instance), _) if S::COMPENSATES && instance.failure.is_some() => {
+                        let failure = instance.failure.unwrap_or_else(|| unreachable!("checked"));
+                        return compensate::<S>(&self.bus, store.as_ref(), &route.key, &failure).await;
+                    }
                     (Some(instance), _) => {
                         if instance.last_position >= event.position {
                             return Ok(()); // a re-delivered event: already handled
@@ -58,7 +65,21 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                     correlation: event.metadata.correlation_id,
                 };
                 let mut ctx = SagaContext::new(Arc::clone(&self.bus), S::NAME, route.key.clone(), cause);
-                state.step(decoded, &mut ctx).await?;
+                if let Err(failure) = state.step(decoded, &mut ctx).await {
+                    // A refused command will be refused again: compensate now.
+                    if S::COMPENSATES && ctx.refused.is_some() {
+                        let failure = SagaFailure {
+                            during: event.name.to_string(),
+                            error: failure.to_string(),
+                            refused: true,
+                            cause: cause.causation,
+                            correlation_id: cause.correlation,
+                        };
+                        let state = Some(serde_json::to_vec(&state)?.into());
+                        return fail_and_compensate::<S>(&self.bus, store.as_ref(), &route.key, failure, state).await;
+                    }
+                    return Err(failure);
+                }
                 if let Some(e) = ctx.schedule_error.take() {
                     return Err(e);
                 }
@@ -70,6 +91,7 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                         last_position: event.position,
                         schedule: std::mem::take(&mut ctx.scheduled),
                         cancel: std::mem::take(&mut ctx.cancelled),
+                        failure: None,
                     }
                 };
                 match store.apply(S::NAME, &route.key, expected, change).await {
@@ -80,6 +102,30 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                     Err(e) => return Err(e.into()),
                 }
             }
+        })
+    }
+
+    /// A step that kept failing: compensate, if the saga can.
+    fn exhausted<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        failure: &'a HandlerFailure,
+    ) -> BoxFuture<'a, Result<bool, HandlerFailure>> {
+        Box::pin(async move {
+            if !S::COMPENSATES || super::deadlines::unparked(S::NAME, event).is_some() {
+                return Ok(false);
+            }
+            let decoded = S::Event::decode(&event.name, event.schema_version, &event.payload)?;
+            let route = S::route(&decoded);
+            let failure = SagaFailure {
+                during: event.name.to_string(),
+                error: failure.to_string(),
+                refused: false,
+                cause: CausationId::Event(event.event_id),
+                correlation_id: event.metadata.correlation_id,
+            };
+            fail_and_compensate::<S>(&self.bus, self.store.as_ref(), &route.key, failure, None).await?;
+            Ok(true)
         })
     }
 }

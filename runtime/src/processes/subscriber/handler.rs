@@ -59,4 +59,16 @@ impl<E: std::error::Error + Send + Sync + 'static> EventHandlerResult for Result
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// Handles one event.
     fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>>;
+
+    /// The handler failed on `event` after all its retries: `Ok(true)` when
+    /// it dealt with that itself (a saga compensated), so the event is not
+    /// parked; `Ok(false)` (the default) to park it.
+    fn exhausted<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        failure: &'a HandlerFailure,
+    ) -> BoxFuture<'a, Result<bool, HandlerFailure>> {
+        let _ = (event, failure);
+        Box::pin(std::future::ready(Ok(false)))
+    }
 }

@@ -124,7 +124,9 @@ impl Subscriber {
             let full = batch.len() >= limit;
             let start = progress.checkpoint;
             for event in &batch {
-                if let Err(failure) = self.handle_with_retry(event).await {
+                if let Err(failure) = self.handle_with_retry(event).await
+                    && let Some(failure) = self.give_up(event, failure).await
+                {
                     self.park(event, &failure, self.config.retry.max_attempts.max(1))
                         .await?;
                     if self.config.on_failure == FailurePolicy::ParkAndStop {
@@ -250,6 +252,19 @@ impl Subscriber {
         }
     }
 
+    /// After the retries: lets the handler deal with the failure (a saga
+    /// compensates); the failure to park if it does not, or if that fails.
+    async fn give_up(&self, event: &RecordedEvent, failure: HandlerFailure) -> Option<HandlerFailure> {
+        match catch_panic(self.handler.exhausted(event, &failure)).await {
+            Ok(Ok(true)) => None,
+            Ok(Ok(false)) => Some(failure),
+            Ok(Err(e)) => Some(HandlerFailure::msg(format!("{failure}; then: {e}"))),
+            Err(panic) => Some(HandlerFailure::msg(format!(
+                "{failure}; then a handler panicked: {panic}"
+            ))),
+        }
+    }
+
     /// The retry policy of the subscriber's handler.
     pub(crate) fn retry(&self) -> &crate::domain::backoff::Backoff {
         &self.config.retry
@@ -283,6 +298,7 @@ impl Subscriber {
         }
         if self.filter.matches(event)
             && let Err(failure) = self.handle_with_retry(event).await
+            && let Some(failure) = self.give_up(event, failure).await
         {
             self.park(event, &failure, self.config.retry.max_attempts.max(1))
                 .await?;
