@@ -208,6 +208,29 @@ pub mod __private {
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
     pub use crate::store::SagaFailure;
 
+    /// The transaction a transactional projection's handler takes, as its
+    /// type.
+    ///
+    /// # Errors
+    ///
+    /// When the projection runs without one (a scenario), or it is of
+    /// another type.
+    pub fn transaction_of<T: ::core::any::Any>(
+        tx: Option<&mut (dyn ::core::any::Any + Send)>,
+    ) -> Result<&mut T, HandlerFailure> {
+        let Some(tx) = tx else {
+            return Err(HandlerFailure::msg(
+                "this handler takes a transaction: run the projection with `ProjectionConfig::transactions(store)`",
+            ));
+        };
+        tx.downcast_mut::<T>().ok_or_else(|| {
+            HandlerFailure::msg(format!(
+                "the handler takes a `{}`, but the projection's store opens another kind of transaction",
+                ::core::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// The key of a saga instance, from the event's key field.
     pub fn saga_key<K: AggregateId + ?Sized>(key: &K) -> ::std::string::String {
         key.to_stream_key()

@@ -602,3 +602,74 @@ pub mod payments {
             .background(false)
     }
 }
+
+pub mod ledger {
+    //! Exactly-once SQL read models: a ledger table in the store's own
+    //! database, written in the transaction that saves the projection's
+    //! checkpoint. The table has no key, so an event applied twice shows
+    //! as a duplicate row, and one skipped as a missing row.
+
+    use interlock::prelude::*;
+    use interlock_sql::{PostgresTransaction, SqliteTransaction};
+
+    use crate::bank::MoneyDeposited;
+
+    /// The table, created by the tests.
+    pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS ledger (event_id TEXT NOT NULL, amount BIGINT NOT NULL)";
+
+    fn amount(e: &MoneyDeposited) -> Result<i64, interlock::HandlerFailure> {
+        i64::try_from(e.amount).map_err(|e| interlock::HandlerFailure::msg(e.to_string()))
+    }
+
+    /// The ledger on SQLite.
+    #[derive(Default)]
+    pub struct SqliteLedger;
+
+    #[projection(name = "tests.ledger", model = durable)]
+    impl SqliteLedger {
+        #[handles_event]
+        async fn deposited(
+            &mut self,
+            e: &MoneyDeposited,
+            meta: &EventMeta,
+            tx: &mut SqliteTransaction,
+        ) -> Result<(), interlock::HandlerFailure> {
+            sqlx::query("INSERT INTO ledger (event_id, amount) VALUES ($1, $2)")
+                .bind(meta.event_id.to_string())
+                .bind(amount(e)?)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    }
+
+    /// The ledger on PostgreSQL (tables in the store's schema, found
+    /// through the search path the test sets on the table name).
+    #[derive(Default)]
+    pub struct PostgresLedger {
+        /// The schema of the store's tables.
+        pub schema: String,
+    }
+
+    #[projection(name = "tests.ledger", model = durable)]
+    impl PostgresLedger {
+        #[handles_event]
+        async fn deposited(
+            &mut self,
+            e: &MoneyDeposited,
+            meta: &EventMeta,
+            tx: &mut PostgresTransaction,
+        ) -> Result<(), interlock::HandlerFailure> {
+            let sql = format!(
+                "INSERT INTO \"{}\".ledger (event_id, amount) VALUES ($1, $2)",
+                self.schema
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(meta.event_id.to_string())
+                .bind(amount(e)?)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    }
+}

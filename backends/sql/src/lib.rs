@@ -15,8 +15,10 @@
 //! way of opening. Concurrent appends share batches; settings in
 //! `interlock::store::GroupCommit`.
 //!
-//! A SQL read model that shares a store's transactions
-//! ([`SqliteStore::begin`], `save_checkpoint_in`) gets them as
+//! A SQL read model that shares a store's transactions (registered with
+//! `ProjectionConfig::transactions(store)`, the store implementing
+//! `interlock::store::ReadModelTransactions`; or by hand with
+//! [`SqliteStore::begin`] and `save_checkpoint_in`) gets them as
 //! [`SqliteTransaction`] / [`PostgresTransaction`]; it writes its own
 //! statements with `sqlx` (0.9, the same driver feature) as a dependency of
 //! its own — this crate does not re-export it.

@@ -15,6 +15,9 @@ pub(crate) struct CheckedEventHandler {
     pub(crate) event: syn::Type,
     /// Whether it takes `&EventMeta` after the event.
     pub(crate) takes_meta: bool,
+    /// The `T` of a last `tx: &mut T` parameter: the read model's
+    /// transaction (`ProjectionConfig::transactions`).
+    pub(crate) tx: Option<syn::Type>,
     /// The return type, `()` when none is written.
     pub(crate) ret: syn::Type,
 }
@@ -76,18 +79,25 @@ pub(crate) fn check(cx: &mut Ctxt, input: &ProjectionInput) -> Option<Model> {
             "it updates the read model",
         );
         ok &= method::not_generic(cx, m, "event handler");
+        // A last `&mut T` parameter is the read model's transaction.
+        let tx = match m.params.last().map(|p| &*p.ty) {
+            Some(syn::Type::Reference(r)) if r.mutability.is_some() && m.params.len() > 1 => Some((*r.elem).clone()),
+            _ => None,
+        };
         let Some(mut event) = method::event_param(
             cx,
             &m.params,
             ident,
             "event handler",
             "fn NAME(&mut self, event: &MyEvent, meta: &EventMeta)",
-            2,
+            if tx.is_some() { 3 } else { 2 },
         ) else {
             continue;
         };
         replace_self(&mut event, &input.self_ty);
-        if let Some(meta) = m.params.get(1)
+        let takes_meta = m.params.len() == 2 + usize::from(tx.is_some());
+        if takes_meta
+            && let Some(meta) = m.params.get(1)
             && method::shared_ref_target(&meta.ty).is_none()
         {
             cx.error_spanned(
@@ -114,7 +124,8 @@ pub(crate) fn check(cx: &mut Ctxt, input: &ProjectionInput) -> Option<Model> {
                 method: ident.clone(),
                 is_async: m.sig.asyncness.is_some(),
                 event,
-                takes_meta: m.params.len() == 2,
+                takes_meta,
+                tx,
                 ret,
             });
         }

@@ -19,14 +19,22 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
     let (event_set, variants) =
         crate::event_set::expand(&p, &events, &event_types, &format!("projection `{}`", type_text(ty)));
 
+    let transactional = model.handlers.iter().any(|h| h.tx.is_some());
     let arms = model.handlers.iter().zip(&variants).map(|(h, variant)| {
         let method = &h.method;
         let meta = h.takes_meta.then(|| quote!(, meta));
-        let call = quote!(#ty::#method(self, &event #meta));
+        let (tx_arg, take_tx) = match &h.tx {
+            Some(tx_ty) => (
+                Some(quote!(, tx)),
+                Some(quote_spanned!(tx_ty.span()=> let tx = #p::transaction_of::<#tx_ty>(tx)?;)),
+            ),
+            None => (None, None),
+        };
+        let call = quote!(#ty::#method(self, &event #meta #tx_arg));
         let call = if h.is_async { quote!(#call.await) } else { call };
         let ret = &h.ret;
         let result = quote_spanned!(ret.span()=> <#ret as #p::EventHandlerResult>::into_result(#call));
-        quote!(#events::#variant(event) => #result,)
+        quote!(#events::#variant(event) => { #take_tx #result })
     });
 
     let queries = model.queries.iter().map(|q| {
@@ -62,6 +70,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             impl #p::Projection for #ty {
                 const NAME: &'static str = #name;
                 const MODEL: #p::ModelStorage = #p::ModelStorage::#model_storage;
+                const TRANSACTIONAL: bool = #transactional;
                 type Event = #events;
 
                 #[allow(clippy::manual_async_fn, unused_variables)]
@@ -69,6 +78,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                     &'a mut self,
                     event: #events,
                     meta: &'a #p::EventMeta,
+                    tx: #p::Option<&'a mut (dyn ::core::any::Any + ::core::marker::Send)>,
                 ) -> impl #p::Future<Output = #p::Result<(), #p::HandlerFailure>> + ::core::marker::Send + 'a {
                     async move {
                         match event {

@@ -78,6 +78,9 @@ pub(super) struct PendingProjection {
     pub(super) type_id: TypeId,
     pub(super) name: &'static str,
     pub(super) model: ModelStorage,
+    /// Whether its handlers take a transaction, and whether it was given
+    /// a store to open them in.
+    pub(super) transactional: (bool, bool),
     pub(super) inline: bool,
     pub(super) config: SubscriberConfig,
     pub(super) make: MakeProjection,
@@ -199,6 +202,7 @@ impl<L> ApplicationBuilder<L> {
     pub fn projection_with<P: Projection>(mut self, projection: P, config: ProjectionConfig) -> Self {
         let model = Arc::new(tokio::sync::RwLock::new(projection));
         let subscriber_config = config.subscriber.clone();
+        let transactions = config.transactions.0.clone();
         let make: MakeProjection = Box::new(move |deps| {
             // The checkpoint lives with the model: in memory for a model in
             // memory (every start rebuilds it), else in the projection's own
@@ -211,14 +215,18 @@ impl<L> ApplicationBuilder<L> {
                     .clone()
                     .unwrap_or_else(|| Arc::clone(&deps.checkpoints)),
             };
+            let name = format!("projection:{}", P::NAME);
+            let handler = ProjectionHandler {
+                model: Arc::clone(&model),
+                subscriber: name.clone(),
+                transactions,
+            };
             let subscriber = deps.subscriber(
-                format!("projection:{}", P::NAME),
+                name,
                 <P::Event as EventSet>::NAMES,
                 subscriber_config,
                 checkpoints,
-                Box::new(ProjectionHandler {
-                    model: Arc::clone(&model),
-                }),
+                Box::new(handler),
             );
             (subscriber, model as Arc<dyn Any + Send + Sync>)
         });
@@ -227,6 +235,7 @@ impl<L> ApplicationBuilder<L> {
             type_id: TypeId::of::<P>(),
             name: P::NAME,
             model: P::MODEL,
+            transactional: (P::TRANSACTIONAL, config.transactions.0.is_some()),
             inline: config.inline,
             config: config.subscriber,
             make,

@@ -117,6 +117,25 @@ impl<L> ApplicationBuilder<L> {
                 });
             }
         }
+        for p in &parts.projections {
+            let reason = match (p.transactional, p.model) {
+                ((true, false), _) => {
+                    "its handlers take a transaction: give it the store to open them in with `ProjectionConfig::transactions(store)`"
+                }
+                ((false, true), _) => {
+                    "it was given transactions, but no handler takes one: add the transaction parameter (`tx: &mut SqliteTransaction`, ...) after the metadata, or drop `transactions`"
+                }
+                ((true, true), ModelStorage::Memory) => {
+                    "a transactional projection writes its model to the database: declare `model = durable`"
+                }
+                _ => continue,
+            };
+            return Err(BuildError::InvalidSubscriberConfig {
+                subscriber: format!("projection:{}", p.name),
+                setting: "transactions",
+                reason: reason.into(),
+            });
+        }
         if let Some(p) = parts
             .projections
             .iter()

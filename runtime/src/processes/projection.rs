@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::domain::event::EventSet;
 use crate::domain::ids::{EventId, Position, SchemaVersion, StreamId, Version};
 use crate::processes::subscriber::{ErasedHandler, HandlerFailure};
-use crate::store::{BoxFuture, EventMetadata, RecordedEvent};
+use crate::store::{BoxFuture, EventMetadata, ReadModelTransactions, RecordedEvent};
 
 /// Where an event came from, for handlers that take `&EventMeta`.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,12 +60,18 @@ pub trait Projection: Send + Sync + 'static {
     /// The events it handles (a generated enum).
     type Event: EventSet;
 
-    /// Handles one event.
+    /// Whether its handlers take a transaction (`&mut T` after the event
+    /// and metadata): it must then be given `ProjectionConfig::transactions`.
+    #[doc(hidden)]
+    const TRANSACTIONAL: bool;
+
+    /// Handles one event, inside `tx` when the projection is transactional.
     #[doc(hidden)]
     fn handle<'a>(
         &'a mut self,
         event: Self::Event,
         meta: &'a EventMeta,
+        tx: Option<&'a mut (dyn std::any::Any + Send)>,
     ) -> impl Future<Output = Result<(), HandlerFailure>> + Send + 'a;
 }
 
@@ -111,6 +117,10 @@ pub trait HandledQuery: Send + Sized + 'static {
 /// Runs a projection's handler on stored events.
 pub(crate) struct ProjectionHandler<P: Projection> {
     pub(crate) model: Arc<tokio::sync::RwLock<P>>,
+    /// Its subscriber's name, the key of the checkpoint saved in `transactions`.
+    pub(crate) subscriber: String,
+    /// Where a transactional projection writes its rows and its checkpoint.
+    pub(crate) transactions: Option<Arc<dyn ReadModelTransactions>>,
 }
 
 impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
@@ -120,7 +130,17 @@ impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
                 .map_err(|e| HandlerFailure::msg(format!("cannot decode `{}`: {e}", event.name)))?;
             let meta = EventMeta::of(event);
             let mut model = self.model.write().await;
-            model.handle(decoded, &meta).await
+            let Some(transactions) = &self.transactions else {
+                return model.handle(decoded, &meta, None).await;
+            };
+            // One transaction per event: the rows and the checkpoint commit
+            // together, or neither does (a failed handler's rows roll back
+            // with the transaction, dropped before its retry).
+            let mut tx = transactions.begin().await?;
+            model.handle(decoded, &meta, Some(tx.inner())).await?;
+            tx.save_checkpoint(&self.subscriber, event.position).await?;
+            tx.commit().await?;
+            Ok(())
         })
     }
 }

@@ -74,7 +74,7 @@ impl<P: Projection> ProjectionScenario<P> {
                 ..EventMetadata::default()
             },
         };
-        if let Err(e) = super::block_on(self.projection.handle(decoded, &meta)) {
+        if let Err(e) = super::block_on(self.projection.handle(decoded, &meta, None)) {
             panic!("projection `{}` failed on `{}`: {e}", P::NAME, E::NAME);
         }
         self

@@ -12,6 +12,7 @@ mod dead_letter;
 mod error;
 mod event_store;
 mod idempotency;
+mod read_model;
 mod saga_state;
 mod snapshot;
 mod transport;
@@ -29,6 +30,7 @@ pub(crate) use self::idempotency::after;
 pub use self::idempotency::{
     Claim, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, OUTCOME_HEADER,
 };
+pub use self::read_model::{ReadModelTransaction, ReadModelTransactions};
 pub use self::saga_state::{
     MemorySagaStateStore, SagaChange, SagaFailure, SagaInstance, SagaStateStore, ScheduledDeadline,
 };

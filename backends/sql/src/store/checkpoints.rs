@@ -1,8 +1,10 @@
 //! `CheckpointStore`, and checkpoints saved in a caller's transaction (a
 //! SQL read model and its checkpoint committed together).
 
+use std::any::Any;
+
 use interlock::Position;
-use interlock::store::{BoxFuture, CheckpointStore, StoreError};
+use interlock::store::{BoxFuture, CheckpointStore, ReadModelTransaction, ReadModelTransactions, StoreError};
 use sqlx::Transaction;
 
 use super::SqlStore;
@@ -62,5 +64,48 @@ impl<D: Driver> SqlStore<D> {
     /// When the database fails.
     pub async fn begin(&self) -> Result<Transaction<'static, D::Database>, StoreError> {
         self.begin_write().await.map_err(Self::error)
+    }
+}
+
+/// A transaction of the store in which a projection writes its rows and
+/// its checkpoint ([`ReadModelTransactions`]).
+struct ReadModelTx<D: Driver> {
+    store: SqlStore<D>,
+    tx: Transaction<'static, D::Database>,
+}
+
+impl<D: Driver> ReadModelTransactions for SqlStore<D>
+where
+    for<'c> Transaction<'c, D::Database>: Send,
+{
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn ReadModelTransaction>, StoreError>> {
+        Box::pin(async move {
+            let tx = self.begin_write().await.map_err(Self::error)?;
+            Ok(Box::new(ReadModelTx {
+                store: self.clone(),
+                tx,
+            }) as Box<dyn ReadModelTransaction>)
+        })
+    }
+}
+
+impl<D: Driver> ReadModelTransaction for ReadModelTx<D>
+where
+    for<'c> Transaction<'c, D::Database>: Send,
+{
+    fn inner(&mut self) -> &mut (dyn Any + Send) {
+        &mut self.tx
+    }
+
+    fn save_checkpoint<'a>(
+        &'a mut self,
+        subscriber: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.store.save_checkpoint_in(&mut self.tx, subscriber, position).await })
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move { self.tx.commit().await.map_err(SqlStore::<D>::error) })
     }
 }

@@ -33,15 +33,26 @@ pub struct SubscriberConfig {
     pub poll_interval: Duration,
     /// Where this subscriber's checkpoint is kept, when not in the
     /// application's checkpoint store.
-    pub(crate) checkpoints: OwnCheckpoints,
+    pub(crate) checkpoints: Own<dyn CheckpointStore>,
 }
 
-/// A subscriber's own checkpoint store, if it has one. Two configurations
-/// are equal when they name the same store.
-#[derive(Clone, Default)]
-pub(crate) struct OwnCheckpoints(pub(crate) Option<Arc<dyn CheckpointStore>>);
+/// A store a subscriber has of its own, if any (else the application's).
+/// Two configurations are equal when they name the same store.
+pub(crate) struct Own<T: ?Sized>(pub(crate) Option<Arc<T>>);
 
-impl PartialEq for OwnCheckpoints {
+impl<T: ?Sized> Default for Own<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T: ?Sized> Clone for Own<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> PartialEq for Own<T> {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
@@ -51,12 +62,12 @@ impl PartialEq for OwnCheckpoints {
     }
 }
 
-impl Eq for OwnCheckpoints {}
+impl<T: ?Sized> Eq for Own<T> {}
 
-impl std::fmt::Debug for OwnCheckpoints {
+impl<T: ?Sized> std::fmt::Debug for Own<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
-            "own store"
+            "its own store"
         } else {
             "the application's store"
         })
@@ -70,7 +81,7 @@ impl Default for SubscriberConfig {
             on_failure: FailurePolicy::default(),
             batch_size: 512,
             poll_interval: Duration::from_millis(100),
-            checkpoints: OwnCheckpoints::default(),
+            checkpoints: Own::default(),
         }
     }
 }
@@ -94,7 +105,7 @@ impl SubscriberConfig {
     /// `model = memory` projection keeps its checkpoint in memory; giving
     /// it a store fails `build()`.)
     pub fn checkpoint_store(mut self, store: impl CheckpointStore) -> Self {
-        self.checkpoints = OwnCheckpoints(Some(Arc::new(store)));
+        self.checkpoints = Own(Some(Arc::new(store)));
         self
     }
 

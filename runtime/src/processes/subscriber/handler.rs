@@ -49,6 +49,12 @@ impl EventHandlerResult for () {
     }
 }
 
+impl EventHandlerResult for Result<(), HandlerFailure> {
+    fn into_result(self) -> Result<(), HandlerFailure> {
+        self
+    }
+}
+
 impl<E: std::error::Error + Send + Sync + 'static> EventHandlerResult for Result<(), E> {
     fn into_result(self) -> Result<(), HandlerFailure> {
         self.map_err(HandlerFailure::from)

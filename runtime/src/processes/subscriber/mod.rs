@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod handler;
 
+pub(crate) use self::config::Own;
 pub use self::config::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 pub use self::error::SubscriptionError;
 pub(crate) use self::handler::ErasedHandler;
