@@ -44,7 +44,9 @@ impl Options {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: interlock-bench <W1..W8|W1-DISPATCH|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]");
+    eprintln!(
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]"
+    );
     ExitCode::from(2)
 }
 
@@ -90,7 +92,7 @@ fn main() -> ExitCode {
     };
     let selected: Vec<&str> = match workload.as_str() {
         "ALL" => vec!["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"],
-        w @ ("W1" | "W1-DISPATCH" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8") => vec![w],
+        w @ ("W1" | "W1-DISPATCH" | "W1-MEMORY" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8") => vec![w],
         _ => return usage(),
     };
     let mut failed = false;

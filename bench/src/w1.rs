@@ -77,3 +77,64 @@ pub(crate) async fn w1(options: &Options) -> Result<(), Error> {
     .print();
     Ok(())
 }
+
+/// The process's resident set size now, in bytes (Linux).
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// W1-MEMORY: 1 000 000 deposits dispatched through the application into
+/// the in-memory store (1 000 accounts); peak RSS and bytes per event held
+/// (BENCHMARKS.md: ≤ 300 MB). The baseline holds each event's JSON payload
+/// alone in a `Vec`, the least an in-memory log can keep.
+pub(crate) async fn w1_memory(options: &Options) -> Result<(), Error> {
+    let ops = options.ops(1_000_000);
+    let before = rss_bytes().unwrap_or(0);
+    let app = Application::builder()
+        .aggregate::<Account>()
+        .event_store(MemoryEventStore::new())
+        .build()
+        .await?;
+    open_accounts(&app, 1000).await?;
+    let started = Instant::now();
+    for i in 0..ops {
+        app.dispatch(Deposit {
+            account: i % 1000,
+            amount: 1,
+        })
+        .await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let held = rss_bytes().unwrap_or(0).saturating_sub(before);
+    let peak_mb = crate::report::peak_rss_mb().unwrap_or(0);
+    drop(app);
+    let before_baseline = rss_bytes().unwrap_or(0);
+    let began = Instant::now();
+    let mut log = Vec::<Vec<u8>>::new();
+    for _ in 0..ops {
+        log.push(serde_json::to_vec(&MoneyDeposited { amount: 1 })?);
+    }
+    let baseline = ops as f64 / began.elapsed().as_secs_f64();
+    let baseline_held = rss_bytes().unwrap_or(0).saturating_sub(before_baseline);
+    drop(log);
+    Line {
+        workload: "W1-MEMORY",
+        backend: "memory",
+        ops,
+        secs,
+        latencies: Vec::new(),
+        baseline: "json-vec",
+        baseline_ops_per_sec: baseline,
+        extra: vec![
+            ("held_mb", (held / (1024 * 1024)).to_string()),
+            ("bytes_per_event", (held / ops.max(1)).to_string()),
+            ("baseline_bytes_per_event", (baseline_held / ops.max(1)).to_string()),
+            ("peak_during_dispatch_mb", peak_mb.to_string()),
+        ],
+    }
+    .print();
+    Ok(())
+}

@@ -27,6 +27,7 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
     match workload {
         "W1" => crate::w1::w1(options).await,
         "W1-DISPATCH" => crate::w1::w1_dispatch_only(options).await,
+        "W1-MEMORY" => crate::w1::w1_memory(options).await,
         "W2" => w2(options).await,
         "W3" => w3(options).await,
         "W4" => w4(options).await,

@@ -5,10 +5,18 @@ use std::collections::HashMap;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use ulid::Ulid;
+
 use super::{
-    BoxFuture, Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, StoreError,
+    BoxFuture, Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, NewEvent, RecordedEvent,
+    RewrittenEvent, StoreError,
 };
-use crate::domain::ids::{Position, StreamId, Version};
+use crate::domain::ids::{
+    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
+};
 
 /// An event store that keeps everything in process memory.
 ///
@@ -22,10 +30,144 @@ pub struct MemoryEventStore {
 #[derive(Default)]
 struct Inner {
     /// The global log; the event at index `i` has position `i + 1`.
-    log: Vec<RecordedEvent>,
-    /// Per stream, the log indexes of its events in version order (foldhash:
-    /// fast, and seeded per process).
-    streams: HashMap<StreamId, Vec<u32>, foldhash::fast::RandomState>,
+    log: Vec<Stored>,
+    /// Per stream, its number in `stream_ids` and the log indexes of its
+    /// events in version order (foldhash: fast, and seeded per process).
+    streams: HashMap<StreamId, StreamEntry, foldhash::fast::RandomState>,
+    /// Every stream, by number.
+    stream_ids: Vec<StreamId>,
+    /// Every event name, by number, and the numbers by name.
+    names: Vec<Cow<'static, str>>,
+    name_numbers: HashMap<Cow<'static, str>, u32, foldhash::fast::RandomState>,
+    /// The number of the last name appended: most appends repeat it.
+    last_name: u32,
+}
+
+struct StreamEntry {
+    number: u32,
+    events: Vec<u32>,
+}
+
+/// An event as the store keeps it: 136 bytes where a `RecordedEvent` takes
+/// 272 (measured in W1-MEMORY: 1 000 000 dispatched events then hold about
+/// 200 MB instead of 330). The ids are byte arrays (no 16-byte alignment
+/// and its padding), the stream and the name numbers into tables, the
+/// position the log index, the metadata packed; a read builds the
+/// `RecordedEvent` back.
+struct Stored {
+    event_id: [u8; 16],
+    version: u64,
+    /// `i64::MIN` when the event has none.
+    timestamp: i64,
+    payload: Bytes,
+    /// `None` when there are none (the common case: no allocation).
+    headers: Option<Box<Headers>>,
+    stream: u32,
+    name: u32,
+    schema_version: u32,
+    correlation: Option<[u8; 16]>,
+    /// The kind (1 command, 2 event, 3 deadline; 0 none) and the id.
+    causation: (u8, [u8; 16]),
+    command_id: Option<[u8; 16]>,
+}
+
+const NO_TIMESTAMP: i64 = i64::MIN;
+
+impl Stored {
+    fn pack_causation(causation: Option<CausationId>) -> (u8, [u8; 16]) {
+        match causation {
+            None => (0, [0; 16]),
+            Some(CausationId::Command(id)) => (1, id.0.to_bytes()),
+            Some(CausationId::Event(id)) => (2, id.0.to_bytes()),
+            Some(CausationId::Deadline(id)) => (3, id.to_bytes()),
+        }
+    }
+
+    fn causation(&self) -> Option<CausationId> {
+        let id = Ulid::from_bytes(self.causation.1);
+        match self.causation.0 {
+            1 => Some(CausationId::Command(CommandId(id))),
+            2 => Some(CausationId::Event(EventId(id))),
+            3 => Some(CausationId::Deadline(id)),
+            _ => None,
+        }
+    }
+}
+
+/// The number of event name `name`, added to the table if new (the caller
+/// checked the table has room).
+fn intern(
+    names: &mut Vec<Cow<'static, str>>,
+    numbers: &mut HashMap<Cow<'static, str>, u32, foldhash::fast::RandomState>,
+    last: &mut u32,
+    name: Cow<'static, str>,
+) -> u32 {
+    if names.get(*last as usize).is_some_and(|n| *n == name) {
+        return *last;
+    }
+    let n = match numbers.get(&name) {
+        Some(n) => *n,
+        None => {
+            let n = names.len() as u32;
+            names.push(name.clone());
+            numbers.insert(name, n);
+            n
+        }
+    };
+    *last = n;
+    n
+}
+
+impl Inner {
+    /// The number of event name `name`, adding it to the table if new.
+    fn name_number(&mut self, name: Cow<'static, str>) -> Result<u32, StoreError> {
+        if self.names.len() >= u32::MAX as usize {
+            return Err(too_many("event names"));
+        }
+        Ok(intern(
+            &mut self.names,
+            &mut self.name_numbers,
+            &mut self.last_name,
+            name,
+        ))
+    }
+
+    /// The event at log index `index`, as read.
+    fn recorded(&self, index: usize, s: &Stored) -> Option<RecordedEvent> {
+        Some(RecordedEvent {
+            event_id: EventId(Ulid::from_bytes(s.event_id)),
+            stream: self.stream_ids.get(s.stream as usize)?.clone(),
+            version: Version(s.version),
+            position: Position(index as u64 + 1),
+            name: self.names.get(s.name as usize)?.clone(),
+            schema_version: SchemaVersion(s.schema_version),
+            payload: s.payload.clone(),
+            metadata: EventMetadata {
+                timestamp: (s.timestamp != NO_TIMESTAMP).then_some(Timestamp(s.timestamp)),
+                correlation_id: s.correlation.map(|b| CorrelationId(Ulid::from_bytes(b))),
+                causation_id: s.causation(),
+                command_id: s.command_id.map(|b| CommandId(Ulid::from_bytes(b))),
+                headers: s.headers.as_deref().cloned().unwrap_or_default(),
+            },
+        })
+    }
+
+    /// Whether the event at `s` passes `filter`, without building it.
+    fn matches(&self, filter: &EventFilter, s: &Stored) -> bool {
+        let name = self.names.get(s.name as usize).map_or("", |n| n.as_ref());
+        let aggregate_type = self
+            .stream_ids
+            .get(s.stream as usize)
+            .map_or("", StreamId::aggregate_type);
+        filter.matches_parts(aggregate_type, name)
+    }
+}
+
+fn too_many(what: &str) -> StoreError {
+    StoreError::Backend {
+        backend: "memory",
+        source: format!("the in-memory store holds at most 4 294 967 295 {what}").into(),
+    }
 }
 
 impl Default for MemoryEventStore {
@@ -70,7 +212,7 @@ impl MemoryEventStore {
     ) -> Result<Committed, StoreError> {
         let mut guard = self.inner.write();
         let inner = &mut *guard;
-        let actual = Version(inner.streams.get(stream).map_or(0, |s| s.len() as u64));
+        let actual = Version(inner.streams.get(stream).map_or(0, |s| s.events.len() as u64));
         if let ExpectedVersion::Exact(expected_version) = expected
             && expected_version != actual
         {
@@ -82,34 +224,60 @@ impl MemoryEventStore {
         }
         let first_index = inner.log.len();
         if first_index + events.len() > u32::MAX as usize {
-            return Err(StoreError::Backend {
-                backend: "memory",
-                source: "the in-memory store holds at most 4 294 967 295 events".into(),
-            });
+            return Err(too_many("events"));
         }
+        // The only ways to fail, checked before anything changes.
+        if inner.names.len() + events.len() > u32::MAX as usize || inner.stream_ids.len() >= u32::MAX as usize {
+            return Err(too_many("names or streams"));
+        }
+        let Inner {
+            log,
+            streams,
+            stream_ids,
+            names,
+            name_numbers,
+            last_name,
+        } = inner;
+        // One lookup of the stream (hashing its id is a good part of an
+        // append's cost: measured in W1 with callgrind).
+        let entry = match streams.get_mut(stream) {
+            Some(entry) => entry,
+            None => {
+                let number = stream_ids.len() as u32;
+                stream_ids.push(stream.clone());
+                streams.entry(stream.clone()).or_insert(StreamEntry {
+                    number,
+                    events: Vec::new(),
+                })
+            }
+        };
         let mut version = actual;
         let mut positions = Vec::with_capacity(events.len());
-        let indexes = inner.streams.entry(stream.clone()).or_default();
         // The clock is read only for events that come without a timestamp.
         let mut now = None;
-        for (offset, mut e) in events.into_iter().enumerate() {
-            if e.metadata.timestamp.is_none() {
-                e.metadata.timestamp = Some(*now.get_or_insert_with(crate::domain::ids::Timestamp::now));
-            }
+        for (offset, e) in events.into_iter().enumerate() {
+            let timestamp = match e.metadata.timestamp {
+                Some(t) => t,
+                None => *now.get_or_insert_with(Timestamp::now),
+            };
+            let name = intern(names, name_numbers, last_name, e.name);
             version = version.next();
             let index = first_index + offset;
-            let position = Position(index as u64 + 1);
-            positions.push(position);
-            indexes.push(index as u32);
-            inner.log.push(RecordedEvent {
-                event_id: e.event_id,
-                stream: stream.clone(),
-                version,
-                position,
-                name: e.name,
-                schema_version: e.schema_version,
+            positions.push(Position(index as u64 + 1));
+            entry.events.push(index as u32);
+            let metadata = e.metadata;
+            log.push(Stored {
+                event_id: e.event_id.0.to_bytes(),
+                version: version.0,
+                timestamp: timestamp.0,
                 payload: e.payload,
-                metadata: e.metadata,
+                headers: (!metadata.headers.is_empty()).then(|| Box::new(metadata.headers)),
+                stream: entry.number,
+                name,
+                schema_version: e.schema_version.0,
+                correlation: metadata.correlation_id.map(|c| c.0.to_bytes()),
+                causation: Stored::pack_causation(metadata.causation_id),
+                command_id: metadata.command_id.map(|c| c.0.to_bytes()),
             });
         }
         let head = Position(inner.log.len() as u64);
@@ -156,14 +324,18 @@ impl EventStore for MemoryEventStore {
         let inner = self.inner.read();
         let events = match inner.streams.get(stream) {
             None => Vec::new(),
-            Some(indexes) => {
+            Some(entry) => {
+                let indexes = &entry.events;
                 let start = from.0.saturating_sub(1).min(indexes.len() as u64) as usize;
                 let end = to.map_or(indexes.len(), |t| (t.0 as usize).min(indexes.len()));
                 indexes
                     .get(start..end.max(start))
                     .unwrap_or_default()
                     .iter()
-                    .filter_map(|i| inner.log.get(*i as usize).cloned())
+                    .filter_map(|i| {
+                        let i = *i as usize;
+                        inner.recorded(i, inner.log.get(i)?)
+                    })
                     .collect()
             }
         };
@@ -180,15 +352,22 @@ impl EventStore for MemoryEventStore {
         let start = (after.0 as usize).min(inner.log.len());
         let events = inner.log[start..]
             .iter()
-            .filter(|e| filter.matches(e))
+            .enumerate()
+            .filter(|(_, e)| inner.matches(filter, e))
             .take(limit)
-            .cloned()
+            .filter_map(|(offset, e)| inner.recorded(start + offset, e))
             .collect();
         Box::pin(std::future::ready(Ok(events)))
     }
 
     fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
-        let version = Version(self.inner.read().streams.get(stream).map_or(0, |s| s.len() as u64));
+        let version = Version(
+            self.inner
+                .read()
+                .streams
+                .get(stream)
+                .map_or(0, |s| s.events.len() as u64),
+        );
         Box::pin(std::future::ready(Ok(version)))
     }
 
@@ -199,13 +378,15 @@ impl EventStore for MemoryEventStore {
 
     fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut inner = self.inner.write();
-        let result = match position.0.checked_sub(1).and_then(|i| inner.log.get_mut(i as usize)) {
-            Some(stored) => {
-                stored.name = event.name;
-                stored.schema_version = event.schema_version;
-                stored.payload = event.payload;
-                Ok(())
-            }
+        let index = position.0.checked_sub(1).map(|i| i as usize);
+        let result = match index.filter(|i| *i < inner.log.len()) {
+            Some(i) => inner.name_number(event.name).map(|name| {
+                if let Some(stored) = inner.log.get_mut(i) {
+                    stored.name = name;
+                    stored.schema_version = event.schema_version.0;
+                    stored.payload = event.payload;
+                }
+            }),
             None => Err(StoreError::NotFound(position)),
         };
         Box::pin(std::future::ready(result))
@@ -223,5 +404,18 @@ impl EventStore for MemoryEventStore {
             moved
         });
         Some(receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stored_event_stays_compact() {
+        // W1-MEMORY's budget (300 MB for 1 000 000 events) rests on this.
+        assert!(
+            std::mem::size_of::<super::Stored>() <= 136,
+            "{}",
+            std::mem::size_of::<super::Stored>()
+        );
     }
 }
