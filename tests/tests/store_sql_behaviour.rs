@@ -1161,3 +1161,91 @@ async fn postgres_unreadable_rows_become_dead_letters_of_their_position() {
     })
     .await;
 }
+
+/// 40 valid commands race one the database refuses (its trigger refuses a
+/// deposit of 666), through the application and its group commit: the
+/// hostile one fails alone with the database's cause, the 40 succeed.
+async fn forty_race_one_hostile<S>(store: S)
+where
+    S: interlock::store::EventStore + Clone,
+{
+    let app = bank_builder().event_store(store).build().await.expect("build");
+    let mut accounts = Vec::new();
+    for _ in 0..41 {
+        let account = Ulid::new();
+        app.dispatch(OpenAccount {
+            account,
+            owner: "race".into(),
+        })
+        .await
+        .expect("open");
+        accounts.push(account);
+    }
+    let tasks: Vec<_> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, account)| {
+            let (app, account) = (app.clone(), *account);
+            tokio::spawn(async move {
+                app.dispatch(Deposit {
+                    account,
+                    amount: if i == 20 { 666 } else { 5 },
+                    id: None,
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("join") {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert_eq!(i, 20, "a valid command failed: {e}");
+                assert!(e.to_string().contains("hostile deposit"), "the database's cause: {e}");
+            }
+        }
+    }
+    assert_eq!(ok, 40);
+    for (i, account) in accounts.iter().enumerate() {
+        let balance = app.load::<BankAccount>(account).await.expect("load").state.balance;
+        assert_eq!(balance, if i == 20 { 0 } else { 5 });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_forty_commands_race_one_the_database_refuses() {
+    let Some(store) = sqlite_file().await else { return };
+    let mut tx = store.begin().await.expect("begin");
+    sqlx::query(
+        "CREATE TRIGGER refuse_hostile BEFORE INSERT ON interlock_events
+         WHEN CAST(NEW.payload AS TEXT) LIKE '%\"amount\":666%' BEGIN SELECT RAISE(ABORT, 'hostile deposit'); END",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("trigger");
+    tx.commit().await.expect("commit");
+    forty_race_one_hostile(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_forty_commands_race_one_the_database_refuses() {
+    let Some(store) = postgres().await else { return };
+    let schema = store.config().schema.clone();
+    let mut tx = store.begin().await.expect("begin");
+    for sql in [
+        format!(
+            "CREATE FUNCTION \"{schema}\".refuse_hostile() RETURNS trigger AS $$
+             BEGIN IF convert_from(NEW.payload, 'UTF8') LIKE '%\"amount\":666%' THEN RAISE EXCEPTION 'hostile deposit'; END IF; RETURN NEW; END
+             $$ LANGUAGE plpgsql"
+        ),
+        format!(
+            "CREATE TRIGGER refuse_hostile BEFORE INSERT ON \"{schema}\".interlock_events
+             FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_hostile()"
+        ),
+    ] {
+        sqlx_exec(&mut tx, sql).await;
+    }
+    tx.commit().await.expect("commit");
+    forty_race_one_hostile(store).await;
+}
