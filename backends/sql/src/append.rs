@@ -84,6 +84,7 @@ impl BatchFailure {
 
     /// Whether the database could not be reached (rather than refusing
     /// something of the batch).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn is_unavailable(&self) -> bool {
         self.unavailable
     }

@@ -39,7 +39,6 @@ pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
 }
 
 /// Whether a driver error is a unique-constraint violation.
-#[cfg(feature = "postgres")]
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }

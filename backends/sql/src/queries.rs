@@ -34,6 +34,8 @@ pub(crate) struct Queries {
     pub(crate) idem_purge: SqlStr,
     pub(crate) checkpoint_load: SqlStr,
     pub(crate) checkpoint_save: SqlStr,
+    /// A checkpoint that only moves forward (saved with a read model's rows).
+    pub(crate) checkpoint_advance: SqlStr,
     pub(crate) dlq_park: SqlStr,
     pub(crate) dlq_list: SqlStr,
     pub(crate) dlq_remove: SqlStr,
@@ -120,11 +122,20 @@ impl Queries {
                 t.idempotency
             )),
             idem_release: q(format!("DELETE FROM {} WHERE command_id = $1 AND status = 'claimed'", t.idempotency)),
-            idem_purge: q(format!("DELETE FROM {} WHERE until <= $1", t.idempotency)),
+            // Only outcomes: an expired claim stays, so that whoever takes it
+            // over learns its holder died (`Claim::Reclaimed`) and looks for
+            // the holder's committed events before running the command.
+            idem_purge: q(format!("DELETE FROM {} WHERE until <= $1 AND status = 'done'", t.idempotency)),
             checkpoint_load: q(format!("SELECT position FROM {} WHERE subscriber = $1", t.checkpoints)),
             checkpoint_save: q(format!(
                 "INSERT INTO {} (subscriber, position) VALUES ($1, $2)
                  ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
+                t.checkpoints
+            )),
+            checkpoint_advance: q(format!(
+                "INSERT INTO {0} AS c (subscriber, position) VALUES ($1, $2)
+                 ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
+                 WHERE c.position < excluded.position",
                 t.checkpoints
             )),
             dlq_park: q(format!(

@@ -19,6 +19,7 @@ pub(crate) struct Tables {
 }
 
 /// Every name the schema derives from the table prefix: tables and indexes.
+#[cfg(feature = "postgres")]
 pub(crate) const DERIVED_NAMES: &[&str] = &[
     "schema_migrations",
     "events",

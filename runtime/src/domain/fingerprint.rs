@@ -54,19 +54,49 @@ impl Fingerprinter {
         self.hasher.update(value);
     }
 
-    /// Adds a value through its `Serialize` implementation (as JSON).
+    /// Adds a value through its `Serialize` implementation, as canonical
+    /// JSON: object keys sorted, so a `HashMap` field gives the same
+    /// fingerprint whatever its iteration order.
     pub fn serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
-        let mut sink = JsonSink {
-            hasher: &mut self.hasher,
-            len: 0,
-        };
-        // A value serde_json refuses (a map with non-string keys) still
-        // contributes the bytes written before the refusal and a marker:
-        // the same value always gives the same fingerprint.
-        let refused = serde_json::to_writer(&mut sink, value).is_err();
-        let len = sink.len;
-        self.hasher.update(&len.to_le_bytes());
-        self.hasher.update(&[u8::from(refused)]);
+        match serde_json::to_value(value) {
+            Ok(json) => self.json(&json),
+            // A value serde_json refuses (a map with keys that are not
+            // strings or numbers): a marker, the same every time.
+            Err(_) => self.hasher.update(b"\xffunserializable"),
+        }
+    }
+
+    fn json(&mut self, value: &serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::Null => self.hasher.update(&[0]),
+            Value::Bool(b) => self.hasher.update(&[1, u8::from(*b)]),
+            Value::Number(n) => {
+                self.hasher.update(&[2]);
+                self.str(&n.to_string());
+            }
+            Value::String(s) => {
+                self.hasher.update(&[3]);
+                self.str(s);
+            }
+            Value::Array(items) => {
+                self.hasher.update(&[4]);
+                self.hasher.update(&(items.len() as u64).to_le_bytes());
+                for item in items {
+                    self.json(item);
+                }
+            }
+            Value::Object(map) => {
+                self.hasher.update(&[5]);
+                self.hasher.update(&(map.len() as u64).to_le_bytes());
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (key, item) in entries {
+                    self.str(key);
+                    self.json(item);
+                }
+            }
+        }
     }
 
     /// Adds a value through its `Hash` implementation.
@@ -76,23 +106,6 @@ impl Fingerprinter {
 
     pub(crate) fn finish(&self) -> CommandFingerprint {
         CommandFingerprint(self.hasher.digest())
-    }
-}
-
-/// `io::Write` into the hasher, counting bytes (no buffer).
-struct JsonSink<'a> {
-    hasher: &'a mut Xxh3,
-    len: u64,
-}
-
-impl std::io::Write for JsonSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(buf);
-        self.len += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -220,6 +233,22 @@ mod tests {
         assert_eq!(of(&["a", "bc"], 1), of(&["a", "bc"], 1));
         assert_ne!(of(&["a", "bc"], 1), of(&["ab", "c"], 1));
         assert_ne!(of(&["a", "bc"], 1), of(&["a", "bc"], 2));
+    }
+
+    #[test]
+    fn maps_fingerprint_alike_whatever_their_order() {
+        let of = |pairs: &[(&str, u32)]| {
+            let map: std::collections::HashMap<String, u32> =
+                pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+            let mut fp = Fingerprinter::new();
+            fp.serialize(&map);
+            fp.finish()
+        };
+        let many: Vec<(String, u32)> = (0..64).map(|i| (format!("k{i}"), i)).collect();
+        let forward: Vec<(&str, u32)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let backward: Vec<(&str, u32)> = forward.iter().rev().copied().collect();
+        assert_eq!(of(&forward), of(&backward));
+        assert_ne!(of(&[("a", 1)]), of(&[("a", 2)]));
     }
 
     #[test]

@@ -247,11 +247,13 @@ impl Dispatcher {
 /// An output that cannot be encoded is left out (the outcome is then not
 /// recorded either, and the claim stays until its lease ends).
 fn carry_outcome<O: serde::Serialize>(events: &mut [NewEvent], output: &O, fingerprint: CommandFingerprint) {
-    let (Some(last), Ok(json)) = (events.last_mut(), serde_json::to_string(output)) else {
-        return;
-    };
+    let Some(last) = events.last_mut() else { return };
     let headers = &mut last.metadata.headers;
-    headers.insert(OUTCOME_HEADER.to_owned(), json);
+    // Without the output (it cannot be encoded), the fingerprint alone
+    // tells a recovery that the outcome is lost, rather than `null`.
+    if let Ok(json) = serde_json::to_string(output) {
+        headers.insert(OUTCOME_HEADER.to_owned(), json);
+    }
     headers.insert(FINGERPRINT_HEADER.to_owned(), fingerprint.to_string());
 }
 

@@ -149,6 +149,11 @@ async fn replay<O: DeserializeOwned, E>(
     identity: &Identity,
     record_it: bool,
 ) -> Result<Dispatched<O>, CommandError<E>> {
+    // A recovered outcome is what committed: recorded first, whatever this
+    // caller asked, so the claim does not stay open.
+    if record_it {
+        store.complete(record.clone()).await.map_err(CommandError::Store)?;
+    }
     if !identity.recorded_in(&record) {
         return Err(CommandError::CommandIdReused {
             command_id,
@@ -159,9 +164,6 @@ async fn replay<O: DeserializeOwned, E>(
     let output = serde_json::from_slice(&record.output)
         .map_err(|source| CommandError::RecordedOutcome { command_id, source })?;
     let (stream, version) = (record.stream.clone(), record.version);
-    if record_it {
-        store.complete(record).await.map_err(CommandError::Store)?;
-    }
     Ok(Dispatched {
         output,
         command_id,
@@ -192,7 +194,20 @@ async fn committed<E>(
         return Ok(None);
     };
     let headers = &last.metadata.headers;
-    let output = headers.get(OUTCOME_HEADER).map_or("null", String::as_str);
+    // A fingerprint without an output: the output could not be encoded, so
+    // it cannot be replayed (events written before these headers carry
+    // neither, and replay as `null`).
+    let output = match (headers.get(OUTCOME_HEADER), headers.get(FINGERPRINT_HEADER)) {
+        (Some(output), _) => output.as_str(),
+        (None, None) => "null",
+        (None, Some(_)) => {
+            use serde::de::Error as _;
+            return Err(CommandError::RecordedOutcome {
+                command_id,
+                source: serde_json::Error::custom("the command's output could not be recorded with its events"),
+            });
+        }
+    };
     let fingerprint = match headers.get(FINGERPRINT_HEADER) {
         Some(hex) => match u64::from_str_radix(hex, 16) {
             Ok(f) => Some(CommandFingerprint(f)),

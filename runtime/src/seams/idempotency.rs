@@ -73,7 +73,9 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// so the id can be tried again.
     fn release(&self, command_id: CommandId) -> BoxFuture<'_, Result<(), StoreError>>;
 
-    /// Deletes records that expired before `now`; returns how many.
+    /// Deletes recorded outcomes that expired before `now`; returns how
+    /// many. Claims are kept, expired or not: a claim whose holder died
+    /// must be answered `Reclaimed` to whoever takes it over.
     fn purge_expired(&self, now: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
@@ -146,9 +148,11 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     fn purge_expired(&self, now: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         let mut entries = self.entries.lock();
         let before = entries.len();
+        // Only outcomes: an expired claim stays, so that whoever takes it
+        // over learns its holder died (`Claim::Reclaimed`).
         entries.retain(|_, e| match e {
             Entry::Done(r) => r.expires_at > now,
-            Entry::Claimed { until } => *until > now,
+            Entry::Claimed { .. } => true,
         });
         let purged = (before - entries.len()) as u64;
         Box::pin(std::future::ready(Ok(purged)))

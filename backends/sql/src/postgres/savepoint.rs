@@ -29,7 +29,9 @@ pub(super) async fn append(store: &PostgresStore, batch: Vec<AppendRequest>) -> 
 async fn commit(store: &PostgresStore, batch: Vec<AppendRequest>, outcomes: &mut Outcomes) -> Result<(), BatchFailure> {
     let fail = |what: &'static str| move |e: sqlx::Error| BatchFailure::sqlx(PostgresDriver::NAME, what, &e);
     let mut tx = store.begin_write().await.map_err(fail("cannot begin a transaction"))?;
-    let written = store.append_each(&mut tx, batch, store.config().outbox, outcomes).await;
+    let written = store
+        .append_each(&mut tx, batch, store.config().outbox, outcomes)
+        .await?;
     if let Some(last) = written.last_position
         && store.config().notify
     {

@@ -49,7 +49,9 @@ pub(super) async fn append(store: &SqliteStore, batch: Vec<AppendRequest>) -> Ve
 async fn isolated(store: &SqliteStore, batch: Vec<AppendRequest>, outcomes: &mut Outcomes) -> Result<(), BatchFailure> {
     let fail = |what: &'static str| move |e: sqlx::Error| BatchFailure::sqlx(SqliteDriver::NAME, what, &e);
     let mut tx = store.begin_write().await.map_err(fail("cannot begin a transaction"))?;
-    let written = store.append_each(&mut tx, batch, store.config().outbox, outcomes).await;
+    let written = store
+        .append_each(&mut tx, batch, store.config().outbox, outcomes)
+        .await?;
     tx.commit().await.map_err(fail("the commit failed"))?;
     if let Some(head) = written.decide(outcomes) {
         store.advance_head(head);

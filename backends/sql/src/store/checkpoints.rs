@@ -38,7 +38,8 @@ impl<D: Driver> CheckpointStore for SqlStore<D> {
 impl<D: Driver> SqlStore<D> {
     /// Saves a checkpoint inside the caller's transaction, so a SQL read
     /// model and its checkpoint commit together (exactly-once projections
-    /// into the same database).
+    /// into the same database). It only moves forward: an event handled
+    /// again out of order (a replayed dead letter) leaves it where it is.
     ///
     /// # Errors
     ///
@@ -50,7 +51,7 @@ impl<D: Driver> SqlStore<D> {
         position: Position,
     ) -> Result<(), StoreError> {
         let params = [Text(subscriber), Int(i64_of(position.0))];
-        D::execute(&mut **tx, self.queries().checkpoint_save.clone(), &params)
+        D::execute(&mut **tx, self.queries().checkpoint_advance.clone(), &params)
             .await
             .map_err(Self::error)?;
         Ok(())

@@ -13,7 +13,7 @@ use interlock::{Position, StreamId, Timestamp, Version};
 use sqlx::Transaction;
 
 use super::SqlStore;
-use crate::append::{Outcomes, stored_metadata};
+use crate::append::{BatchFailure, Outcomes, stored_metadata};
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Connection, Driver, SqlRow};
 use crate::error::is_unique_violation;
@@ -44,13 +44,19 @@ impl<D: Driver> SqlStore<D> {
     /// `outcomes`; the others are returned to be decided once `tx`
     /// commits. The position counter is bumped inside each savepoint, so a
     /// refused append leaves no gap.
+    ///
+    /// A failure outside a savepoint (reading a version, opening, releasing
+    /// or rolling back a savepoint) may have aborted the whole transaction
+    /// (PostgreSQL then rolls back at commit without an error): it fails
+    /// the batch, so nothing written is reported committed.
     pub(crate) async fn append_each(
         &self,
         tx: &mut Transaction<'static, D::Database>,
         batch: Vec<AppendRequest>,
         outbox: bool,
         outcomes: &mut Outcomes,
-    ) -> Written {
+    ) -> Result<Written, BatchFailure> {
+        let fail = |what: &'static str| move |e: sqlx::Error| BatchFailure::sqlx(D::NAME, what, &e);
         let mut versions: HashMap<StreamId, Version> = HashMap::new();
         let mut written = Written {
             committed: Vec::with_capacity(batch.len()),
@@ -64,13 +70,10 @@ impl<D: Driver> SqlStore<D> {
             } = request;
             let actual = match versions.get(&stream) {
                 Some(v) => *v,
-                None => match self.version_in(tx, &stream).await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        outcomes.set(index, Err(Self::error(e)));
-                        continue;
-                    }
-                },
+                None => self
+                    .version_in(tx, &stream)
+                    .await
+                    .map_err(fail("cannot read a stream's version"))?,
             };
             if let ExpectedVersion::Exact(v) = expected
                 && v != actual
@@ -92,35 +95,35 @@ impl<D: Driver> SqlStore<D> {
                 outcomes.set(index, Ok(unchanged));
                 continue;
             }
-            let mut savepoint = match sqlx::Connection::begin(&mut **tx).await {
-                Ok(savepoint) => savepoint,
-                Err(e) => {
-                    outcomes.set(index, Err(Self::error(e)));
-                    continue;
-                }
-            };
+            let mut savepoint = sqlx::Connection::begin(&mut **tx)
+                .await
+                .map_err(fail("cannot open a savepoint"))?;
             match self
                 .insert_events(&mut savepoint, &stream, actual, events, outbox)
                 .await
             {
-                Ok((version, positions, last)) => match savepoint.commit().await {
-                    Ok(()) => {
-                        versions.insert(stream.clone(), version);
-                        written.last_position = Some(last);
-                        let done = Committed {
-                            stream,
-                            version,
-                            positions,
-                        };
-                        written.committed.push((index, done));
-                    }
-                    Err(e) => outcomes.set(index, Err(Self::error(e))),
-                },
+                Ok((version, positions, last)) => {
+                    savepoint.commit().await.map_err(fail("cannot release a savepoint"))?;
+                    versions.insert(stream.clone(), version);
+                    written.last_position = Some(last);
+                    let done = Committed {
+                        stream,
+                        version,
+                        positions,
+                    };
+                    written.committed.push((index, done));
+                }
                 Err(e) => {
-                    let _ = savepoint.rollback().await;
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(fail("cannot roll a savepoint back"))?;
                     if is_unique_violation(&e) {
                         // Another process appended to the stream first.
-                        let actual = self.version_in(tx, &stream).await.unwrap_or(actual);
+                        let actual = self
+                            .version_in(tx, &stream)
+                            .await
+                            .map_err(fail("cannot read a stream's version"))?;
                         versions.insert(stream.clone(), actual);
                         let conflict = StoreError::Conflict {
                             stream,
@@ -134,7 +137,7 @@ impl<D: Driver> SqlStore<D> {
                 }
             }
         }
-        written
+        Ok(written)
     }
 
     /// The stream's version, inside the batch's transaction.

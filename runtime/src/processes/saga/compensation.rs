@@ -76,8 +76,15 @@ pub(crate) async fn compensate<S: Saga>(
         };
         let mut state = serde_json::from_slice::<S>(&instance.state)?;
         let cause = Cause {
-            // One compensation per instance: its commands' ids derive from this.
-            id: CommandId::derived(&[S::NAME.as_bytes(), key.as_bytes(), b"compensation"]).0,
+            // One compensation per failure (recorded before it runs, so
+            // stable across re-runs): its commands' ids derive from this.
+            id: CommandId::derived(&[
+                S::NAME.as_bytes(),
+                key.as_bytes(),
+                b"compensation",
+                failure.cause.to_string().as_bytes(),
+            ])
+            .0,
             causation: failure.cause,
             correlation: failure.correlation_id,
         };
