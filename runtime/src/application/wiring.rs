@@ -225,6 +225,7 @@ impl<L> ApplicationBuilder<L> {
             settings: parts.settings,
             after_commit,
             turns: Turns::new(),
+            combiner: Arc::default(),
         });
 
         // Sagas send their commands through the dispatcher, as a command bus.

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use ulid::Ulid;
 
+use super::combine::Combiner;
 use super::config::{Registration, Settings};
 use super::error::{CommandError, LoadError};
 use super::idempotency::{Identity, idempotent};
@@ -49,6 +50,8 @@ pub(crate) struct Dispatcher {
     pub(crate) settings: Settings,
     pub(crate) after_commit: Vec<Arc<dyn AfterCommit>>,
     pub(crate) turns: Turns,
+    /// Appends of commands to one aggregate combined (stores that commit later).
+    pub(crate) combiner: Arc<Combiner>,
 }
 
 impl Dispatcher {
@@ -124,11 +127,11 @@ impl Dispatcher {
         };
         // Commands to one aggregate take turns in this instance: they never
         // conflict with each other, only with other processes.
-        let turn = self.turns.wait(&stream).await;
+        let mut turn = self.turns.wait(&stream).await;
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
         // Made on the first conflict: most commands never need it.
         let mut conflict_waits = None;
-        let (mut state, mut version) = repository
+        let (mut state, mut version, mut fresh) = repository
             .load_latest::<C::Aggregate>(registration, &stream, true)
             .await?;
         for attempt in 1..=settings.max_attempts {
@@ -174,7 +177,82 @@ impl Dispatcher {
             let expected = ExpectedVersion::Exact(version);
             let appended = match repository.store.try_append_now(&stream, expected, new_events) {
                 Ok(done) => done,
-                Err(new_events) => repository.store.append(&stream, expected, new_events).await,
+                // A store that commits later: the next command of the
+                // aggregate goes on from this one's state while it commits,
+                // and their events share an append (`combine.rs`).
+                Err(new_events) => {
+                    let applied = catch_panic_sync(|| {
+                        for event in &decision.events {
+                            state.apply(event);
+                        }
+                    });
+                    if let Err(message) = applied {
+                        repository.cache.invalidate(&stream);
+                        return Err(CommandError::Load(LoadError::ApplierPanicked {
+                            aggregate: registration.name,
+                            id: stream.aggregate_id().to_owned(),
+                            version: Version(version.0 + new_events.len() as u64),
+                            event: new_events.last().map_or_else(String::new, |e| e.name.to_string()),
+                            message,
+                        }));
+                    }
+                    let after = Version(version.0 + new_events.len() as u64);
+                    let snapshot = repository.snapshot_if_due(registration, &stream, &*state, version, after);
+                    repository.cache.put(stream.clone(), state, after);
+                    let outcome = self
+                        .combiner
+                        .join(&repository.store, &stream, version, new_events, fresh);
+                    drop(turn);
+                    let committed = outcome.await.unwrap_or_else(|_| {
+                        Err(StoreError::Backend {
+                            backend: "combined append",
+                            source: "the append's task ended without an outcome".into(),
+                        })
+                    });
+                    match committed {
+                        Ok(committed) => {
+                            if let Some(snapshot) = snapshot {
+                                repository.save_snapshot(&stream, snapshot).await;
+                            }
+                            if let Some(last) = committed.positions.last() {
+                                for hook in &self.after_commit {
+                                    hook.committed(*last).await;
+                                }
+                            }
+                            return Ok(Dispatched {
+                                output: decision.output,
+                                command_id,
+                                stream: committed.stream,
+                                version: committed.version,
+                                positions: committed.positions,
+                                replayed: false,
+                                attempts: attempt,
+                            });
+                        }
+                        Err(StoreError::Conflict { actual, .. }) => {
+                            tracing::debug!(%stream, expected = %version, %actual, attempt, "combined append conflict; re-running command");
+                            last_conflict = (version, actual);
+                            if attempt > 1
+                                && let Some(wait) =
+                                    conflict_waits.get_or_insert_with(|| CONFLICT_BACKOFF.delays()).next()
+                            {
+                                tokio::time::sleep(wait).await;
+                            }
+                            // The cached state may hold events that did not
+                            // commit: reload from the store, in turn.
+                            turn = self.turns.wait(&stream).await;
+                            repository.cache.invalidate(&stream);
+                            (state, version, fresh) = repository
+                                .load_latest::<C::Aggregate>(registration, &stream, false)
+                                .await?;
+                            continue;
+                        }
+                        Err(e) => {
+                            repository.cache.invalidate(&stream);
+                            return Err(CommandError::Store(e));
+                        }
+                    }
+                }
             };
             match appended {
                 Ok(committed) => {
@@ -227,6 +305,7 @@ impl Dispatcher {
                         tokio::time::sleep(wait).await;
                     }
                     (state, version) = repository.load_forward(registration, &stream, *state, version).await?;
+                    fresh = true;
                 }
                 Err(e) => {
                     repository.cache.invalidate(&stream);

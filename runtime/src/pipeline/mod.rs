@@ -4,6 +4,7 @@
 
 pub(crate) mod bus;
 pub(crate) mod cache;
+pub(crate) mod combine;
 pub(crate) mod config;
 pub(crate) mod dispatcher;
 pub(crate) mod error;

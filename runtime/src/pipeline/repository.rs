@@ -26,22 +26,23 @@ pub(crate) struct Repository {
 impl Repository {
     /// The latest state: from the cache if allowed, else snapshot plus
     /// events. Boxed: a cached state goes back to the cache in the same box.
+    /// The flag says whether it was loaded from the store (not the cache).
     pub(crate) async fn load_latest<A: Aggregate>(
         &self,
         registration: &Registration,
         stream: &StreamId,
         use_cache: bool,
-    ) -> Result<(Box<A>, Version), LoadError> {
+    ) -> Result<(Box<A>, Version, bool), LoadError> {
         if use_cache
             && let Some((state, version)) = self.cache.take(stream)
             && let Ok(state) = state.downcast::<A>()
         {
-            return Ok((state, version));
+            return Ok((state, version, false));
         }
         let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
         let events = self.store.read_stream_for_load(stream, version.next()).await?;
         let (state, version) = fold(registration, stream, state, version, &events, None)?;
-        Ok((Box::new(state), version))
+        Ok((Box::new(state), version, true))
     }
 
     /// Brings a state known to be right at `version` forward with the
@@ -129,27 +130,46 @@ impl Repository {
         before: Version,
         after: Version,
     ) {
-        let Some(codec) = registration.snapshot else {
-            return;
-        };
+        if let Some(snapshot) = self.snapshot_if_due(registration, stream, state, before, after) {
+            self.save_snapshot(stream, snapshot).await;
+        }
+    }
+
+    /// The snapshot of `state` at `after` if the policy takes one between
+    /// `before` and `after`.
+    pub(crate) fn snapshot_if_due<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        state: &A,
+        before: Version,
+        after: Version,
+    ) -> Option<Snapshot> {
+        let codec = registration.snapshot?;
         if codec.every == 0 || before.0 / codec.every == after.0 / codec.every {
-            return;
+            return None;
         }
         let erased: &(dyn Any + Send) = state;
         match (codec.encode)(erased) {
-            Some(Ok(payload)) => {
-                let snapshot = Snapshot {
-                    version: after,
-                    state_version: A::STATE_VERSION,
-                    payload: Bytes::from(payload),
-                    taken_at: Timestamp::now(),
-                };
-                if let Err(e) = self.snapshots.save(stream, snapshot).await {
-                    tracing::warn!(%stream, error = %e, "snapshot not saved");
-                }
+            Some(Ok(payload)) => Some(Snapshot {
+                version: after,
+                state_version: A::STATE_VERSION,
+                payload: Bytes::from(payload),
+                taken_at: Timestamp::now(),
+            }),
+            Some(Err(e)) => {
+                tracing::warn!(%stream, error = %e, "snapshot not encoded");
+                None
             }
-            Some(Err(e)) => tracing::warn!(%stream, error = %e, "snapshot not encoded"),
-            None => {}
+            None => None,
+        }
+    }
+
+    /// Saves a snapshot taken by [`Repository::snapshot_if_due`] (its
+    /// events committed).
+    pub(crate) async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) {
+        if let Err(e) = self.snapshots.save(stream, snapshot).await {
+            tracing::warn!(%stream, error = %e, "snapshot not saved");
         }
     }
 }
