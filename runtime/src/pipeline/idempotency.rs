@@ -87,6 +87,7 @@ where
     // Another caller holds the id: wait for its outcome, up to the lease.
     let mut waits = Backoff::new(u32::MAX, Duration::from_millis(1), Duration::from_millis(100)).delays();
     let waited_since = std::time::Instant::now();
+    let mut polls = 0u32;
     loop {
         match store
             .claim(command_id, Timestamp::now(), lease)
@@ -102,10 +103,15 @@ where
             }
             Claim::Completed(record) => return replay(store, record, command_id, &identity, false).await,
             Claim::InProgress => {
-                // Its holder may be gone with the events committed.
-                if let Some(record) = committed(events, stream, command_id, settings, &identity).await? {
+                // Its holder may be gone with the events committed: look
+                // at the first wait, then every tenth (reading the stream
+                // is not free; a live holder records its outcome soon).
+                if polls % 10 == 0
+                    && let Some(record) = committed(events, stream, command_id, settings, &identity).await?
+                {
                     return replay(store, record, command_id, &identity, false).await;
                 }
+                polls += 1;
                 if waited_since.elapsed() >= lease {
                     return Err(CommandError::InProgress(command_id));
                 }

@@ -28,6 +28,9 @@ struct Progress {
     checkpoint: Position,
     loaded: bool,
     stopped: Option<String>,
+    /// An unreadable event found ahead: until the checkpoint reaches it,
+    /// the log is read one event at a time (a page would fail on it).
+    unreadable_ahead: Option<Position>,
 }
 
 /// A page of the log, as a subscriber reads it.
@@ -73,6 +76,7 @@ impl Subscriber {
                 checkpoint: Position::START,
                 loaded: false,
                 stopped: None,
+                unreadable_ahead: None,
             }),
         }
     }
@@ -115,7 +119,7 @@ impl Subscriber {
                 return Ok(progress.checkpoint);
             }
             let head = self.store.head().await.map_err(|e| self.store_error(e))?;
-            let (batch, limit) = match self.next_page(progress.checkpoint).await? {
+            let (batch, limit) = match self.next_page(&mut progress).await? {
                 Page::Events(batch, limit) => (batch, limit),
                 Page::Unreadable(position, reason, salvaged) => {
                     self.park_unreadable(&mut progress, position, reason, salvaged).await?;
@@ -169,20 +173,25 @@ impl Subscriber {
     /// The next page after `after`: up to `batch_size` events. When the
     /// page holds an event that cannot be read, the events before it come
     /// one at a time, then the unreadable one itself.
-    async fn next_page(&self, after: Position) -> Result<Page, SubscriptionError> {
-        let limit = self.config.batch_size;
-        match self.store.read_all(after, limit, &self.filter).await {
-            Ok(events) => Ok(Page::Events(events, limit)),
-            Err(StoreError::UnreadableEvent { .. }) => match self.store.read_all(after, 1, &self.filter).await {
-                Ok(events) => Ok(Page::Events(events, 1)),
-                Err(StoreError::UnreadableEvent {
-                    position,
-                    reason,
-                    salvaged,
-                    ..
-                }) => Ok(Page::Unreadable(position, reason, salvaged)),
-                Err(e) => Err(self.store_error(e)),
-            },
+    async fn next_page(&self, progress: &mut Progress) -> Result<Page, SubscriptionError> {
+        let after = progress.checkpoint;
+        if progress.unreadable_ahead.is_none_or(|p| p <= after) {
+            progress.unreadable_ahead = None;
+            let limit = self.config.batch_size;
+            match self.store.read_all(after, limit, &self.filter).await {
+                Ok(events) => return Ok(Page::Events(events, limit)),
+                Err(StoreError::UnreadableEvent { position, .. }) => progress.unreadable_ahead = Some(position),
+                Err(e) => return Err(self.store_error(e)),
+            }
+        }
+        match self.store.read_all(after, 1, &self.filter).await {
+            Ok(events) => Ok(Page::Events(events, 1)),
+            Err(StoreError::UnreadableEvent {
+                position,
+                reason,
+                salvaged,
+                ..
+            }) => Ok(Page::Unreadable(position, reason, salvaged)),
             Err(e) => Err(self.store_error(e)),
         }
     }
