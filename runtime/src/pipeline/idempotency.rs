@@ -106,7 +106,7 @@ where
                 // Its holder may be gone with the events committed: look
                 // at the first wait, then every tenth (reading the stream
                 // is not free; a live holder records its outcome soon).
-                if polls % 10 == 0
+                if polls.is_multiple_of(10)
                     && let Some(record) = committed(events, stream, command_id, settings, &identity).await?
                 {
                     return replay(store, record, command_id, &identity, false).await;
