@@ -17,7 +17,17 @@
 //! on its state), and poisons the stream: a command whose state came from
 //! the cache is refused with a conflict until one decides on state freshly
 //! loaded from the store. Every refused command re-runs as after any
-//! conflict.
+//! conflict. A batch of several commands that the store refuses (not a
+//! conflict) gives each a conflict, and the stream's next batches take one
+//! command each until one commits, so the command whose events are refused
+//! gets the store's own error, alone.
+//!
+//! What the dispatcher must keep, holding the stream's turn: a load from
+//! the store waits until the stream is [idle](Combiner::idle) (its state
+//! in the store is then the last committed one); an answer given without
+//! an append (no events, a rejection) on a state taken from the cache
+//! waits for idle too and re-runs if the stream was
+//! [poisoned](Combiner::poisoned) meanwhile.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,7 +36,8 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::domain::ids::{StreamId, Version};
-use crate::store::{Committed, EventStore, ExpectedVersion, NewEvent, StoreError};
+use crate::domain::unwind::catch_panic;
+use crate::store::{Committed, EventStore, ExpectedVersion, NewEvent, Snapshot, SnapshotStore, StoreError};
 
 /// Events per combined append at most.
 const MAX_EVENTS: usize = 512;
@@ -47,6 +58,17 @@ struct Queue {
     flushing: bool,
     /// A batch failed: states in the cache may hold its events.
     poisoned: bool,
+    /// A batch of several commands was refused: one command per batch
+    /// until one commits.
+    solo: bool,
+    /// Who waits for the stream to be idle.
+    idle: Vec<oneshot::Sender<()>>,
+}
+
+impl Queue {
+    fn is_idle(&self) -> bool {
+        !self.flushing && self.batches.is_empty()
+    }
 }
 
 struct Batch {
@@ -54,6 +76,8 @@ struct Batch {
     events: Vec<NewEvent>,
     /// Each command's number of events, and where its outcome goes.
     members: Vec<(usize, Reply)>,
+    /// The latest snapshot taken by its commands, saved once it commits.
+    snapshot: Option<Snapshot>,
 }
 
 impl Batch {
@@ -67,12 +91,15 @@ impl Combiner {
     /// `expected` (`fresh`: loaded from the store, not taken from the
     /// cache); the outcome arrives on the returned channel. Starts the
     /// stream's flusher if none runs.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn join(
         self: &Arc<Self>,
         store: &Arc<dyn EventStore>,
+        snapshots: &Arc<dyn SnapshotStore>,
         stream: &StreamId,
         expected: Version,
         events: Vec<NewEvent>,
+        snapshot: Option<Snapshot>,
         fresh: bool,
     ) -> oneshot::Receiver<Result<Committed, StoreError>> {
         let (reply, outcome) = oneshot::channel();
@@ -86,86 +113,196 @@ impl Combiner {
             queue.poisoned = false;
         }
         let n = events.len();
+        let solo = queue.solo;
         match queue.batches.back_mut() {
-            Some(last) if last.end() == expected.0 && last.events.len() + n <= MAX_EVENTS => {
+            Some(last) if !solo && last.end() == expected.0 && last.events.len() + n <= MAX_EVENTS => {
                 last.events.extend(events);
                 last.members.push((n, reply));
+                if snapshot.is_some() {
+                    last.snapshot = snapshot;
+                }
             }
             _ => queue.batches.push_back(Batch {
                 expected,
                 events,
                 members: vec![(n, reply)],
+                snapshot,
             }),
         }
         if !queue.flushing {
             queue.flushing = true;
             // A task of its own: a caller that stops waiting (a timeout)
             // does not cancel the append of the other commands.
-            tokio::spawn(flush(Arc::clone(self), Arc::clone(store), stream.clone()));
+            let flusher = Flusher {
+                combiner: Arc::clone(self),
+                stream: stream.clone(),
+                done: false,
+            };
+            tokio::spawn(flusher.run(Arc::clone(store), Arc::clone(snapshots)));
         }
         outcome
     }
 
-    /// The next batch of `stream`, or `None` (and the flusher stops).
+    /// Resolves when `stream` has nothing queued or being appended.
+    pub(crate) fn idle(&self, stream: &StreamId) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let waiter = {
+            let mut queues = self.queues.lock();
+            match queues.get_mut(stream) {
+                Some(queue) if !queue.is_idle() => {
+                    let (tx, rx) = oneshot::channel();
+                    queue.idle.push(tx);
+                    Some(rx)
+                }
+                _ => None,
+            }
+        };
+        async move {
+            if let Some(rx) = waiter {
+                // A sender dropped (the flusher ended abnormally) is idle too.
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Whether a batch of `stream` failed since a command last decided on
+    /// state loaded from the store.
+    pub(crate) fn poisoned(&self, stream: &StreamId) -> bool {
+        self.queues.lock().get(stream).is_some_and(|q| q.poisoned)
+    }
+
+    /// The next batch of `stream`, or `None` (and the flusher stops: the
+    /// stream is idle).
     fn next(&self, stream: &StreamId) -> Option<Batch> {
         let mut queues = self.queues.lock();
         let queue = queues.get_mut(stream)?;
         let batch = queue.batches.pop_front();
         if batch.is_none() {
             queue.flushing = false;
-            if !queue.poisoned {
+            for waiter in queue.idle.drain(..) {
+                let _ = waiter.send(());
+            }
+            if !queue.poisoned && !queue.solo {
                 queues.remove(stream);
             }
         }
         batch
     }
 
-    /// After a failed batch: poisons the stream and takes every batch
-    /// behind it.
-    fn fail(&self, stream: &StreamId) -> VecDeque<Batch> {
+    /// After a failed batch: poisons the stream (and, for a refused batch
+    /// of several commands, makes the next batches solo); takes every
+    /// batch behind it.
+    fn fail(&self, stream: &StreamId, solo: bool) -> VecDeque<Batch> {
         let mut queues = self.queues.lock();
         let Some(queue) = queues.get_mut(stream) else {
             return VecDeque::new();
         };
         queue.poisoned = true;
+        queue.solo |= solo;
         std::mem::take(&mut queue.batches)
+    }
+
+    /// A batch committed: merging may resume.
+    fn committed(&self, stream: &StreamId) {
+        if let Some(queue) = self.queues.lock().get_mut(stream) {
+            queue.solo = false;
+        }
     }
 }
 
-/// Appends the batches of `stream` in order until its queue is empty.
-async fn flush(combiner: Arc<Combiner>, store: Arc<dyn EventStore>, stream: StreamId) {
-    while let Some(batch) = combiner.next(&stream) {
-        let Batch {
-            expected,
-            events,
-            members,
-        } = batch;
-        match store.append(&stream, ExpectedVersion::Exact(expected), events).await {
-            Ok(committed) => {
-                let mut offset = 0usize;
-                for (n, reply) in members {
-                    let positions = committed.positions.get(offset..offset + n).unwrap_or_default().to_vec();
-                    offset += n;
-                    let version = Version(expected.0 + offset as u64);
-                    let _ = reply.send(Ok(Committed {
-                        stream: committed.stream.clone(),
-                        version,
-                        positions,
-                    }));
-                }
-            }
-            Err(error) => {
-                let behind = combiner.fail(&stream);
-                for (_, reply) in members {
-                    let _ = reply.send(Err(copy(&error)));
-                }
-                for later in behind {
-                    for (_, reply) in later.members {
-                        let _ = reply.send(Err(conflict(&stream, later.expected)));
+/// The flusher of one stream. Dropped without finishing (its append
+/// panicked, or the runtime shut down), it fails what is still queued and
+/// leaves the stream poisoned and idle, so that no caller waits forever.
+struct Flusher {
+    combiner: Arc<Combiner>,
+    stream: StreamId,
+    done: bool,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let left = self.combiner.fail(&self.stream, false);
+        fail_all(&self.stream, left);
+        // Idle now (what joined meanwhile fails too): the next join starts
+        // a flusher again.
+        while let Some(batch) = self.combiner.next(&self.stream) {
+            fail_all(&self.stream, VecDeque::from([batch]));
+        }
+    }
+}
+
+/// Fails every command of `batches` with a conflict (they re-run).
+fn fail_all(stream: &StreamId, batches: VecDeque<Batch>) {
+    for later in batches {
+        for (_, reply) in later.members {
+            let _ = reply.send(Err(conflict(stream, later.expected)));
+        }
+    }
+}
+
+impl Flusher {
+    /// Appends the batches of the stream in order until its queue is empty.
+    async fn run(mut self, store: Arc<dyn EventStore>, snapshots: Arc<dyn SnapshotStore>) {
+        let stream = self.stream.clone();
+        while let Some(batch) = self.combiner.next(&stream) {
+            let Batch {
+                expected,
+                events,
+                members,
+                snapshot,
+            } = batch;
+            // A panicking backend fails the batch like any error.
+            let appended = catch_panic(store.append(&stream, ExpectedVersion::Exact(expected), events))
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(StoreError::Backend {
+                        backend: "combined append",
+                        source: format!("the store panicked: {panic}").into(),
+                    })
+                });
+            match appended {
+                Ok(committed) => {
+                    self.combiner.committed(&stream);
+                    // Saved before anyone hears of the commit, and before
+                    // the stream is idle (a rewrite waits for idle).
+                    if let Some(snapshot) = snapshot
+                        && let Err(e) = snapshots.save(&stream, snapshot).await
+                    {
+                        tracing::warn!(%stream, error = %e, "snapshot not saved");
                     }
+                    let mut offset = 0usize;
+                    for (n, reply) in members {
+                        let positions = committed.positions.get(offset..offset + n).unwrap_or_default().to_vec();
+                        offset += n;
+                        let version = Version(expected.0 + offset as u64);
+                        let _ = reply.send(Ok(Committed {
+                            stream: committed.stream.clone(),
+                            version,
+                            positions,
+                        }));
+                    }
+                }
+                Err(error) => {
+                    // Refused (not a conflict) with several commands in it:
+                    // whose events were refused is unknown; each re-runs,
+                    // alone, and the refused one then gets the error itself.
+                    let shared = members.len() > 1 && !matches!(error, StoreError::Conflict { .. });
+                    let behind = self.combiner.fail(&stream, shared);
+                    for (_, reply) in members {
+                        let outcome = if shared {
+                            conflict(&stream, expected)
+                        } else {
+                            copy(&error)
+                        };
+                        let _ = reply.send(Err(outcome));
+                    }
+                    fail_all(&stream, behind);
                 }
             }
         }
+        self.done = true;
     }
 }
 

@@ -103,6 +103,37 @@ impl Dispatcher {
         }
     }
 
+    /// The state a command decides on, with the turn held: the cached one,
+    /// or (`fresh`) the store's once the stream's combined appends are done.
+    async fn load<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+    ) -> Result<(Box<A>, Version, bool), LoadError> {
+        if let Some((state, version)) = self.repository.take_cached::<A>(stream) {
+            return Ok((state, version, false));
+        }
+        self.load_fresh::<A>(registration, stream).await
+    }
+
+    /// The store's state of `stream`, once nothing of it is being appended
+    /// (before that the store lags the commands already decided).
+    async fn load_fresh<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+    ) -> Result<(Box<A>, Version, bool), LoadError> {
+        self.combiner.idle(stream).await;
+        self.repository.load_latest::<A>(registration, stream, false).await
+    }
+
+    /// Whether a state taken from the cache may hold events that did not
+    /// commit: waits for the stream's appends, then asks if one failed.
+    async fn stale(&self, stream: &StreamId) -> bool {
+        self.combiner.idle(stream).await;
+        self.combiner.poisoned(stream)
+    }
+
     /// The command loop: load, handle, append; on conflict bring the state
     /// forward and re-run. With `outcome` (an idempotent command's
     /// fingerprint), the last event carries the command's output and
@@ -131,9 +162,7 @@ impl Dispatcher {
         let mut last_conflict = (Version::INITIAL, Version::INITIAL);
         // Made on the first conflict: most commands never need it.
         let mut conflict_waits = None;
-        let (mut state, mut version, mut fresh) = repository
-            .load_latest::<C::Aggregate>(registration, &stream, true)
-            .await?;
+        let (mut state, mut version, mut fresh) = self.load::<C::Aggregate>(registration, &stream).await?;
         for attempt in 1..=settings.max_attempts {
             // A panicking handler is a typed failure, not a panic in the
             // caller (pinned on the stack: no allocation on the hot path).
@@ -151,6 +180,13 @@ impl Dispatcher {
             let decision = match handled {
                 Ok(d) => d,
                 Err(HandlerError::Domain(e)) => {
+                    // An answer without an append must not rest on events
+                    // that never commit.
+                    if !fresh && self.stale(&stream).await {
+                        repository.cache.invalidate(&stream);
+                        (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
+                        continue;
+                    }
                     repository.cache.put(stream, state, version);
                     return Err(CommandError::Domain(e));
                 }
@@ -159,6 +195,11 @@ impl Dispatcher {
                 }
             };
             if decision.events.is_empty() {
+                if !fresh && self.stale(&stream).await {
+                    repository.cache.invalidate(&stream);
+                    (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
+                    continue;
+                }
                 repository.cache.put(stream.clone(), state, version);
                 return Ok(Dispatched {
                     output: decision.output,
@@ -199,9 +240,15 @@ impl Dispatcher {
                     let after = Version(version.0 + new_events.len() as u64);
                     let snapshot = repository.snapshot_if_due(registration, &stream, &*state, version, after);
                     repository.cache.put(stream.clone(), state, after);
-                    let outcome = self
-                        .combiner
-                        .join(&repository.store, &stream, version, new_events, fresh);
+                    let outcome = self.combiner.join(
+                        &repository.store,
+                        &repository.snapshots,
+                        &stream,
+                        version,
+                        new_events,
+                        snapshot,
+                        fresh,
+                    );
                     drop(turn);
                     let committed = outcome.await.unwrap_or_else(|_| {
                         Err(StoreError::Backend {
@@ -211,9 +258,6 @@ impl Dispatcher {
                     });
                     match committed {
                         Ok(committed) => {
-                            if let Some(snapshot) = snapshot {
-                                repository.save_snapshot(&stream, snapshot).await;
-                            }
                             if let Some(last) = committed.positions.last() {
                                 for hook in &self.after_commit {
                                     hook.committed(*last).await;
@@ -242,9 +286,7 @@ impl Dispatcher {
                             // commit: reload from the store, in turn.
                             turn = self.turns.wait(&stream).await;
                             repository.cache.invalidate(&stream);
-                            (state, version, fresh) = repository
-                                .load_latest::<C::Aggregate>(registration, &stream, false)
-                                .await?;
+                            (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
                             continue;
                         }
                         Err(e) => {

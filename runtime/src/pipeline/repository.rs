@@ -45,6 +45,12 @@ impl Repository {
         Ok((Box::new(state), version, true))
     }
 
+    /// The cached state of `stream`, checked out.
+    pub(crate) fn take_cached<A: Aggregate>(&self, stream: &StreamId) -> Option<(Box<A>, Version)> {
+        let (state, version) = self.cache.take(stream)?;
+        state.downcast::<A>().ok().map(|state| (state, version))
+    }
+
     /// Brings a state known to be right at `version` forward with the
     /// events written since (after a conflict), instead of reloading it all.
     pub(crate) async fn load_forward<A: Aggregate>(

@@ -40,6 +40,9 @@ impl ApplicationStore {
         };
         let repository = &self.dispatcher.repository;
         let _turn = self.dispatcher.turns.wait(&stream).await;
+        // Commands decided before the turn may still be committing (and
+        // saving their snapshot): let them finish first.
+        self.dispatcher.combiner.idle(&stream).await;
         // The snapshot first: if the rewrite then fails, a state is only
         // rebuilt from events, never folded from a half-migrated stream.
         repository.snapshots.delete(&stream).await?;
