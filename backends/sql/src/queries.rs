@@ -207,6 +207,26 @@ impl Queries {
 
     /// `read_all` with its filter: `$1` the position, `$2` the limit, then
     /// the names and types.
+    /// A scan's statement: `$1`/`$2` the inclusive position range, `$3` the
+    /// limit, then the aggregate type and id as the scope needs.
+    pub(crate) fn scan(&self, scope: &interlock::store::Scope, direction: interlock::store::Direction) -> SqlStr {
+        use interlock::store::{Direction, Scope};
+        let scope = match scope {
+            Scope::Stream(_) => "aggregate_type = $4 AND aggregate_id = $5 AND ",
+            Scope::Category(_) => "aggregate_type = $4 AND ",
+            Scope::Log => "",
+        };
+        let order = match direction {
+            Direction::Forward => "ASC",
+            Direction::Backward => "DESC",
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM {} WHERE {scope}position >= $1 AND position <= $2 ORDER BY position {order} LIMIT $3",
+            self.tables.events
+        );
+        AssertSqlSafe(sql).into_sql_str()
+    }
+
     pub(crate) fn read_all(&self, names: usize, types: usize) -> SqlStr {
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM {} WHERE position > $1", self.tables.events);
         let mut next = 3;

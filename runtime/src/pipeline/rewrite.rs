@@ -14,7 +14,7 @@ use super::dispatcher::Dispatcher;
 use crate::domain::ids::{Position, StreamId, Version};
 use crate::future::BoxFuture;
 use crate::store::{
-    Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, StoreError,
+    Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, Scan, StoreError,
 };
 
 /// [`EventStore`] over the application's store that keeps its caches
@@ -89,6 +89,9 @@ impl EventStore for ApplicationStore {
     }
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         self.store().head()
+    }
+    fn scan<'a>(&'a self, scan: &'a Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        self.store().scan(scan)
     }
     fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.rewrite_and_invalidate(position, event))

@@ -23,8 +23,8 @@ pub use self::checkpoint::{CheckpointStore, MemoryCheckpointStore};
 pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;
 pub use self::event_store::{
-    Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
-    RecordedEvent, RewrittenEvent,
+    Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
+    RecordedEvent, RewrittenEvent, Scan, Scope,
 };
 pub(crate) use self::idempotency::after;
 pub use self::idempotency::{

@@ -105,6 +105,7 @@ macro_rules! event_store_conformance {
                 application_contention,
                 rewrite_in_place,
                 head_and_watch,
+                scans_both_ways,
             ]
         );
     };

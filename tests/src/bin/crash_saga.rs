@@ -102,6 +102,9 @@ impl<S: EventStore> EventStore for Crashing<S> {
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         self.inner.head()
     }
+    fn scan<'a>(&'a self, scan: &'a interlock::store::Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        self.inner.scan(scan)
+    }
     fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         self.inner.rewrite(position, event)
     }

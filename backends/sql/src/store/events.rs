@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use interlock::store::{
     BoxFuture, Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
-    RewrittenEvent, StoreError,
+    RewrittenEvent, Scan, Scope, StoreError,
 };
 use interlock::{Position, SchemaVersion, StreamId, Version};
 
@@ -58,6 +58,26 @@ impl<D: Driver> EventStore for SqlStore<D> {
                 .fetch_all(self.queries().read_stream_for_load.clone(), &params)
                 .await?;
             rows.iter().map(|row| light_event(D::NAME, stream, row)).collect()
+        })
+    }
+
+    fn scan<'a>(&'a self, scan: &'a Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let Some((low, high)) = scan.inclusive_range() else {
+                return Ok(Vec::new());
+            };
+            let mut params = vec![Int(i64_of(low)), Int(i64_of(high)), Int(i64_of_usize(scan.limit))];
+            match &scan.scope {
+                Scope::Stream(stream) => {
+                    params.push(Text(stream.aggregate_type()));
+                    params.push(Text(stream.aggregate_id()));
+                }
+                Scope::Category(category) => params.push(Text(category.as_ref())),
+                Scope::Log => {}
+            }
+            let sql = self.queries().scan(&scan.scope, scan.direction);
+            let rows = self.fetch_all(sql, &params).await?;
+            crate::rows::log_page(D::NAME, &rows)
         })
     }
 

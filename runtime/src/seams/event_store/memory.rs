@@ -11,8 +11,8 @@ use bytes::Bytes;
 use ulid::Ulid;
 
 use super::{
-    BoxFuture, Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, NewEvent, RecordedEvent,
-    RewrittenEvent, StoreError,
+    BoxFuture, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, NewEvent,
+    RecordedEvent, RewrittenEvent, Scan, Scope, StoreError,
 };
 use crate::domain::ids::{
     CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
@@ -374,6 +374,57 @@ impl EventStore for MemoryEventStore {
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         let head = Position(self.inner.read().log.len() as u64);
         Box::pin(std::future::ready(Ok(head)))
+    }
+
+    fn scan<'a>(&'a self, scan: &'a Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        let inner = self.inner.read();
+        let events = match scan.inclusive_range() {
+            None => Vec::new(),
+            Some((low, high)) => {
+                // Log indexes of the range: position p is index p - 1.
+                let len = inner.log.len() as u64;
+                let first = low.max(1) - 1;
+                let end = high.min(len);
+                let indexes: Box<dyn Iterator<Item = usize>> = match &scan.scope {
+                    Scope::Stream(stream) => {
+                        let own = inner.streams.get(stream).map_or(&[][..], |e| e.events.as_slice());
+                        let own = own
+                            .iter()
+                            .map(|i| *i as usize)
+                            .filter(move |i| (*i as u64) >= first && (*i as u64) < end);
+                        match scan.direction {
+                            Direction::Forward => Box::new(own),
+                            Direction::Backward => Box::new(own.rev()),
+                        }
+                    }
+                    Scope::Category(_) | Scope::Log => {
+                        let range = (first as usize)..(end.max(first) as usize);
+                        match scan.direction {
+                            Direction::Forward => Box::new(range),
+                            Direction::Backward => Box::new(range.rev()),
+                        }
+                    }
+                };
+                let category = match &scan.scope {
+                    Scope::Category(c) => Some(c.as_ref()),
+                    _ => None,
+                };
+                indexes
+                    .filter_map(|i| inner.log.get(i).map(|s| (i, s)))
+                    .filter(|(_, s)| {
+                        category.is_none_or(|c| {
+                            inner
+                                .stream_ids
+                                .get(s.stream as usize)
+                                .is_some_and(|id| id.aggregate_type() == c)
+                        })
+                    })
+                    .take(scan.limit)
+                    .filter_map(|(i, s)| inner.recorded(i, s))
+                    .collect()
+            }
+        };
+        Box::pin(std::future::ready(Ok(events)))
     }
 
     fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {

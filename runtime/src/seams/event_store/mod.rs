@@ -2,6 +2,7 @@
 //! the global log.
 
 mod memory;
+mod scan;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use crate::domain::ids::{
 use crate::future::BoxFuture;
 
 pub use self::memory::MemoryEventStore;
+pub use self::scan::{Direction, Scan, Scope};
 
 /// User headers carried in event metadata.
 pub type Headers = BTreeMap<String, String>;
@@ -235,6 +237,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last event readers may see.
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
 
+    /// One page of `scan`: the first `scan.limit` events of its scope and
+    /// range, in its direction. Page on with `Scan::after`.
+    fn scan<'a>(&'a self, scan: &'a Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>>;
+
+    /// The last event of `scope` (of a stream, of a category, of the log),
+    /// if any.
+    fn last_event<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Option<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let scan = Scan::of(scope.clone()).backward().limit(1);
+            Ok(self.scan(&scan).await?.into_iter().next())
+        })
+    }
+
     /// Replaces the name, schema version and payload of the event at
     /// `position` (schema migration).
     ///
@@ -305,6 +320,9 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
     }
     fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         (**self).head()
+    }
+    fn scan<'a>(&'a self, scan: &'a Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        (**self).scan(scan)
     }
     fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).rewrite(position, event)

@@ -1,0 +1,138 @@
+//! Scans: the events of one stream, one category (every stream of an
+//! aggregate type) or the whole log, forwards or backwards over a range of
+//! global positions, a page at a time.
+
+use std::borrow::Cow;
+use std::ops::Bound;
+
+use crate::domain::ids::{Position, StreamId};
+
+/// Which events a scan reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One stream.
+    Stream(StreamId),
+    /// Every stream of one aggregate type.
+    Category(Cow<'static, str>),
+    /// The whole log.
+    Log,
+}
+
+/// The order of a scan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// Lowest position first.
+    #[default]
+    Forward,
+    /// Highest position first.
+    Backward,
+}
+
+/// A scan: a scope, a range of global positions (each bound inclusive,
+/// exclusive or open), a direction and a page size. The first `limit`
+/// events of the range in `direction` are returned; page on with
+/// [`Scan::after`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Scan {
+    /// What is read.
+    pub scope: Scope,
+    /// The lowest position of the range.
+    pub from: Bound<Position>,
+    /// The highest position of the range.
+    pub to: Bound<Position>,
+    /// The order.
+    pub direction: Direction,
+    /// Events per page at most.
+    pub limit: usize,
+}
+
+impl Scan {
+    /// Everything in `scope`, forwards, 512 events a page.
+    pub fn of(scope: Scope) -> Self {
+        Self {
+            scope,
+            from: Bound::Unbounded,
+            to: Bound::Unbounded,
+            direction: Direction::Forward,
+            limit: 512,
+        }
+    }
+
+    /// The events of one stream.
+    pub fn stream(stream: StreamId) -> Self {
+        Self::of(Scope::Stream(stream))
+    }
+
+    /// The events of every stream of `aggregate_type`.
+    pub fn category(aggregate_type: impl Into<Cow<'static, str>>) -> Self {
+        Self::of(Scope::Category(aggregate_type.into()))
+    }
+
+    /// The whole log.
+    pub fn log() -> Self {
+        Self::of(Scope::Log)
+    }
+
+    /// Highest position first.
+    pub fn backward(mut self) -> Self {
+        self.direction = Direction::Backward;
+        self
+    }
+
+    /// Only positions in `from..=to`-like bounds.
+    pub fn between(mut self, from: Bound<Position>, to: Bound<Position>) -> Self {
+        self.from = from;
+        self.to = to;
+        self
+    }
+
+    /// At most `limit` events a page.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The scan of the next page, after a page that ended at `last` (the
+    /// position of its last event, in the scan's direction).
+    pub fn after(&self, last: Position) -> Self {
+        let mut next = self.clone();
+        match self.direction {
+            Direction::Forward => next.from = Bound::Excluded(last),
+            Direction::Backward => next.to = Bound::Excluded(last),
+        }
+        next
+    }
+
+    /// The range as inclusive positions `(lowest, highest)`, `None` when
+    /// it is empty.
+    #[must_use]
+    pub fn inclusive_range(&self) -> Option<(u64, u64)> {
+        let low = match self.from {
+            Bound::Included(p) => p.0,
+            Bound::Excluded(p) => p.0.checked_add(1)?,
+            Bound::Unbounded => 0,
+        };
+        let high = match self.to {
+            Bound::Included(p) => p.0,
+            Bound::Excluded(p) => p.0.checked_sub(1)?,
+            Bound::Unbounded => u64::MAX,
+        };
+        (low <= high).then_some((low, high))
+    }
+
+    /// Whether an event of `stream` at `position` is in the scan's scope
+    /// and range.
+    #[must_use]
+    pub fn includes(&self, stream: &StreamId, position: Position) -> bool {
+        let in_scope = match &self.scope {
+            Scope::Stream(s) => s == stream,
+            Scope::Category(c) => stream.aggregate_type() == c.as_ref(),
+            Scope::Log => true,
+        };
+        in_scope
+            && self
+                .inclusive_range()
+                .is_some_and(|(low, high)| (low..=high).contains(&position.0))
+    }
+}
