@@ -24,7 +24,7 @@ pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;
 pub use self::event_store::{
     Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
-    RecordedEvent, RewrittenEvent, Scan, Scope,
+    RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope,
 };
 pub(crate) use self::idempotency::after;
 pub use self::idempotency::{

@@ -668,4 +668,17 @@ pub async fn scans_both_ways<S: EventStore>(store: S) {
     assert_eq!(last(Scope::Category(nobody.into())).await, None);
     let log_last = store.last_event(&Scope::Log).await.expect("last").expect("an event");
     assert!(log_last.position >= p[5]);
+
+    // Page by page, one event a page, both ways.
+    for (scan, expected) in [
+        (Scan::category(a.clone()).limit(1), vec![0, 2, 3, 5]),
+        (Scan::category(a.clone()).backward().limit(3), vec![5, 3, 2, 0]),
+    ] {
+        let mut pages = crate::store::ScanPages::new(&store, scan);
+        let mut seen = Vec::new();
+        while let Some(page) = pages.next_page().await.expect("page") {
+            seen.extend(ns(page));
+        }
+        assert_eq!(seen, expected);
+    }
 }

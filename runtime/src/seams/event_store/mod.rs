@@ -18,7 +18,7 @@ use crate::domain::ids::{
 use crate::future::BoxFuture;
 
 pub use self::memory::MemoryEventStore;
-pub use self::scan::{Direction, Scan, Scope};
+pub use self::scan::{Direction, Scan, ScanPages, Scope};
 
 /// User headers carried in event metadata.
 pub type Headers = BTreeMap<String, String>;

@@ -136,3 +136,58 @@ impl Scan {
                 .is_some_and(|(low, high)| (low..=high).contains(&position.0))
     }
 }
+
+/// A scan read page by page, so a long category or log is never held in
+/// memory at once: `while let Some(page) = pages.next_page().await? { .. }`.
+pub struct ScanPages<'s, S: super::EventStore + ?Sized> {
+    store: &'s S,
+    next: Option<Scan>,
+}
+
+impl<S: super::EventStore + ?Sized> std::fmt::Debug for ScanPages<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanPages")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s, S: super::EventStore + ?Sized> ScanPages<'s, S> {
+    /// The pages of `scan` on `store`.
+    pub fn new(store: &'s S, scan: Scan) -> Self {
+        Self {
+            store,
+            next: Some(scan),
+        }
+    }
+
+    /// The next page, or `None` once the scan is exhausted.
+    ///
+    /// # Errors
+    ///
+    /// The store's; the same page can be asked for again.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<super::RecordedEvent>>, super::StoreError> {
+        let Some(scan) = self.next.take() else {
+            return Ok(None);
+        };
+        if scan.limit == 0 {
+            return Ok(None);
+        }
+        let page = match self.store.scan(&scan).await {
+            Ok(page) => page,
+            Err(e) => {
+                self.next = Some(scan);
+                return Err(e);
+            }
+        };
+        if page.is_empty() {
+            return Ok(None);
+        }
+        if page.len() >= scan.limit
+            && let Some(last) = page.last()
+        {
+            self.next = Some(scan.after(last.position));
+        }
+        Ok(Some(page))
+    }
+}
