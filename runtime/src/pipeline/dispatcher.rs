@@ -222,12 +222,7 @@ impl Dispatcher {
                 // aggregate goes on from this one's state while it commits,
                 // and their events share an append (`combine.rs`).
                 Err(new_events) => {
-                    let applied = catch_panic_sync(|| {
-                        for event in &decision.events {
-                            state.apply(event);
-                        }
-                    });
-                    if let Err(message) = applied {
+                    if let Err(message) = apply_all(&mut *state, &decision.events) {
                         repository.cache.invalidate(&stream);
                         return Err(CommandError::Load(LoadError::ApplierPanicked {
                             aggregate: registration.name,
@@ -258,30 +253,12 @@ impl Dispatcher {
                     });
                     match committed {
                         Ok(committed) => {
-                            if let Some(last) = committed.positions.last() {
-                                for hook in &self.after_commit {
-                                    hook.committed(*last).await;
-                                }
-                            }
-                            return Ok(Dispatched {
-                                output: decision.output,
-                                command_id,
-                                stream: committed.stream,
-                                version: committed.version,
-                                positions: committed.positions,
-                                replayed: false,
-                                attempts: attempt,
-                            });
+                            return Ok(self.committed(committed, decision.output, command_id, attempt).await);
                         }
                         Err(StoreError::Conflict { actual, .. }) => {
                             tracing::debug!(%stream, expected = %version, %actual, attempt, "combined append conflict; re-running command");
                             last_conflict = (version, actual);
-                            if attempt > 1
-                                && let Some(wait) =
-                                    conflict_waits.get_or_insert_with(|| CONFLICT_BACKOFF.delays()).next()
-                            {
-                                tokio::time::sleep(wait).await;
-                            }
+                            back_off(attempt, &mut conflict_waits, || CONFLICT_BACKOFF.delays()).await;
                             // The cached state may hold events that did not
                             // commit: reload from the store, in turn.
                             turn = self.turns.wait(&stream).await;
@@ -298,12 +275,7 @@ impl Dispatcher {
             };
             match appended {
                 Ok(committed) => {
-                    let applied = catch_panic_sync(|| {
-                        for event in &decision.events {
-                            state.apply(event);
-                        }
-                    });
-                    match applied {
+                    match apply_all(&mut *state, &decision.events) {
                         Ok(()) => {
                             repository
                                 .maybe_snapshot(registration, &stream, &*state, version, committed.version)
@@ -319,33 +291,13 @@ impl Dispatcher {
                         }
                     }
                     drop(turn);
-                    if let Some(last) = committed.positions.last() {
-                        for hook in &self.after_commit {
-                            hook.committed(*last).await;
-                        }
-                    }
-                    return Ok(Dispatched {
-                        output: decision.output,
-                        command_id,
-                        stream: committed.stream,
-                        version: committed.version,
-                        positions: committed.positions,
-                        replayed: false,
-                        attempts: attempt,
-                    });
+                    return Ok(self.committed(committed, decision.output, command_id, attempt).await);
                 }
                 Err(StoreError::Conflict { actual, .. }) => {
                     tracing::debug!(%stream, expected = %version, %actual, attempt, "append conflict; re-running command");
                     repository.cache.invalidate(&stream);
                     last_conflict = (version, actual);
-                    // Under contention, back off a little (jittered) so the
-                    // writers that keep colliding spread out; the first
-                    // re-run is immediate.
-                    if attempt > 1
-                        && let Some(wait) = conflict_waits.get_or_insert_with(|| CONFLICT_BACKOFF.delays()).next()
-                    {
-                        tokio::time::sleep(wait).await;
-                    }
+                    back_off(attempt, &mut conflict_waits, || CONFLICT_BACKOFF.delays()).await;
                     (state, version) = repository.load_forward(registration, &stream, *state, version).await?;
                     fresh = true;
                 }
@@ -361,6 +313,58 @@ impl Dispatcher {
             actual: last_conflict.1,
             attempts: settings.max_attempts,
         })
+    }
+}
+
+impl Dispatcher {
+    /// A command whose events are committed: the after-commit hooks, then
+    /// its outcome.
+    async fn committed<O>(
+        &self,
+        committed: crate::store::Committed,
+        output: O,
+        command_id: CommandId,
+        attempts: u32,
+    ) -> Dispatched<O> {
+        if let Some(last) = committed.positions.last() {
+            for hook in &self.after_commit {
+                hook.committed(*last).await;
+            }
+        }
+        Dispatched {
+            output,
+            command_id,
+            stream: committed.stream,
+            version: committed.version,
+            positions: committed.positions,
+            replayed: false,
+            attempts,
+        }
+    }
+}
+
+/// Folds a decision's events into the state; a panicking applier is the
+/// panic's message (the state is then half-applied: drop it).
+fn apply_all<A: crate::domain::aggregate::Aggregate>(state: &mut A, events: &[A::Event]) -> Result<(), String> {
+    catch_panic_sync(|| {
+        for event in events {
+            state.apply(event);
+        }
+    })
+}
+
+/// After a conflict: back off a little (jittered) so the writers that keep
+/// colliding spread out; the first re-run is immediate.
+/// `waits` is made on the first conflict: most commands never need it.
+async fn back_off<I: Iterator<Item = std::time::Duration>>(
+    attempt: u32,
+    waits: &mut Option<I>,
+    make: impl FnOnce() -> I,
+) {
+    if attempt > 1
+        && let Some(wait) = waits.get_or_insert_with(make).next()
+    {
+        tokio::time::sleep(wait).await;
     }
 }
 
