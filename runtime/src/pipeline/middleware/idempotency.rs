@@ -68,6 +68,7 @@ where
             };
             request.context.options.command_id = Some(id);
             let identity = Identity::of(&request.command);
+            request.context.fingerprint = Some(identity.fingerprint());
             let registration = dispatcher.registration::<C::Aggregate>()?;
             let stream = dispatcher.stream_of(registration, request.command.aggregate_id());
             idempotent(

@@ -2,6 +2,7 @@
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::command::HandledCommand;
+use crate::domain::fingerprint::CommandFingerprint;
 use crate::pipeline::options::DispatchOptions;
 
 /// What every layer sees of a command, whatever its type.
@@ -15,6 +16,9 @@ pub struct CommandContext {
     pub aggregate_id: String,
     /// Ids and headers; layers may change them before calling the inner service.
     pub options: DispatchOptions,
+    /// Set by the idempotency layer for a command with an id: its
+    /// fingerprint, carried on its last event (computed once).
+    pub(crate) fingerprint: Option<CommandFingerprint>,
 }
 
 /// A command of type `C` on its way through the stack.
@@ -36,6 +40,7 @@ impl<C: HandledCommand> CommandRequest<C> {
                 aggregate: <C::Aggregate as Aggregate>::NAME,
                 aggregate_id,
                 options,
+                fingerprint: None,
             },
             command,
         }

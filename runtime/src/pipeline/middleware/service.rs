@@ -13,7 +13,6 @@ use crate::domain::ids::{CommandId, StreamId};
 use crate::future::BoxFuture;
 use crate::pipeline::dispatcher::Dispatcher;
 use crate::pipeline::error::CommandError;
-use crate::pipeline::idempotency::Identity;
 use crate::pipeline::options::Dispatched;
 
 /// The stack under the user's layers: idempotency over the command loop.
@@ -64,14 +63,19 @@ impl<C: HandledCommand> Service<CommandRequest<C>> for CommandService<C> {
             let registration = dispatcher.registration::<C::Aggregate>()?;
             let CommandRequest { command, context } = request;
             let stream = StreamId::new(Arc::clone(&registration.shared_name), context.aggregate_id);
-            // The idempotency layer below the user's sets the id of every
-            // idempotent command: those carry their outcome on their events.
-            let (command_id, outcome) = match context.options.command_id {
-                Some(id) => (id, Some(Identity::of(&command).fingerprint())),
-                None => (CommandId::new(), None),
-            };
+            // The idempotency layer below the user's sets the id and the
+            // fingerprint of every idempotent command: those carry their
+            // outcome on their events.
+            let command_id = context.options.command_id.unwrap_or_else(CommandId::new);
             dispatcher
-                .run(registration, stream, command, command_id, context.options, outcome)
+                .run(
+                    registration,
+                    stream,
+                    command,
+                    command_id,
+                    context.options,
+                    context.fingerprint,
+                )
                 .await
         })
     }
