@@ -15,9 +15,11 @@ use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
 use crate::domain::command::HandledCommand;
 use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
-use crate::domain::ids::{AggregateId, StreamId, Version};
+use crate::domain::ids::{AggregateId, StreamId};
 use crate::domain::ids::{CommandId, Timestamp};
-use crate::store::{Claim, EventStore, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, OUTCOME_HEADER, after};
+use crate::store::{
+    Claim, EventStore, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, OUTCOME_HEADER, Scan, ScanPages, after,
+};
 
 /// What a command id stands for: the command, its target and its values.
 pub(crate) struct Identity {
@@ -192,12 +194,15 @@ async fn committed<E>(
     settings: &Settings,
     identity: &Identity,
 ) -> Result<Option<IdempotencyRecord>, CommandError<E>> {
-    let stored = events
-        .read_stream(stream, Version(1), None)
-        .await
-        .map_err(CommandError::Store)?;
-    let Some(last) = stored.iter().rev().find(|e| e.metadata.command_id == Some(command_id)) else {
-        return Ok(None);
+    // From the newest event back: the command's events are near the end.
+    let mut pages = ScanPages::new(events, Scan::stream(stream.clone()).backward().limit(64));
+    let last = loop {
+        let Some(page) = pages.next_page().await.map_err(CommandError::Store)? else {
+            return Ok(None);
+        };
+        if let Some(found) = page.into_iter().find(|e| e.metadata.command_id == Some(command_id)) {
+            break found;
+        }
     };
     let headers = &last.metadata.headers;
     // A fingerprint without an output: the output could not be encoded, so

@@ -208,14 +208,7 @@ impl Subscriber {
     ) -> Result<(), SubscriptionError> {
         let error = format!("the stored event at position {position} cannot be read: {reason}");
         tracing::error!(subscriber = %self.name, %position, %reason, "unreadable event parked");
-        let letter = DeadLetter {
-            subscriber: self.name.clone(),
-            event: *salvaged,
-            error: error.clone(),
-            attempts: 0,
-            parked_at: Timestamp::now(),
-        };
-        self.dead_letters.park(letter).await.map_err(|e| self.store_error(e))?;
+        self.park(&salvaged, &HandlerFailure::msg(error.clone()), 0).await?;
         if self.config.on_failure == FailurePolicy::ParkAndStop {
             progress.stopped = Some(error.clone());
             return Err(SubscriptionError::Stopped {
