@@ -362,6 +362,12 @@ pub mod hooked {
         ) -> BoxFuture<'a, Result<Committed, StoreError>> {
             self.hook.append(&self.inner, stream, expected, events)
         }
+        fn append_atomic(
+            &self,
+            append: interlock::store::AtomicAppend,
+        ) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+            self.inner.append_atomic(append)
+        }
         fn read_stream<'a>(
             &'a self,
             stream: &'a StreamId,

@@ -14,7 +14,8 @@ use super::dispatcher::Dispatcher;
 use crate::domain::ids::{Position, StreamId, Version};
 use crate::future::BoxFuture;
 use crate::store::{
-    Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, Scan, StoreError,
+    AtomicAppend, Committed, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, Scan,
+    StoreError,
 };
 
 /// [`EventStore`] over the application's store that keeps its caches
@@ -60,6 +61,9 @@ impl EventStore for ApplicationStore {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         self.store().append(stream, expected, events)
+    }
+    fn append_atomic(&self, append: AtomicAppend) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+        self.store().append_atomic(append)
     }
     fn read_stream<'a>(
         &'a self,

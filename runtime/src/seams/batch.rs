@@ -11,21 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Committed, ExpectedVersion, NewEvent, StoreError};
+use super::{AppendRequest, Committed, ExpectedVersion, NewEvent, StoreError};
 use crate::domain::ids::StreamId;
 use crate::future::BoxFuture;
-
-/// One append of a batch: events for one stream with its own expected
-/// version.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AppendRequest {
-    /// The stream.
-    pub stream: StreamId,
-    /// The version the writer expects the stream to be at.
-    pub expected: ExpectedVersion,
-    /// The events, in order.
-    pub events: Vec<NewEvent>,
-}
 
 /// A backend that commits many appends together.
 ///

@@ -18,6 +18,18 @@ pub enum StoreError {
         /// The stream's actual version.
         actual: Version,
     },
+    /// A condition of an atomic append failed: an event was written to
+    /// `scope` after the position the writer's decision was based on.
+    /// Nothing was appended; decide again from the newer state.
+    #[error("{scope} changed after position {since}: its last event is at position {actual}")]
+    ScopeChanged {
+        /// The scope that changed.
+        scope: super::Scope,
+        /// The position the writer expected it to end at.
+        since: Position,
+        /// The position of its last event.
+        actual: Position,
+    },
     /// The backend cannot be reached; the operation may succeed later.
     #[error("{backend} is unavailable: {source}")]
     Unavailable {

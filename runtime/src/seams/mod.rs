@@ -18,13 +18,13 @@ mod snapshot;
 mod transport;
 
 pub use self::backend::{Backend, StoreSet};
-pub use self::batch::{AppendRequest, BatchAppend, GroupCommit, GroupCommitter};
+pub use self::batch::{BatchAppend, GroupCommit, GroupCommitter};
 pub use self::checkpoint::{CheckpointStore, MemoryCheckpointStore};
 pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;
 pub use self::event_store::{
-    Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, MemoryEventStore, NewEvent,
-    RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope,
+    AppendRequest, AtomicAppend, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion,
+    Headers, MemoryEventStore, NewEvent, RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope, Unchanged,
 };
 pub(crate) use self::idempotency::after;
 pub use self::idempotency::{

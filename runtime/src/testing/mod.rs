@@ -106,6 +106,10 @@ macro_rules! event_store_conformance {
                 rewrite_in_place,
                 head_and_watch,
                 scans_both_ways,
+                atomic_append_across_streams,
+                conditions_on_scopes,
+                category_claims_under_contention,
+                log_counter_under_contention,
             ]
         );
     };

@@ -73,6 +73,12 @@ impl<S: EventStore> EventStore for Crashing<S> {
             Ok(committed)
         })
     }
+    fn append_atomic(
+        &self,
+        append: interlock::store::AtomicAppend,
+    ) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+        self.inner.append_atomic(append)
+    }
     fn read_stream<'a>(
         &'a self,
         stream: &'a StreamId,

@@ -96,4 +96,17 @@ impl DriverBatch for PostgresDriver {
             None => savepoint::append(store, batch).await,
         }
     }
+
+    fn records_outbox(store: &PostgresStore) -> bool {
+        store.config().outbox
+    }
+
+    async fn after_write<'c>(store: &'c PostgresStore, tx: &'c mut PgConnection, last: i64) -> Result<(), sqlx::Error> {
+        if store.config().notify {
+            let params = [Param::Text(&store.state().channel), Param::Text(&last.to_string())];
+            let notify = SqlStr::from_static("SELECT pg_notify($1, $2)");
+            Self::execute(tx, notify, &params).await?;
+        }
+        Ok(())
+    }
 }

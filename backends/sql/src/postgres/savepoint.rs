@@ -4,13 +4,11 @@
 //! to one stream, a race lost to another process, a statement the
 //! database refused).
 
-use interlock::store::{AppendRequest, Committed, StoreError};
-use sqlx::SqlStr;
-
 use super::{PostgresDriver, PostgresStore};
 use crate::append::{BatchFailure, Outcomes};
 use crate::driver::Driver;
-use crate::driver::Param::Text;
+use crate::store::DriverBatch;
+use interlock::store::{AppendRequest, Committed, StoreError};
 
 /// Commits a batch in one transaction, each append in a savepoint of its
 /// own: an append whose expected version is wrong, that loses a race to
@@ -32,12 +30,8 @@ async fn commit(store: &PostgresStore, batch: Vec<AppendRequest>, outcomes: &mut
     let written = store
         .append_each(&mut tx, batch, store.config().outbox, outcomes)
         .await?;
-    if let Some(last) = written.last_position
-        && store.config().notify
-    {
-        let params = [Text(&store.state().channel), Text(&last.to_string())];
-        let notify = SqlStr::from_static("SELECT pg_notify($1, $2)");
-        PostgresDriver::execute(&mut tx, notify, &params)
+    if let Some(last) = written.last_position {
+        PostgresDriver::after_write(store, &mut tx, last)
             .await
             .map_err(fail("cannot notify listeners"))?;
     }

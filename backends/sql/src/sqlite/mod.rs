@@ -88,4 +88,12 @@ impl DriverBatch for SqliteDriver {
     ) -> Vec<Result<interlock::store::Committed, interlock::store::StoreError>> {
         batch::append(store, batch).await
     }
+
+    fn records_outbox(store: &SqliteStore) -> bool {
+        store.config().outbox
+    }
+
+    async fn after_write<'c>(_: &'c SqliteStore, _: &'c mut SqliteConnection, _: i64) -> Result<(), sqlx::Error> {
+        Ok(()) // in-process subscribers follow the head watch
+    }
 }

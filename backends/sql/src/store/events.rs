@@ -5,17 +5,17 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use interlock::store::{
-    BoxFuture, Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
-    RewrittenEvent, Scan, Scope, StoreError,
+    AtomicAppend, BoxFuture, Committed, EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    RecordedEvent, RewrittenEvent, Scan, Scope, StoreError,
 };
 use interlock::{Position, SchemaVersion, StreamId, Version};
 
-use super::SqlStore;
+use super::{DriverBatch, SqlStore};
 use crate::driver::Param::{Bytes as Blob, Int, Text};
-use crate::driver::{Driver, SqlRow};
+use crate::driver::SqlRow;
 use crate::rows::{i64_of, i64_of_usize, stored};
 
-impl<D: Driver> EventStore for SqlStore<D> {
+impl<D: DriverBatch> EventStore for SqlStore<D> {
     fn append<'a>(
         &'a self,
         stream: &'a StreamId,
@@ -23,6 +23,10 @@ impl<D: Driver> EventStore for SqlStore<D> {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         Box::pin(self.inner.committer.append(stream, expected, events))
+    }
+
+    fn append_atomic(&self, append: AtomicAppend) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+        Box::pin(self.append_atomic_now(append))
     }
 
     fn read_stream<'a>(

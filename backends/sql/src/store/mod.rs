@@ -2,6 +2,7 @@
 //! written once over a [`Driver`]. One file per trait; this one holds the
 //! store itself, its group committer and the query helpers the traits use.
 
+mod atomic;
 mod checkpoints;
 mod dead_letters;
 mod events;
@@ -219,6 +220,18 @@ pub trait DriverBatch: Driver {
         store: &SqlStore<Self>,
         batch: Vec<AppendRequest>,
     ) -> impl std::future::Future<Output = Vec<Result<Committed, StoreError>>> + Send + '_;
+
+    /// Whether the store records appends in the outbox table (its
+    /// `outbox` setting).
+    fn records_outbox(store: &SqlStore<Self>) -> bool;
+
+    /// Runs in a write transaction that appended events up to position
+    /// `last`, just before it commits (PostgreSQL: `NOTIFY` listeners).
+    fn after_write<'c>(
+        store: &'c SqlStore<Self>,
+        tx: &'c mut crate::driver::Connection<Self>,
+        last: i64,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c;
 }
 
 impl<D: DriverBatch> BatchAppend for SqlStore<D> {

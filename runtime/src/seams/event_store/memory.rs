@@ -11,8 +11,8 @@ use bytes::Bytes;
 use ulid::Ulid;
 
 use super::{
-    BoxFuture, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers, NewEvent,
-    RecordedEvent, RewrittenEvent, Scan, Scope, StoreError,
+    AtomicAppend, BoxFuture, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion, Headers,
+    NewEvent, RecordedEvent, RewrittenEvent, Scan, Scope, StoreError,
 };
 use crate::domain::ids::{
     CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
@@ -41,10 +41,15 @@ struct Inner {
     name_numbers: HashMap<Cow<'static, str>, u32, foldhash::fast::RandomState>,
     /// The number of the last name appended: most appends repeat it.
     last_name: u32,
+    /// Every category (aggregate type) by number, and the position of its
+    /// last event (for the conditions of atomic appends).
+    category_numbers: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    category_heads: Vec<u64>,
 }
 
 struct StreamEntry {
     number: u32,
+    category: u32,
     events: Vec<u32>,
 }
 
@@ -152,6 +157,126 @@ impl Inner {
         })
     }
 
+    /// The version of `stream`.
+    fn version_of(&self, stream: &StreamId) -> Version {
+        Version(self.streams.get(stream).map_or(0, |s| s.events.len() as u64))
+    }
+
+    /// The position of the last event of `scope` (0 when it has none).
+    fn last_position_in(&self, scope: &Scope) -> u64 {
+        match scope {
+            Scope::Stream(stream) => self
+                .streams
+                .get(stream)
+                .and_then(|s| s.events.last())
+                .map_or(0, |i| u64::from(*i) + 1),
+            Scope::Category(category) => self
+                .category_numbers
+                .get(category.as_ref())
+                .and_then(|n| self.category_heads.get(*n as usize))
+                .copied()
+                .unwrap_or(0),
+            Scope::Log => self.log.len() as u64,
+        }
+    }
+
+    /// Whether `events` more events (and as many names and streams) fit:
+    /// the only ways an append can fail once its checks passed.
+    fn check_room(&self, events: usize, streams: usize) -> Result<(), StoreError> {
+        if self.log.len() + events > u32::MAX as usize {
+            return Err(too_many("events"));
+        }
+        if self.names.len() + events > u32::MAX as usize
+            || self.stream_ids.len() + streams > u32::MAX as usize
+            || self.category_heads.len() + streams > u32::MAX as usize
+        {
+            return Err(too_many("names or streams"));
+        }
+        Ok(())
+    }
+
+    /// Appends `events` to `stream`, which is at `actual` (checked by the
+    /// caller, as the room is). `now` is the time of recording, read once
+    /// for the events that come without a timestamp.
+    #[inline]
+    fn write(
+        &mut self,
+        stream: &StreamId,
+        actual: Version,
+        events: Vec<NewEvent>,
+        now: &mut Option<Timestamp>,
+    ) -> Committed {
+        let first_index = self.log.len();
+        let Inner {
+            log,
+            streams,
+            stream_ids,
+            names,
+            name_numbers,
+            last_name,
+            category_numbers,
+            category_heads,
+        } = self;
+        // One lookup of the stream (hashing its id is a good part of an
+        // append's cost: measured in W1 with callgrind).
+        let entry = match streams.get_mut(stream) {
+            Some(entry) => entry,
+            None => {
+                let number = stream_ids.len() as u32;
+                stream_ids.push(stream.clone());
+                let category = match category_numbers.get(stream.aggregate_type()) {
+                    Some(n) => *n,
+                    None => {
+                        let n = category_heads.len() as u32;
+                        category_heads.push(0);
+                        category_numbers.insert(stream.aggregate_type().into(), n);
+                        n
+                    }
+                };
+                streams.entry(stream.clone()).or_insert(StreamEntry {
+                    number,
+                    category,
+                    events: Vec::new(),
+                })
+            }
+        };
+        let mut version = actual;
+        let mut positions = Vec::with_capacity(events.len());
+        for (offset, e) in events.into_iter().enumerate() {
+            let timestamp = match e.metadata.timestamp {
+                Some(t) => t,
+                None => *now.get_or_insert_with(Timestamp::now),
+            };
+            let name = intern(names, name_numbers, last_name, e.name);
+            version = version.next();
+            let index = first_index + offset;
+            positions.push(Position(index as u64 + 1));
+            entry.events.push(index as u32);
+            let metadata = e.metadata;
+            log.push(Stored {
+                event_id: e.event_id.0.to_bytes(),
+                version: version.0,
+                timestamp: timestamp.0,
+                payload: e.payload,
+                headers: (!metadata.headers.is_empty()).then(|| Box::new(metadata.headers)),
+                stream: entry.number,
+                name,
+                schema_version: e.schema_version.0,
+                correlation: metadata.correlation_id.map(|c| c.0.to_bytes()),
+                causation: Stored::pack_causation(metadata.causation_id),
+                command_id: metadata.command_id.map(|c| c.0.to_bytes()),
+            });
+        }
+        if let (Some(last), Some(head)) = (positions.last(), category_heads.get_mut(entry.category as usize)) {
+            *head = last.0;
+        }
+        Committed {
+            stream: stream.clone(),
+            version,
+            positions,
+        }
+    }
+
     /// Whether the event at `s` passes `filter`, without building it.
     fn matches(&self, filter: &EventFilter, s: &Stored) -> bool {
         let name = self.names.get(s.name as usize).map_or("", |n| n.as_ref());
@@ -210,9 +335,8 @@ impl MemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Committed, StoreError> {
-        let mut guard = self.inner.write();
-        let inner = &mut *guard;
-        let actual = Version(inner.streams.get(stream).map_or(0, |s| s.events.len() as u64));
+        let mut inner = self.inner.write();
+        let actual = inner.version_of(stream);
         if let ExpectedVersion::Exact(expected_version) = expected
             && expected_version != actual
         {
@@ -222,76 +346,65 @@ impl MemoryEventStore {
                 actual,
             });
         }
-        let first_index = inner.log.len();
-        if first_index + events.len() > u32::MAX as usize {
-            return Err(too_many("events"));
-        }
-        // The only ways to fail, checked before anything changes.
-        if inner.names.len() + events.len() > u32::MAX as usize || inner.stream_ids.len() >= u32::MAX as usize {
-            return Err(too_many("names or streams"));
-        }
-        let Inner {
-            log,
-            streams,
-            stream_ids,
-            names,
-            name_numbers,
-            last_name,
-        } = inner;
-        // One lookup of the stream (hashing its id is a good part of an
-        // append's cost: measured in W1 with callgrind).
-        let entry = match streams.get_mut(stream) {
-            Some(entry) => entry,
-            None => {
-                let number = stream_ids.len() as u32;
-                stream_ids.push(stream.clone());
-                streams.entry(stream.clone()).or_insert(StreamEntry {
-                    number,
-                    events: Vec::new(),
-                })
-            }
-        };
-        let mut version = actual;
-        let mut positions = Vec::with_capacity(events.len());
-        // The clock is read only for events that come without a timestamp.
-        let mut now = None;
-        for (offset, e) in events.into_iter().enumerate() {
-            let timestamp = match e.metadata.timestamp {
-                Some(t) => t,
-                None => *now.get_or_insert_with(Timestamp::now),
-            };
-            let name = intern(names, name_numbers, last_name, e.name);
-            version = version.next();
-            let index = first_index + offset;
-            positions.push(Position(index as u64 + 1));
-            entry.events.push(index as u32);
-            let metadata = e.metadata;
-            log.push(Stored {
-                event_id: e.event_id.0.to_bytes(),
-                version: version.0,
-                timestamp: timestamp.0,
-                payload: e.payload,
-                headers: (!metadata.headers.is_empty()).then(|| Box::new(metadata.headers)),
-                stream: entry.number,
-                name,
-                schema_version: e.schema_version.0,
-                correlation: metadata.correlation_id.map(|c| c.0.to_bytes()),
-                causation: Stored::pack_causation(metadata.causation_id),
-                command_id: metadata.command_id.map(|c| c.0.to_bytes()),
-            });
-        }
+        inner.check_room(events.len(), 1)?;
+        let committed = inner.write(stream, actual, events, &mut None);
         let head = Position(inner.log.len() as u64);
-        drop(guard);
-        // Only a watched head needs moving (`watch_head` publishes the
-        // current head when it subscribes).
+        drop(inner);
+        self.moved(head);
+        Ok(committed)
+    }
+
+    fn append_atomic_now(&self, append: AtomicAppend) -> Result<Vec<Committed>, StoreError> {
+        let mut inner = self.inner.write();
+        for condition in &append.conditions {
+            let actual = inner.last_position_in(&condition.scope);
+            if actual > condition.since.0 {
+                return Err(StoreError::ScopeChanged {
+                    scope: condition.scope.clone(),
+                    since: condition.since,
+                    actual: Position(actual),
+                });
+            }
+        }
+        // Every check before anything is written: the versions each part
+        // starts from (a second part of a stream starts where the first
+        // ends), then the room.
+        let mut starts = Vec::with_capacity(append.streams.len());
+        for (i, part) in append.streams.iter().enumerate() {
+            let earlier = append.streams[..i].iter().filter(|p| p.stream == part.stream);
+            let actual =
+                Version(inner.version_of(&part.stream).0 + earlier.map(|p| p.events.len() as u64).sum::<u64>());
+            if let ExpectedVersion::Exact(expected) = part.expected
+                && expected != actual
+            {
+                return Err(StoreError::Conflict {
+                    stream: part.stream.clone(),
+                    expected: part.expected,
+                    actual,
+                });
+            }
+            starts.push(actual);
+        }
+        inner.check_room(append.event_count(), append.streams.len())?;
+        let mut now = None;
+        let committed = append
+            .streams
+            .into_iter()
+            .zip(starts)
+            .map(|(part, actual)| inner.write(&part.stream, actual, part.events, &mut now))
+            .collect();
+        let head = Position(inner.log.len() as u64);
+        drop(inner);
+        self.moved(head);
+        Ok(committed)
+    }
+
+    /// Moves the head watch, if anyone watches (`watch_head` publishes the
+    /// current head when it subscribes).
+    fn moved(&self, head: Position) {
         if self.head.receiver_count() > 0 {
             self.head.send_replace(head);
         }
-        Ok(Committed {
-            stream: stream.clone(),
-            version,
-            positions,
-        })
     }
 }
 
@@ -313,6 +426,10 @@ impl EventStore for MemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<Result<Committed, StoreError>, Vec<NewEvent>> {
         Ok(self.append_now(stream, expected, events))
+    }
+
+    fn append_atomic(&self, append: AtomicAppend) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+        Box::pin(std::future::ready(self.append_atomic_now(append)))
     }
 
     fn read_stream<'a>(

@@ -1,6 +1,7 @@
 //! The event store seam: append with an expected version, read streams and
 //! the global log.
 
+mod atomic;
 mod memory;
 mod scan;
 
@@ -17,6 +18,7 @@ use crate::domain::ids::{
 };
 use crate::future::BoxFuture;
 
+pub use self::atomic::{AppendRequest, AtomicAppend, Unchanged};
 pub use self::memory::MemoryEventStore;
 pub use self::scan::{Direction, Scan, ScanPages, Scope};
 
@@ -200,6 +202,18 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Committed, StoreError>>;
 
+    /// Appends to every stream of `append` atomically if every stream is at
+    /// its expected version and every condition holds: either all the
+    /// events are appended (positions increasing through the streams in
+    /// order) or none is. One [`Committed`] per stream part, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when a stream is at another version,
+    /// [`StoreError::ScopeChanged`] when a scope has an event after the
+    /// condition's position; nothing is appended then.
+    fn append_atomic(&self, append: AtomicAppend) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>>;
+
     /// The events of `stream` with versions in `from..=to` (to the end when
     /// `to` is `None`), in version order.
     fn read_stream<'a>(
@@ -291,6 +305,9 @@ impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'a, Result<Committed, StoreError>> {
         (**self).append(stream, expected, events)
+    }
+    fn append_atomic(&self, append: AtomicAppend) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+        (**self).append_atomic(append)
     }
     fn read_stream<'a>(
         &'a self,

@@ -18,6 +18,16 @@ pub enum Scope {
     Log,
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Stream(stream) => write!(f, "stream `{stream}`"),
+            Scope::Category(category) => write!(f, "category `{category}`"),
+            Scope::Log => f.write_str("the log"),
+        }
+    }
+}
+
 /// The order of a scan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Direction {
