@@ -38,6 +38,8 @@ pub use crate::domain::ids::{
     TimestampParseError, Version,
 };
 #[doc(inline)]
+pub use crate::domain::view::{Consistency, View};
+#[doc(inline)]
 pub use crate::pipeline::config::AggregateConfig;
 #[doc(inline)]
 pub use crate::pipeline::error::{CommandError, LoadError};
@@ -203,6 +205,7 @@ pub mod __private {
         Neither as FingerprintNeither,
     };
     pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
+    pub use crate::domain::view::{Consistency, View};
     pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
     pub use crate::processes::saga::{DeadlineOf, Saga, SagaContext, SagaResult, SagaRoute, StepKind};
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
@@ -295,6 +298,9 @@ pub mod __private {
         })
     }
 
+    /// Asserts at compile time that a `#[view]` parameter's type is a view
+    /// the runtime can start from nothing.
+    pub const fn assert_view<V: View + Default>() {}
     /// Asserts at compile time that a service parameter's type can be shared.
     pub const fn assert_service<T: core::any::Any + Send + Sync>() {}
     /// Asserts at compile time that a command's id can be converted.

@@ -64,6 +64,17 @@ impl AggregateInput {
         method::check_impl_block(cx, &item, "aggregate", "an aggregate");
         let marked = method::take_marked(cx, &mut item, &["handles_command", "applies_event"]);
         let (handlers, appliers) = marked.into_iter().partition(|m| m.role == "handles_command");
+        // `#[view]` on a handler's parameter is read from the marked
+        // methods; the emitted impl block must not keep it.
+        for impl_item in &mut item.items {
+            if let syn::ImplItem::Fn(method) = impl_item {
+                for input in &mut method.sig.inputs {
+                    if let syn::FnArg::Typed(param) = input {
+                        param.attrs.retain(|a| !a.path().is_ident("view"));
+                    }
+                }
+            }
+        }
         let parsed = AggregateInput {
             args,
             item_span: item.impl_token.span,

@@ -9,12 +9,26 @@ use crate::ctxt::Ctxt;
 use crate::method::{self, Method, Receiver};
 use crate::util::{replace_self, type_text};
 
+/// A parameter of a command handler after the command.
+pub(crate) enum HandlerParam {
+    /// `name: &T`, a registered service.
+    Service,
+    /// `#[view] name: &T`, the view of the handler's consistency scope.
+    View,
+}
+
 pub(crate) struct CheckedHandler {
     pub(crate) method: syn::Ident,
     pub(crate) is_async: bool,
     pub(crate) command: syn::Type,
     /// Types `T` of the `&T` service parameters.
     pub(crate) services: Vec<syn::Type>,
+    /// The parameters after the command, in order.
+    pub(crate) params: Vec<HandlerParam>,
+    /// `Stream`, `Category` or `Log`: the variant of `Consistency`.
+    pub(crate) consistency: syn::Ident,
+    /// The view's type, if the handler takes one.
+    pub(crate) view: Option<syn::Type>,
     /// The return type (`()` when none is written), `Self` replaced.
     pub(crate) ret: syn::Type,
 }
@@ -101,8 +115,61 @@ pub(crate) fn check(cx: &mut Ctxt, input: &AggregateInput) -> Option<Model> {
     })
 }
 
+/// `#[handles_command]` or `#[handles_command(consistency = stream | category | log)]`:
+/// the variant of `Consistency`, `None` after an error.
+fn consistency(cx: &mut Ctxt, handler: &Method) -> Option<syn::Ident> {
+    let default = syn::Ident::new("Stream", handler.sig.ident.span());
+    let syn::Meta::List(list) = &handler.attr.meta else {
+        if let syn::Meta::NameValue(nv) = &handler.attr.meta {
+            cx.error_spanned(nv, "write `#[handles_command(consistency = category)]`");
+            return None;
+        }
+        return Some(default);
+    };
+    let mut found: Option<syn::Ident> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("consistency") {
+            if found.is_some() {
+                return Err(crate::util::duplicate(&meta, "consistency"));
+            }
+            let value: syn::Ident = meta.value()?.parse()?;
+            let variant = match value.to_string().as_str() {
+                "stream" => "Stream",
+                "category" => "Category",
+                "log" => "Log",
+                other => {
+                    return Err(syn::Error::new(
+                        value.span(),
+                        format!("unknown consistency `{other}`; expected `stream` (the default), `category` or `log`"),
+                    ));
+                }
+            };
+            found = Some(syn::Ident::new(variant, value.span()));
+            Ok(())
+        } else {
+            Err(crate::util::unknown_argument(
+                &meta,
+                "handles_command",
+                &["consistency"],
+            ))
+        }
+    });
+    match syn::parse::Parser::parse2(parser, list.tokens.clone()) {
+        Ok(()) => Some(found.unwrap_or(default)),
+        Err(e) => {
+            cx.syn_error(e);
+            None
+        }
+    }
+}
+
+/// Whether a parameter is marked `#[view]`.
+pub(crate) fn is_view(param: &syn::PatType) -> bool {
+    param.attrs.iter().any(|a| a.path().is_ident("view"))
+}
+
 fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option<CheckedHandler> {
-    method::no_arguments(cx, handler);
+    let consistency = consistency(cx, handler);
     let sig = &handler.sig;
     let ident = &sig.ident;
     let mut ok = method::expect_receiver(
@@ -145,12 +212,42 @@ fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option
         },
     };
     let mut services = Vec::new();
+    let mut all = Vec::new();
+    let mut view: Option<syn::Type> = None;
     for p in params {
+        if is_view(p) {
+            let Some(target) = method::shared_ref_target(&p.ty) else {
+                cx.error_spanned(
+                    &p.ty,
+                    format_args!(
+                        "take the view by shared reference: `{}: &{}`",
+                        p.pat.to_token_stream(),
+                        type_text(&p.ty)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if view.is_some() {
+                cx.error_spanned(
+                    p,
+                    "a handler reads one view: fold everything the decision needs into one `#[projection]`",
+                );
+                ok = false;
+                continue;
+            }
+            let mut ty = target.clone();
+            replace_self(&mut ty, self_ty);
+            view = Some(ty);
+            all.push(HandlerParam::View);
+            continue;
+        }
         match method::shared_ref_target(&p.ty) {
             Some(target) => {
                 let mut ty = target.clone();
                 replace_self(&mut ty, self_ty);
                 services.push(ty);
+                all.push(HandlerParam::Service);
             }
             None => {
                 cx.error_spanned(
@@ -177,11 +274,36 @@ fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option
         }
     };
     let command = command?;
+    let consistency = consistency?;
+    let scoped = consistency != "Stream";
+    match (&view, scoped) {
+        (None, true) => {
+            let scope = if consistency == "Log" { "log" } else { "category" };
+            cx.error_spanned(
+                &handler.attr,
+                format_args!(
+                    "`consistency = {scope}` decides on a view of the {scope}: add a parameter `#[view] name: &MyView`, a `#[projection]` folded from its events"
+                ),
+            );
+            ok = false;
+        }
+        (Some(ty), false) => {
+            cx.error_spanned(
+                ty,
+                "a view is read under a wider consistency: write `#[handles_command(consistency = category)]` (the view folds every stream of this aggregate type) or `consistency = log` (every event)",
+            );
+            ok = false;
+        }
+        _ => {}
+    }
     ok.then(|| CheckedHandler {
         method: ident.clone(),
         is_async: sig.asyncness.is_some(),
         command,
         services,
+        params: all,
+        consistency,
+        view,
         ret,
     })
 }

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::check::Model;
+use super::check::{HandlerParam, Model};
 use crate::util::type_text;
 
 pub(crate) fn expand(model: &Model) -> TokenStream {
@@ -50,7 +50,23 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         let service_asserts = service_types.iter().map(|ty| {
             quote_spanned! {ty.span()=> const _: () = #p::assert_service::<#ty>(); }
         });
-        let call = quote!(#agg::#method(aggregate, command #(, #service_idents)*));
+        let mut next_service = service_idents.iter();
+        let args = h.params.iter().map(|param| match param {
+            HandlerParam::Service => {
+                let ident = next_service.next();
+                quote!(#ident)
+            }
+            HandlerParam::View => quote!(view),
+        });
+        let call = quote!(#agg::#method(aggregate, command #(, #args)*));
+        let consistency = &h.consistency;
+        let view_ty = match &h.view {
+            Some(ty) => quote!(#ty),
+            None => quote!(()),
+        };
+        let view_assert = h.view.as_ref().map(|ty| {
+            quote_spanned! {ty.span()=> const _: () = #p::assert_view::<#ty>(); }
+        });
         let call = if h.is_async { quote!(#call.await) } else { call };
         // Spanned on the user's return type: an event the aggregate does not
         // apply is reported there.
@@ -68,6 +84,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 aggregate: &'a #agg,
                 command: Self,
                 services: &'a #p::Services,
+                view: &'a #view_ty,
             ) -> impl #p::Future<Output = #decision> + ::core::marker::Send + 'a {
                 async move {
                     #(let #service_idents = services.get::<#service_types>()?;)*
@@ -80,11 +97,14 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         // aggregates is reported on the second handler's command type.
         quote_spanned! {command.span()=>
             #(#service_asserts)*
+            #view_assert
             #[automatically_derived]
             impl #p::HandledCommand for #command {
                 type Aggregate = #agg;
                 type Output = #output;
                 type Error = #error;
+                const CONSISTENCY: #p::Consistency = #p::Consistency::#consistency;
+                type View = #view_ty;
 
                 #handle
 

@@ -37,6 +37,33 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         quote!(#events::#variant(event) => { #take_tx #result })
     });
 
+    // A projection whose handlers are plain, infallible and take no
+    // transaction can also be a command handler's view (folded in place).
+    let view = model
+        .handlers
+        .iter()
+        .all(|h| !h.is_async && h.tx.is_none() && type_text(&h.ret) == "()")
+        .then(|| {
+            let arms = model.handlers.iter().zip(&variants).map(|(h, variant)| {
+                let method = &h.method;
+                let meta = h.takes_meta.then(|| quote!(, meta));
+                quote!(#events::#variant(event) => #ty::#method(self, &event #meta),)
+            });
+            quote! {
+                #[automatically_derived]
+                impl #p::View for #ty {
+                    type Event = #events;
+
+                    #[allow(unused_variables)]
+                    fn fold(&mut self, event: #events, meta: &#p::EventMeta) {
+                        match event {
+                            #(#arms)*
+                        }
+                    }
+                }
+            }
+        });
+
     let queries = model.queries.iter().map(|q| {
         let query = &q.query;
         let output = &q.output;
@@ -88,6 +115,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 }
             }
 
+            #view
             #(#queries)*
         };
     }

@@ -15,6 +15,7 @@ use crate::pipeline::dispatcher::{AfterCommit, Dispatcher};
 use crate::pipeline::repository::Repository;
 use crate::pipeline::rewrite::ApplicationStore;
 use crate::pipeline::turns::Turns;
+use crate::pipeline::views::Views;
 use crate::processes::inline::InlineProjections;
 use crate::processes::projection::ModelStorage;
 use crate::processes::relay::RelayHandler;
@@ -226,6 +227,7 @@ impl<L> ApplicationBuilder<L> {
             after_commit,
             turns: Turns::new(),
             combiner: Arc::default(),
+            views: Views::default(),
         });
 
         // Sagas send their commands through the dispatcher, as a command bus.

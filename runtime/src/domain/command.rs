@@ -10,6 +10,7 @@ use crate::domain::aggregate::Aggregate;
 use crate::domain::fingerprint::Fingerprinter;
 use crate::domain::ids::{AggregateId, CommandId};
 use crate::domain::services::{MissingService, Services};
+use crate::domain::view::{Consistency, View};
 
 /// A command: a request to change one aggregate instance.
 ///
@@ -65,13 +66,20 @@ pub trait HandledCommand: Command + Sized {
     type Output: Serialize + DeserializeOwned + Send + 'static;
     /// The handler's domain error (`Infallible` when it cannot reject).
     type Error: std::error::Error + Send + Sync + 'static;
+    /// What the handler's decision is serialized against, from
+    /// `#[handles_command(consistency = ...)]`.
+    const CONSISTENCY: Consistency = Consistency::Stream;
+    /// The view the handler reads (`()` for none).
+    #[doc(hidden)]
+    type View: View + Default;
 
-    /// Runs the handler on the current state.
+    /// Runs the handler on the current state (and view).
     #[doc(hidden)]
     fn handle<'a>(
         aggregate: &'a Self::Aggregate,
         command: Self,
         services: &'a Services,
+        view: &'a Self::View,
     ) -> impl Future<Output = HandlerOutcome<Self>> + Send + 'a;
 
     /// The services the handler takes as parameters, checked by `build()`.

@@ -15,6 +15,7 @@ use super::idempotency::{Identity, idempotent};
 use super::options::{DispatchOptions, Dispatched};
 use super::repository::Repository;
 use super::turns::Turns;
+use super::views::Views;
 use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
 use crate::domain::command::{HandledCommand, HandlerError};
@@ -24,13 +25,15 @@ use crate::domain::ids::{
 };
 use crate::domain::services::Services;
 use crate::domain::unwind::{catch_panic, catch_panic_sync};
+use crate::domain::view::Consistency;
 use crate::future::BoxFuture;
 use crate::store::{EventMetadata, ExpectedVersion, IdempotencyStore, NewEvent, StoreError};
 use crate::store::{FINGERPRINT_HEADER, OUTCOME_HEADER};
 
 /// Waits between re-runs after conflicts with other writers: short, since a
 /// re-run reads only the events written since.
-const CONFLICT_BACKOFF: Backoff = Backoff::new(u32::MAX, Duration::from_micros(50), Duration::from_millis(2));
+pub(super) const CONFLICT_BACKOFF: Backoff =
+    Backoff::new(u32::MAX, Duration::from_micros(50), Duration::from_millis(2));
 
 /// What runs after every commit, before `dispatch` returns: inline
 /// projections (read-your-writes). Implemented by the processes layer.
@@ -52,6 +55,8 @@ pub(crate) struct Dispatcher {
     pub(crate) turns: Turns,
     /// Appends of commands to one aggregate combined (stores that commit later).
     pub(crate) combiner: Arc<Combiner>,
+    /// The views of handlers with a category or log consistency.
+    pub(crate) views: Views,
 }
 
 impl Dispatcher {
@@ -105,7 +110,7 @@ impl Dispatcher {
 
     /// The state a command decides on, with the turn held: the cached one,
     /// or (`fresh`) the store's once the stream's combined appends are done.
-    async fn load<A: Aggregate>(
+    pub(super) async fn load<A: Aggregate>(
         &self,
         registration: &Registration,
         stream: &StreamId,
@@ -118,7 +123,7 @@ impl Dispatcher {
 
     /// The store's state of `stream`, once nothing of it is being appended
     /// (before that the store lags the commands already decided).
-    async fn load_fresh<A: Aggregate>(
+    pub(super) async fn load_fresh<A: Aggregate>(
         &self,
         registration: &Registration,
         stream: &StreamId,
@@ -129,7 +134,7 @@ impl Dispatcher {
 
     /// Whether a state taken from the cache may hold events that did not
     /// commit: waits for the stream's appends, then asks if one failed.
-    async fn stale(&self, stream: &StreamId) -> bool {
+    pub(super) async fn stale(&self, stream: &StreamId) -> bool {
         self.combiner.idle(stream).await;
         self.combiner.poisoned(stream)
     }
@@ -156,6 +161,10 @@ impl Dispatcher {
             command_id: Some(command_id),
             headers: options.headers,
         };
+        if C::CONSISTENCY != Consistency::Stream {
+            // Boxed: most commands never take this path.
+            return Box::pin(self.run_scoped(registration, stream, command, command_id, metadata, outcome)).await;
+        }
         // Commands to one aggregate take turns in this instance: they never
         // conflict with each other, only with other processes.
         let mut turn = self.turns.wait(&stream).await;
@@ -166,7 +175,13 @@ impl Dispatcher {
         for attempt in 1..=settings.max_attempts {
             // A panicking handler is a typed failure, not a panic in the
             // caller (pinned on the stack: no allocation on the hot path).
-            let handled = catch_panic(std::pin::pin!(C::handle(&*state, command.clone(), &self.services))).await;
+            let handled = catch_panic(std::pin::pin!(C::handle(
+                &*state,
+                command.clone(),
+                &self.services,
+                &C::View::default()
+            )))
+            .await;
             let handled = match handled {
                 Ok(handled) => handled,
                 Err(message) => {
@@ -319,7 +334,7 @@ impl Dispatcher {
 impl Dispatcher {
     /// A command whose events are committed: the after-commit hooks, then
     /// its outcome.
-    async fn committed<O>(
+    pub(super) async fn committed<O>(
         &self,
         committed: crate::store::Committed,
         output: O,
@@ -345,7 +360,10 @@ impl Dispatcher {
 
 /// Folds a decision's events into the state; a panicking applier is the
 /// panic's message (the state is then half-applied: drop it).
-fn apply_all<A: crate::domain::aggregate::Aggregate>(state: &mut A, events: &[A::Event]) -> Result<(), String> {
+pub(super) fn apply_all<A: crate::domain::aggregate::Aggregate>(
+    state: &mut A,
+    events: &[A::Event],
+) -> Result<(), String> {
     catch_panic_sync(|| {
         for event in events {
             state.apply(event);
@@ -356,7 +374,7 @@ fn apply_all<A: crate::domain::aggregate::Aggregate>(state: &mut A, events: &[A:
 /// After a conflict: back off a little (jittered) so the writers that keep
 /// colliding spread out; the first re-run is immediate.
 /// `waits` is made on the first conflict: most commands never need it.
-async fn back_off<I: Iterator<Item = std::time::Duration>>(
+pub(super) async fn back_off<I: Iterator<Item = std::time::Duration>>(
     attempt: u32,
     waits: &mut Option<I>,
     make: impl FnOnce() -> I,
@@ -371,7 +389,7 @@ async fn back_off<I: Iterator<Item = std::time::Duration>>(
 /// Puts an idempotent command's output and fingerprint on its last event.
 /// An output that cannot be encoded is left out (the outcome is then not
 /// recorded either, and the claim stays until its lease ends).
-fn carry_outcome<O: serde::Serialize>(events: &mut [NewEvent], output: &O, fingerprint: CommandFingerprint) {
+pub(super) fn carry_outcome<O: serde::Serialize>(events: &mut [NewEvent], output: &O, fingerprint: CommandFingerprint) {
     let Some(last) = events.last_mut() else { return };
     let headers = &mut last.metadata.headers;
     // Without the output (it cannot be encoded), the fingerprint alone
@@ -384,7 +402,7 @@ fn carry_outcome<O: serde::Serialize>(events: &mut [NewEvent], output: &O, finge
 
 /// Encodes a decision's events for the store, each stamped with the
 /// command's metadata and one timestamp.
-fn encode<E: crate::domain::event::EventSet, X>(
+pub(super) fn encode<E: crate::domain::event::EventSet, X>(
     events: &[E],
     metadata: &EventMetadata,
     max_event_bytes: usize,

@@ -44,6 +44,33 @@ pub enum LoadError {
         /// The panic's message.
         message: String,
     },
+    /// A stored event of a command's view scope could not be decoded; the
+    /// view is rebuilt from the start of its scope on the next command.
+    #[error("view `{view}` cannot decode event `{event}` at position {position}: {source}")]
+    ViewDecode {
+        /// The view's type.
+        view: &'static str,
+        /// The stored event name.
+        event: String,
+        /// The event's global position.
+        position: Position,
+        /// What went wrong.
+        #[source]
+        source: EventDecodeError,
+    },
+    /// A view's `#[handles_event]` method panicked while it was caught up;
+    /// the view is rebuilt from the start of its scope on the next command.
+    #[error("the handler of event `{event}` (position {position}) in view `{view}` panicked: {message}")]
+    ViewPanicked {
+        /// The view's type.
+        view: &'static str,
+        /// The stored event name.
+        event: String,
+        /// The event's global position.
+        position: Position,
+        /// The panic's message.
+        message: String,
+    },
     /// The stream's versions are not 1, 2, 3 ... as read.
     #[error("stream `{stream}` is corrupt: expected version {expected}, read {found}")]
     Gap {
@@ -81,6 +108,19 @@ pub enum CommandError<E> {
         expected: Version,
         /// The version the stream was at.
         actual: Version,
+        /// How many times the command was run.
+        attempts: u32,
+    },
+    /// The command's consistency scope (its aggregate's category, or the
+    /// log) kept changing under it until the attempts ran out.
+    #[error("{scope} kept changing: last decided at position {since}, found {actual} (after {attempts} attempts)")]
+    ScopeChanged {
+        /// The scope.
+        scope: crate::store::Scope,
+        /// The position the last attempt decided at.
+        since: Position,
+        /// The position of the scope's last event then.
+        actual: Position,
         /// How many times the command was run.
         attempts: u32,
     },

@@ -13,4 +13,6 @@ pub(crate) mod middleware;
 pub(crate) mod options;
 pub(crate) mod repository;
 pub(crate) mod rewrite;
+pub(crate) mod scoped;
 pub(crate) mod turns;
+pub(crate) mod views;

@@ -4,44 +4,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::domain::event::EventSet;
-use crate::domain::ids::{EventId, Position, SchemaVersion, StreamId, Version};
+pub use crate::domain::meta::EventMeta;
 use crate::processes::subscriber::{ErasedHandler, HandlerFailure};
-use crate::store::{BoxFuture, EventMetadata, ReadModelTransactions, RecordedEvent};
-
-/// Where an event came from, for handlers that take `&EventMeta`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventMeta {
-    /// The event id.
-    pub event_id: EventId,
-    /// The stream.
-    pub stream: StreamId,
-    /// The version in the stream.
-    pub version: Version,
-    /// The global position.
-    pub position: Position,
-    /// The stored name.
-    pub name: String,
-    /// The stored schema version (before upcasting).
-    pub schema_version: SchemaVersion,
-    /// Timestamp, correlation, causation, headers.
-    pub metadata: EventMetadata,
-}
-
-impl EventMeta {
-    /// The metadata of a stored event.
-    #[must_use]
-    pub fn of(event: &RecordedEvent) -> Self {
-        Self {
-            event_id: event.event_id,
-            stream: event.stream.clone(),
-            version: event.version,
-            position: event.position,
-            name: event.name.to_string(),
-            schema_version: event.schema_version,
-            metadata: event.metadata.clone(),
-        }
-    }
-}
+use crate::store::{BoxFuture, ReadModelTransactions, RecordedEvent};
 
 /// A read model folded from events.
 ///

@@ -65,10 +65,20 @@ impl<A: Aggregate> AggregateScenario<A> {
         self
     }
 
-    /// Runs the handler of `command` on the state.
+    /// Runs the handler of `command` on the state (and, for a handler that
+    /// reads a `#[view]`, on an empty view: see
+    /// [`AggregateScenario::when_viewing`]).
     #[must_use = "check the outcome with a `then_*` method"]
     pub fn when<C: HandledCommand<Aggregate = A>>(self, command: C) -> ScenarioOutcome<A, C> {
-        let result = super::block_on(C::handle(&self.state, command, &self.services));
+        self.when_viewing(command, &C::View::default())
+    }
+
+    /// Runs the handler of `command` on the state and `view`, for a handler
+    /// declared `consistency = category` or `log` (build the view with its
+    /// projection's handlers, or a `ProjectionScenario`).
+    #[must_use = "check the outcome with a `then_*` method"]
+    pub fn when_viewing<C: HandledCommand<Aggregate = A>>(self, command: C, view: &C::View) -> ScenarioOutcome<A, C> {
+        let result = super::block_on(C::handle(&self.state, command, &self.services, view));
         ScenarioOutcome {
             state: self.state,
             result,

@@ -6,42 +6,34 @@ mod memory;
 mod scan;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::domain::ids::{
-    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
-};
+use crate::domain::ids::{EventId, Position, SchemaVersion, StreamId, Version};
 use crate::future::BoxFuture;
 
 pub use self::atomic::{AppendRequest, AtomicAppend, Unchanged};
 pub use self::memory::MemoryEventStore;
 pub use self::scan::{Direction, Scan, ScanPages, Scope};
+pub use crate::domain::meta::{EventMetadata, Headers};
 
-/// User headers carried in event metadata.
-pub type Headers = BTreeMap<String, String>;
-
-/// What travels with every event besides its payload.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventMetadata {
-    /// When the event was recorded (set by the application at append).
-    pub timestamp: Option<Timestamp>,
-    /// The correlation id of the request that led to this event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<CorrelationId>,
-    /// The message that caused this event (usually the command).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<CausationId>,
-    /// The id of the command that emitted the event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<CommandId>,
-    /// User headers (tenant, user, trace ids ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: Headers,
+impl crate::domain::meta::EventMeta {
+    /// The metadata of a stored event.
+    #[must_use]
+    pub fn of(event: &RecordedEvent) -> Self {
+        Self {
+            event_id: event.event_id,
+            stream: event.stream.clone(),
+            version: event.version,
+            position: event.position,
+            name: event.name.to_string(),
+            schema_version: event.schema_version,
+            metadata: event.metadata.clone(),
+        }
+    }
 }
 
 /// An event ready to be appended.

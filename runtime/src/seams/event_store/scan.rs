@@ -8,7 +8,7 @@ use std::ops::Bound;
 use crate::domain::ids::{Position, StreamId};
 
 /// Which events a scan reads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// One stream.
     Stream(StreamId),
