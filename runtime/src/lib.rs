@@ -205,7 +205,6 @@ pub mod __private {
         Neither as FingerprintNeither,
     };
     pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
-    pub use crate::domain::view::{Consistency, View};
     pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
     pub use crate::processes::saga::{DeadlineOf, Saga, SagaContext, SagaResult, SagaRoute, StepKind};
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
@@ -298,9 +297,6 @@ pub mod __private {
         })
     }
 
-    /// Asserts at compile time that a `#[view]` parameter's type is a view
-    /// the runtime can start from nothing.
-    pub const fn assert_view<V: View + Default>() {}
     /// Asserts at compile time that a service parameter's type can be shared.
     pub const fn assert_service<T: core::any::Any + Send + Sync>() {}
     /// Asserts at compile time that a command's id can be converted.

@@ -12,4 +12,5 @@ fn ui() {
     t.compile_fail("tests/dispatch/*.rs");
     t.compile_fail("tests/projection/*.rs");
     t.compile_fail("tests/saga/*.rs");
+    t.compile_fail("tests/consistency/*.rs");
 }

@@ -214,8 +214,10 @@ fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option
     let mut services = Vec::new();
     let mut all = Vec::new();
     let mut view: Option<syn::Type> = None;
+    let mut marked_view = false;
     for p in params {
         if is_view(p) {
+            marked_view = true;
             let Some(target) = method::shared_ref_target(&p.ty) else {
                 cx.error_spanned(
                     &p.ty,
@@ -277,7 +279,7 @@ fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option
     let consistency = consistency?;
     let scoped = consistency != "Stream";
     match (&view, scoped) {
-        (None, true) => {
+        (None, true) if !marked_view => {
             let scope = if consistency == "Log" { "log" } else { "category" };
             cx.error_spanned(
                 &handler.attr,

@@ -64,9 +64,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             Some(ty) => quote!(#ty),
             None => quote!(()),
         };
-        let view_assert = h.view.as_ref().map(|ty| {
-            quote_spanned! {ty.span()=> const _: () = #p::assert_view::<#ty>(); }
-        });
+
         let call = if h.is_async { quote!(#call.await) } else { call };
         // Spanned on the user's return type: an event the aggregate does not
         // apply is reported there.
@@ -97,13 +95,12 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         // aggregates is reported on the second handler's command type.
         quote_spanned! {command.span()=>
             #(#service_asserts)*
-            #view_assert
             #[automatically_derived]
             impl #p::HandledCommand for #command {
                 type Aggregate = #agg;
                 type Output = #output;
                 type Error = #error;
-                const CONSISTENCY: #p::Consistency = #p::Consistency::#consistency;
+                const CONSISTENCY: #krate::Consistency = #krate::Consistency::#consistency;
                 type View = #view_ty;
 
                 #handle

@@ -51,7 +51,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
             });
             quote! {
                 #[automatically_derived]
-                impl #p::View for #ty {
+                impl #krate::View for #ty {
                     type Event = #events;
 
                     #[allow(unused_variables)]

@@ -98,4 +98,11 @@ impl<P: Projection> ProjectionScenario<P> {
         check(&self.projection);
         self
     }
+
+    /// The read model as folded, e.g. to decide on as a command handler's
+    /// view (`AggregateScenario::when_viewing`).
+    #[must_use]
+    pub fn into_projection(self) -> P {
+        self.projection
+    }
 }
