@@ -10,6 +10,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), each run in a fresh schema
 //! that is dropped afterwards.
 
+mod constraints;
 mod domain;
 mod report;
 mod w1;
@@ -45,7 +46,7 @@ impl Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]"
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]"
     );
     ExitCode::from(2)
 }
@@ -92,7 +93,9 @@ fn main() -> ExitCode {
     };
     let selected: Vec<&str> = match workload.as_str() {
         "ALL" => vec!["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"],
-        w @ ("W1" | "W1-DISPATCH" | "W1-MEMORY" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8") => vec![w],
+        w @ ("W1" | "W1-DISPATCH" | "W1-MEMORY" | "W2" | "W3" | "W3-CATEGORY" | "W4" | "W5" | "W6" | "W7" | "W8") => {
+            vec![w]
+        }
         _ => return usage(),
     };
     let mut failed = false;

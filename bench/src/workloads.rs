@@ -30,6 +30,7 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
         "W1-MEMORY" => crate::w1::w1_memory(options).await,
         "W2" => w2(options).await,
         "W3" => w3(options).await,
+        "W3-CATEGORY" => crate::constraints::w3_category(options).await,
         "W4" => w4(options).await,
         "W5" => w5(options).await,
         "W6" => w6(options).await,
@@ -44,7 +45,7 @@ fn postgres_url() -> String {
 }
 
 /// A PostgreSQL store in a fresh schema, and a guard that drops it.
-async fn postgres() -> Result<(PostgresStore, String), Error> {
+pub(crate) async fn postgres() -> Result<(PostgresStore, String), Error> {
     postgres_with(true).await
 }
 
@@ -58,7 +59,7 @@ async fn postgres_with(notify: bool) -> Result<(PostgresStore, String), Error> {
     Ok((store, schema))
 }
 
-async fn drop_schema(store: &PostgresStore, schema: &str) {
+pub(crate) async fn drop_schema(store: &PostgresStore, schema: &str) {
     let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
     if let Ok(mut tx) = store.begin().await {
         let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await;

@@ -16,10 +16,13 @@ use crate::domain::unwind::catch_panic_sync;
 use crate::domain::view::View;
 use crate::store::{EventStore, Scan, ScanPages, Scope};
 
+/// A slot of some view type, by its type id and scope.
+type Slots = HashMap<(TypeId, Scope), Arc<dyn Any + Send + Sync>, foldhash::fast::RandomState>;
+
 /// Every view of the application, by type and scope.
 #[derive(Default)]
 pub(crate) struct Views {
-    slots: parking_lot::Mutex<HashMap<(TypeId, Scope), Arc<dyn Any + Send + Sync>, foldhash::fast::RandomState>>,
+    slots: parking_lot::Mutex<Slots>,
 }
 
 /// One view, locked while a command decides on it and appends.
