@@ -48,7 +48,7 @@ fn workspace_runtime() -> Result<PathBuf, Error> {
 fn build_twice(dir: &Path, runtime: &Path, source: &str) -> Result<f64, Error> {
     std::fs::create_dir_all(dir.join("src"))?;
     let manifest = format!(
-        "[package]\nname = \"w8-domain\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[dependencies]\ninterlock = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n",
+        "[package]\nname = \"w8-domain\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[dependencies]\ninterlock = {{ package = \"interlock-core\", path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\nserde_json = \"1\"\n",
         runtime.display().to_string()
     );
     std::fs::write(dir.join("Cargo.toml"), manifest)?;
@@ -130,7 +130,7 @@ impl p::Event for A{a}E{e} {{
     }}
 }}
 impl p::IntoEvents<A{a}> for A{a}E{e} {{
-    fn push_into(self, out: &mut Vec<A{a}Events>) {{ out.push(A{a}Events::E{e}(self)) }}
+    fn push_into(self, out: &mut p::Emitted<A{a}>) {{ out.push(A{a}Events::E{e}(self)) }}
 }}
 impl p::HandlerReturn<A{a}> for A{a}E{e} {{
     type Output = ();
@@ -197,7 +197,8 @@ impl p::HandledCommand for A{a}C{c} {{
     type Aggregate = A{a};
     type Output = ();
     type Error = p::Infallible;
-    fn handle<'a>(aggregate: &'a A{a}, command: Self, _services: &'a p::Services) -> impl p::Future<Output = Result<p::Decision<A{a}, ()>, p::HandlerError<p::Infallible>>> + Send + 'a {{
+    type View = ();
+    fn handle<'a>(aggregate: &'a A{a}, command: Self, _services: &'a p::Services, _view: &'a (), _peer: Option<&'a A{a}>) -> impl p::Future<Output = Result<p::Decision<A{a}, ()>, p::HandlerError<p::Infallible>>> + Send + 'a {{
         async move {{ Ok(p::single_event::<A{a}>(A{a}Events::E{c}(A{a}E{c} {{ n: command.n + aggregate.total }}))) }}
     }}
     fn required_services() -> Vec<p::ServiceKey> {{ Vec::new() }}

@@ -25,7 +25,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 }
 
 /// Derives `interlock::Command`. See the `interlock` crate.
-#[proc_macro_derive(Command, attributes(command, aggregate_id, command_id))]
+#[proc_macro_derive(Command, attributes(command, aggregate_id, command_id, peer_id))]
 pub fn derive_command(input: TokenStream) -> TokenStream {
     command::derive(input.into()).into()
 }

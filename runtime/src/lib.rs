@@ -27,7 +27,7 @@ pub use crate::domain::aggregate::{Aggregate, Loaded};
 #[doc(inline)]
 pub use crate::domain::backoff::Backoff;
 #[doc(inline)]
-pub use crate::domain::command::{Command, HandledCommand, Reply};
+pub use crate::domain::command::{Command, HandledCommand, Peer, Reply};
 #[doc(inline)]
 pub use crate::domain::event::{Event, EventDecodeError};
 #[doc(inline)]
@@ -170,7 +170,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
         Aggregate, Application, ApplicationBuilder, Command, CommandError, CommandId, CorrelationId, Event, EventId,
-        EventMeta, HandledCommand, HandledQuery, Position, Projection, Reply, Saga, SagaContext, SagaResult,
+        EventMeta, HandledCommand, HandledQuery, Peer, Position, Projection, Reply, Saga, SagaContext, SagaResult,
         SchemaVersion, StreamId, SubscriberConfig, Timestamp, Version, aggregate, applies_event, handles_command,
         handles_event, handles_query, projection, saga, saga_compensation, saga_deadline, saga_step,
     };
@@ -193,7 +193,7 @@ pub mod docs {
 pub mod __private {
     pub use crate::domain::aggregate::Aggregate;
     pub use crate::domain::command::{
-        Command, Decision, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
+        Command, Decision, Emitted, HandledCommand, HandlerError, HandlerReturn, IntoEvents, single_event,
     };
     pub use crate::domain::event::{
         EncodedEvent, Event, EventDecodeError, EventSet, EventType, UpcastFrom, const_str_eq, decode_exact,
@@ -297,6 +297,16 @@ pub mod __private {
         })
     }
 
+    /// A command with a `#[peer_id]` field (implemented by the derive).
+    #[diagnostic::on_unimplemented(
+        message = "command `{Self}` names no peer",
+        label = "this handler takes a `#[peer]`",
+        note = "mark the field of `{Self}` naming the other instance with `#[peer_id]`"
+    )]
+    pub trait NamesPeer: Command {}
+    /// Asserts at compile time that a command whose handler takes a
+    /// `#[peer]` names one.
+    pub const fn assert_peer<C: NamesPeer>() {}
     /// Asserts at compile time that a service parameter's type can be shared.
     pub const fn assert_service<T: core::any::Any + Send + Sync>() {}
     /// Asserts at compile time that a command's id can be converted.

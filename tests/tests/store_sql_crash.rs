@@ -1,7 +1,9 @@
 //! RELIABILITY.md: SIGKILL during appends. A child process appends batches
 //! of three events and prints each acknowledged (stream, version); it is
 //! killed at a random moment, the store is reopened, and every acknowledged
-//! event must be there and no batch partial. 20 rounds per backend.
+//! event must be there and no batch partial. Every other append is atomic
+//! over two streams: a pair is found whole on both streams or not at all.
+//! 20 rounds per backend.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -90,7 +92,23 @@ async fn verify(store: &impl EventStore, acked: &[(String, u64)]) {
     }
     for (id, count) in &per_stream {
         assert_eq!(*count, 3, "stream {id} holds a whole batch, not part of one");
+        // An atomic pair: the other stream committed with this one.
+        let sibling = id
+            .strip_suffix("-a")
+            .map(|p| format!("{p}-b"))
+            .or_else(|| id.strip_suffix("-b").map(|p| format!("{p}-a")));
+        if let Some(sibling) = sibling {
+            assert_eq!(
+                per_stream.get(sibling.as_str()),
+                Some(&3),
+                "the atomic pair of {id} committed whole on both streams"
+            );
+        }
     }
+    assert!(
+        per_stream.keys().any(|id| id.starts_with("pair-")),
+        "no atomic pair was appended"
+    );
     assert!(events.windows(2).all(|w| w[0].position < w[1].position));
 }
 

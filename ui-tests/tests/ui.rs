@@ -13,4 +13,5 @@ fn ui() {
     t.compile_fail("tests/projection/*.rs");
     t.compile_fail("tests/saga/*.rs");
     t.compile_fail("tests/consistency/*.rs");
+    t.compile_fail("tests/peer/*.rs");
 }

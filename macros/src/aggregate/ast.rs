@@ -70,7 +70,9 @@ impl AggregateInput {
             if let syn::ImplItem::Fn(method) = impl_item {
                 for input in &mut method.sig.inputs {
                     if let syn::FnArg::Typed(param) = input {
-                        param.attrs.retain(|a| !a.path().is_ident("view"));
+                        param
+                            .attrs
+                            .retain(|a| !a.path().is_ident("view") && !a.path().is_ident("peer"));
                     }
                 }
             }

@@ -15,6 +15,8 @@ pub(crate) enum HandlerParam {
     Service,
     /// `#[view] name: &T`, the view of the handler's consistency scope.
     View,
+    /// `#[peer] name: &Self`, the state of the command's peer.
+    Peer,
 }
 
 pub(crate) struct CheckedHandler {
@@ -29,6 +31,8 @@ pub(crate) struct CheckedHandler {
     pub(crate) consistency: syn::Ident,
     /// The view's type, if the handler takes one.
     pub(crate) view: Option<syn::Type>,
+    /// The `#[peer]` parameter's type, if the handler takes one.
+    pub(crate) peer: Option<syn::Type>,
     /// The return type (`()` when none is written), `Self` replaced.
     pub(crate) ret: syn::Type,
 }
@@ -168,6 +172,11 @@ pub(crate) fn is_view(param: &syn::PatType) -> bool {
     param.attrs.iter().any(|a| a.path().is_ident("view"))
 }
 
+/// Whether a parameter is marked `#[peer]`.
+pub(crate) fn is_peer(param: &syn::PatType) -> bool {
+    param.attrs.iter().any(|a| a.path().is_ident("peer"))
+}
+
 fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option<CheckedHandler> {
     let consistency = consistency(cx, handler);
     let sig = &handler.sig;
@@ -215,7 +224,32 @@ fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option
     let mut all = Vec::new();
     let mut view: Option<syn::Type> = None;
     let mut marked_view = false;
+    let mut peer: Option<syn::Type> = None;
     for p in params {
+        if is_peer(p) {
+            if method::shared_ref_target(&p.ty).is_none() {
+                cx.error_spanned(
+                    &p.ty,
+                    format_args!(
+                        "take the peer's state by shared reference: `{}: &Self`",
+                        p.pat.to_token_stream()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            if peer.is_some() {
+                cx.error_spanned(
+                    p,
+                    "a command has at most one peer (its `#[peer_id]` field); remove this parameter",
+                );
+                ok = false;
+                continue;
+            }
+            peer = Some((*p.ty).clone());
+            all.push(HandlerParam::Peer);
+            continue;
+        }
         if is_view(p) {
             marked_view = true;
             let Some(target) = method::shared_ref_target(&p.ty) else {
@@ -306,6 +340,7 @@ fn check_handler(cx: &mut Ctxt, handler: &Method, self_ty: &syn::Type) -> Option
         params: all,
         consistency,
         view,
+        peer,
         ret,
     })
 }

@@ -25,7 +25,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         quote! {
             #[automatically_derived]
             impl #p::IntoEvents<#agg> for #ty {
-                fn push_into(self, out: &mut #p::Vec<#events>) {
+                fn push_into(self, out: &mut #p::Emitted<#agg>) {
                     out.push(#events::#variant(self));
                 }
             }
@@ -57,8 +57,23 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 quote!(#ident)
             }
             HandlerParam::View => quote!(view),
+            HandlerParam::Peer => quote!(peer),
         });
         let call = quote!(#agg::#method(aggregate, command #(, #args)*));
+        let take_peer = h.peer.as_ref().map(|_| {
+            quote! {
+                let peer = match peer {
+                    #p::Some(peer) => peer,
+                    #p::None => return #p::Err(#p::HandlerError::NoPeer),
+                };
+            }
+        });
+        // A handler that reads a peer needs a command that names one.
+        let peer_assert = h.peer.as_ref().map(|ty| {
+            quote_spanned! {ty.span()=>
+                const _: () = #p::assert_peer::<#command>();
+            }
+        });
         let consistency = &h.consistency;
         let view_ty = match &h.view {
             Some(ty) => quote!(#ty),
@@ -83,8 +98,10 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
                 command: Self,
                 services: &'a #p::Services,
                 view: &'a #view_ty,
+                peer: #p::Option<&'a #agg>,
             ) -> impl #p::Future<Output = #decision> + ::core::marker::Send + 'a {
                 async move {
+                    #take_peer
                     #(let #service_idents = services.get::<#service_types>()?;)*
                     let returned: #ret = #call;
                     <#ret as #p::HandlerReturn<#agg>>::into_decision(returned).map_err(#p::HandlerError::Domain)
@@ -95,6 +112,7 @@ pub(crate) fn expand(model: &Model) -> TokenStream {
         // aggregates is reported on the second handler's command type.
         quote_spanned! {command.span()=>
             #(#service_asserts)*
+            #peer_assert
             #[automatically_derived]
             impl #p::HandledCommand for #command {
                 type Aggregate = #agg;

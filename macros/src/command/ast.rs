@@ -21,6 +21,9 @@ pub(crate) struct CommandInput<'a> {
     pub(crate) krate: syn::Path,
     pub(crate) aggregate_ids: Vec<MarkedField<'a>>,
     pub(crate) command_ids: Vec<MarkedField<'a>>,
+    /// The `#[peer_id]` fields: another instance of the aggregate the
+    /// command also changes, atomically.
+    pub(crate) peer_ids: Vec<MarkedField<'a>>,
     /// Every field but the `#[command_id]`, the `#[aggregate_id]` and those marked
     /// `#[command(skip_fingerprint)]`: what the fingerprint covers.
     pub(crate) fingerprinted: Vec<FingerprintedField<'a>>,
@@ -46,6 +49,7 @@ impl<'a> CommandInput<'a> {
             krate: util::default_crate(),
             aggregate_ids: Vec::new(),
             command_ids: Vec::new(),
+            peer_ids: Vec::new(),
             fingerprinted: Vec::new(),
         };
         for attr in input.attrs.iter().filter(|a| a.path().is_ident("command")) {
@@ -98,6 +102,8 @@ impl<'a> CommandInput<'a> {
                         &mut parsed.aggregate_ids
                     } else if attr.path().is_ident("command_id") {
                         &mut parsed.command_ids
+                    } else if attr.path().is_ident("peer_id") {
+                        &mut parsed.peer_ids
                     } else {
                         continue;
                     };

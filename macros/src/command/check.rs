@@ -33,6 +33,12 @@ pub(crate) fn check(cx: &mut Ctxt, input: &CommandInput<'_>) {
             }
         }
     }
+    for extra in input.peer_ids.iter().skip(1) {
+        cx.error_spanned(
+            extra.attr,
+            "only one field can be the `#[peer_id]` of a command: a command changes its aggregate and at most one peer",
+        );
+    }
     for extra in input.command_ids.iter().skip(1) {
         cx.error_spanned(extra.attr, "only one field can be the `#[command_id]` of a command");
     }

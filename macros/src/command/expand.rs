@@ -30,6 +30,25 @@ pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
             }
         }
     });
+    let peer = input.peer_ids.first().map(|field| {
+        let member = &field.member;
+        // Spanned at the field's type: a peer id of another type than the
+        // aggregate id is reported there.
+        let value = quote_spanned!(field.ty.span()=> &self.#member);
+        quote! {
+            const HAS_PEER: bool = true;
+
+            fn peer_id(&self) -> #p::Option<&Self::Id> {
+                #p::Some(#value)
+            }
+        }
+    });
+    let names_peer = (!input.peer_ids.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics #p::NamesPeer for #ident #ty_generics #where_clause {}
+        }
+    });
     let fields = input.fingerprinted.iter().map(|field| {
         let member = &field.member;
         let name = &field.name;
@@ -64,7 +83,11 @@ pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
 
             #command_id
 
+            #peer
+
             #fingerprint
         }
+
+        #names_peer
     }
 }

@@ -31,6 +31,16 @@ pub trait Command: Clone + Send + 'static {
     /// The id of the aggregate instance this command targets.
     fn aggregate_id(&self) -> &Self::Id;
 
+    /// Whether the command names a peer (a `#[peer_id]` field): another
+    /// instance of its aggregate that its handler also reads and emits
+    /// events to, committed atomically with its own.
+    const HAS_PEER: bool = false;
+
+    /// The id of the peer instance, from the `#[peer_id]` field.
+    fn peer_id(&self) -> Option<&Self::Id> {
+        None
+    }
+
     /// The command's own id, from the `#[command_id]` field if it has one.
     /// Repeated dispatches with the same id are deduplicated.
     fn command_id(&self) -> Option<CommandId> {
@@ -73,13 +83,15 @@ pub trait HandledCommand: Command + Sized {
     #[doc(hidden)]
     type View: View + Default;
 
-    /// Runs the handler on the current state (and view).
+    /// Runs the handler on the current state (and view, and the state of
+    /// the peer the command names).
     #[doc(hidden)]
     fn handle<'a>(
         aggregate: &'a Self::Aggregate,
         command: Self,
         services: &'a Services,
         view: &'a Self::View,
+        peer: Option<&'a Self::Aggregate>,
     ) -> impl Future<Output = HandlerOutcome<Self>> + Send + 'a;
 
     /// The services the handler takes as parameters, checked by `build()`.
@@ -97,8 +109,72 @@ pub(crate) type HandlerOutcome<C> = Result<
 pub struct Decision<A: Aggregate, O> {
     /// The events, in order.
     pub events: Vec<A::Event>,
+    /// The events for the command's peer (its `#[peer_id]`), in order.
+    pub peer_events: Vec<A::Event>,
     /// The value returned to the caller.
     pub output: O,
+}
+
+impl<A: Aggregate, O> Decision<A, O> {
+    /// The decision of `emitted` with `output`.
+    fn of(emitted: Emitted<A>, output: O) -> Self {
+        Self {
+            events: emitted.own,
+            peer_events: emitted.peer,
+            output,
+        }
+    }
+}
+
+/// The events a handler's return value holds: for the command's aggregate,
+/// and for its peer (wrapped in [`Peer`]).
+pub struct Emitted<A: Aggregate> {
+    own: Vec<A::Event>,
+    peer: Vec<A::Event>,
+}
+
+impl<A: Aggregate> Default for Emitted<A> {
+    fn default() -> Self {
+        Self {
+            own: Vec::new(),
+            peer: Vec::new(),
+        }
+    }
+}
+
+impl<A: Aggregate> Emitted<A> {
+    /// Adds an event for the aggregate.
+    pub fn push(&mut self, event: A::Event) {
+        self.own.push(event);
+    }
+
+    /// Room for `n` more events.
+    pub fn reserve(&mut self, n: usize) {
+        self.own.reserve(n);
+    }
+}
+
+/// Events for the command's peer: the other instance of the aggregate its
+/// `#[peer_id]` field names. They commit atomically with the aggregate's
+/// own events, each stream at the version the handler saw.
+///
+/// ```ignore
+/// #[handles_command]
+/// fn transfer(&self, cmd: Transfer, #[peer] to: &Self) -> Result<(MoneySent, Peer<MoneyReceived>), BankError> {
+///     /* check self.balance and to.open ... */
+///     Ok((MoneySent { amount: cmd.amount }, Peer(MoneyReceived { amount: cmd.amount })))
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peer<E>(pub E);
+
+#[diagnostic::do_not_recommend]
+impl<A: Aggregate, E: IntoEvents<A>> IntoEvents<A> for Peer<E> {
+    fn push_into(self, out: &mut Emitted<A>) {
+        let mut inner = Emitted::default();
+        self.0.push_into(&mut inner);
+        out.peer.extend(inner.own);
+    }
 }
 
 /// Why a handler produced no decision.
@@ -109,6 +185,9 @@ pub enum HandlerError<E> {
     Domain(E),
     /// A service parameter was not registered.
     MissingService(MissingService),
+    /// The handler takes a `#[peer]` but was run without one (a scenario
+    /// that did not give it).
+    NoPeer,
 }
 
 impl<E> From<MissingService> for HandlerError<E> {
@@ -151,16 +230,24 @@ impl<R, E> Reply<R, E> {
 )]
 pub trait IntoEvents<A: Aggregate> {
     /// Appends the events, in order, to `out`.
-    fn push_into(self, out: &mut Vec<A::Event>);
+    fn push_into(self, out: &mut Emitted<A>);
 
-    /// The events as a vector.
+    /// The events, for the aggregate and for its peer.
+    fn into_emitted(self) -> Emitted<A>
+    where
+        Self: Sized,
+    {
+        let mut out = Emitted::default();
+        self.push_into(&mut out);
+        out
+    }
+
+    /// The aggregate's own events as a vector (events for a peer left out).
     fn into_events(self) -> Vec<A::Event>
     where
         Self: Sized,
     {
-        let mut out = Vec::new();
-        self.push_into(&mut out);
-        out
+        self.into_emitted().own
     }
 }
 
@@ -186,7 +273,7 @@ pub trait HandlerReturn<A: Aggregate> {
 
 #[diagnostic::do_not_recommend]
 impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Vec<T> {
-    fn push_into(self, out: &mut Vec<A::Event>) {
+    fn push_into(self, out: &mut Emitted<A>) {
         out.reserve(self.len());
         for e in self {
             e.push_into(out);
@@ -196,7 +283,7 @@ impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Vec<T> {
 
 #[diagnostic::do_not_recommend]
 impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Option<T> {
-    fn push_into(self, out: &mut Vec<A::Event>) {
+    fn push_into(self, out: &mut Emitted<A>) {
         if let Some(e) = self {
             e.push_into(out);
         }
@@ -205,7 +292,7 @@ impl<A: Aggregate, T: IntoEvents<A>> IntoEvents<A> for Option<T> {
 
 #[diagnostic::do_not_recommend]
 impl<A: Aggregate> IntoEvents<A> for () {
-    fn push_into(self, _out: &mut Vec<A::Event>) {}
+    fn push_into(self, _out: &mut Emitted<A>) {}
 }
 
 macro_rules! tuple_events {
@@ -213,7 +300,7 @@ macro_rules! tuple_events {
         #[diagnostic::do_not_recommend]
         impl<A: Aggregate, $($t: IntoEvents<A>),+> IntoEvents<A> for ($($t,)+) {
             #[allow(non_snake_case)]
-            fn push_into(self, out: &mut Vec<A::Event>) {
+            fn push_into(self, out: &mut Emitted<A>) {
                 let ($($t,)+) = self;
                 $($t.push_into(out);)+
             }
@@ -223,7 +310,7 @@ macro_rules! tuple_events {
             type Output = ();
             type Error = Infallible;
             fn into_decision(self) -> Result<Decision<A, ()>, Infallible> {
-                Ok(Decision { events: self.into_events(), output: () })
+                Ok(Decision::of(self.into_emitted(), ()))
             }
         }
     };
@@ -243,12 +330,12 @@ macro_rules! plain_return {
             type Output = ();
             type Error = Infallible;
             fn into_decision(self) -> Result<Decision<A, ()>, Infallible> {
-                Ok(Decision { events: IntoEvents::<A>::into_events(self), output: () })
+                Ok(Decision::of(IntoEvents::<A>::into_emitted(self), ()))
             }
         }
     )+};
 }
-plain_return!(Vec<T> => [T], Option<T> => [T], () => []);
+plain_return!(Vec<T> => [T], Option<T> => [T], Peer<T> => [T], () => []);
 
 #[diagnostic::do_not_recommend]
 impl<A, R, E> HandlerReturn<A> for Reply<R, E>
@@ -260,10 +347,7 @@ where
     type Output = R;
     type Error = Infallible;
     fn into_decision(self) -> Result<Decision<A, R>, Infallible> {
-        Ok(Decision {
-            events: self.events.into_events(),
-            output: self.value,
-        })
+        Ok(Decision::of(self.events.into_emitted(), self.value))
     }
 }
 
@@ -291,6 +375,7 @@ where
 pub fn single_event<A: Aggregate>(event: A::Event) -> Decision<A, ()> {
     Decision {
         events: vec![event],
+        peer_events: Vec::new(),
         output: (),
     }
 }

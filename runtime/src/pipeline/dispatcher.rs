@@ -161,7 +161,7 @@ impl Dispatcher {
             command_id: Some(command_id),
             headers: options.headers,
         };
-        if C::CONSISTENCY != Consistency::Stream {
+        if C::CONSISTENCY != Consistency::Stream || C::HAS_PEER {
             // Boxed: most commands never take this path.
             return Box::pin(self.run_scoped(registration, stream, command, command_id, metadata, outcome)).await;
         }
@@ -179,7 +179,8 @@ impl Dispatcher {
                 &*state,
                 command.clone(),
                 &self.services,
-                &C::View::default()
+                &C::View::default(),
+                None,
             )))
             .await;
             let handled = match handled {
@@ -208,7 +209,12 @@ impl Dispatcher {
                 Err(HandlerError::MissingService(m)) => {
                     return Err(CommandError::MissingService(m));
                 }
+                Err(HandlerError::NoPeer) => return Err(CommandError::NoPeer { command: C::NAME }),
             };
+            if !decision.peer_events.is_empty() {
+                repository.cache.put(stream, state, version);
+                return Err(CommandError::NoPeer { command: C::NAME });
+            }
             if decision.events.is_empty() {
                 if !fresh && self.stale(&stream).await {
                     repository.cache.invalidate(&stream);

@@ -158,6 +158,15 @@ pub enum CommandError<E> {
         /// The limit (`ApplicationBuilder::max_event_bytes`).
         limit: usize,
     },
+    /// The handler emitted events for a peer (`Peer(...)`), or takes a
+    /// `#[peer]`, but the command names none; nothing was appended.
+    #[error(
+        "the handler of `{command}` emits to a peer, but the command names none: mark the field naming the other instance with `#[peer_id]`"
+    )]
+    NoPeer {
+        /// The command.
+        command: &'static str,
+    },
     /// A handler parameter names a service that is not registered.
     #[error(transparent)]
     MissingService(MissingService),

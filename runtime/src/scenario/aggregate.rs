@@ -34,7 +34,11 @@ use crate::domain::services::Services;
 pub struct AggregateScenario<A: Aggregate> {
     state: A,
     services: Services,
+    /// The state of the command's peer, once `peer_given` was called.
+    peer: Option<A>,
 }
+
+const NO_PEER: &str = "the handler takes a `#[peer]`: give the peer's past events with `.peer_given(...)`";
 
 impl<A: Aggregate> Default for AggregateScenario<A> {
     fn default() -> Self {
@@ -48,6 +52,7 @@ impl<A: Aggregate> AggregateScenario<A> {
         Self {
             state: A::default(),
             services: Services::new(),
+            peer: None,
         }
     }
 
@@ -65,6 +70,16 @@ impl<A: Aggregate> AggregateScenario<A> {
         self
     }
 
+    /// Applies past events to the command's peer (the instance its
+    /// `#[peer_id]` names), which a `#[peer]` handler reads.
+    pub fn peer_given(mut self, events: impl IntoEvents<A>) -> Self {
+        let peer = self.peer.get_or_insert_with(A::default);
+        for e in events.into_events() {
+            peer.apply(&e);
+        }
+        self
+    }
+
     /// Runs the handler of `command` on the state (and, for a handler that
     /// reads a `#[view]`, on an empty view: see
     /// [`AggregateScenario::when_viewing`]).
@@ -78,7 +93,13 @@ impl<A: Aggregate> AggregateScenario<A> {
     /// projection's handlers, or a `ProjectionScenario`).
     #[must_use = "check the outcome with a `then_*` method"]
     pub fn when_viewing<C: HandledCommand<Aggregate = A>>(self, command: C, view: &C::View) -> ScenarioOutcome<A, C> {
-        let result = super::block_on(C::handle(&self.state, command, &self.services, view));
+        let result = super::block_on(C::handle(
+            &self.state,
+            command,
+            &self.services,
+            view,
+            self.peer.as_ref(),
+        ));
         ScenarioOutcome {
             state: self.state,
             result,
@@ -116,6 +137,7 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
                 panic!("expected the command to succeed, it was rejected: {e}")
             }
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
+            Err(HandlerError::NoPeer) => panic!("{NO_PEER}"),
         }
     }
 
@@ -126,6 +148,18 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
         let expected = describe::<A>(&expected.into_events());
         let actual = describe::<A>(&self.decision().events);
         assert_eq!(actual, expected, "emitted events differ from the expected events");
+        self
+    }
+
+    /// Checks the events emitted for the command's peer equal `expected`.
+    #[track_caller]
+    pub fn then_emits_to_peer(self, expected: impl IntoEvents<A>) -> Self {
+        let expected = describe::<A>(&expected.into_events());
+        let actual = describe::<A>(&self.decision().peer_events);
+        assert_eq!(
+            actual, expected,
+            "events emitted to the peer differ from the expected events"
+        );
         self
     }
 
@@ -168,6 +202,7 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
         match &self.result {
             Err(HandlerError::Domain(e)) => assert_eq!(e, &expected, "rejected with another error"),
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
+            Err(HandlerError::NoPeer) => panic!("{NO_PEER}"),
             Ok(d) => panic!(
                 "expected rejection {expected:?}, the command emitted {:?}",
                 describe::<A>(&d.events)
@@ -184,6 +219,7 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
                 assert!(check(e), "rejected with an unexpected error: {e}")
             }
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
+            Err(HandlerError::NoPeer) => panic!("{NO_PEER}"),
             Ok(d) => panic!(
                 "expected a rejection, the command emitted {:?}",
                 describe::<A>(&d.events)
@@ -198,6 +234,7 @@ impl<A: Aggregate, C: HandledCommand<Aggregate = A>> ScenarioOutcome<A, C> {
             Ok(d) => Ok(d),
             Err(HandlerError::Domain(e)) => Err(e),
             Err(HandlerError::MissingService(m)) => panic!("{m}"),
+            Err(HandlerError::NoPeer) => panic!("{NO_PEER}"),
         }
     }
 }

@@ -1,13 +1,15 @@
 //! A child process for the crash tests: appends batches of three events to
 //! fresh streams in a loop and prints `ack <aggregate id> <version>` after
-//! each commit, until it is killed.
+//! each commit, until it is killed. Every other append is an atomic append
+//! of three events to each of two fresh streams, `pair-<id>-a` and
+//! `pair-<id>-b`, which must be found both whole or not at all.
 //!
 //! `crash_appender sqlite <path>` or `crash_appender postgres <url> <schema>`.
 
 use std::io::Write;
 
 use interlock::store::EventStore;
-use interlock::store::{EventMetadata, ExpectedVersion, NewEvent};
+use interlock::store::{AtomicAppend, EventMetadata, ExpectedVersion, NewEvent};
 use interlock::{EventId, SchemaVersion, StreamId};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 
@@ -25,15 +27,29 @@ fn batch() -> Vec<NewEvent> {
 
 async fn run(store: impl EventStore) -> Result<(), Box<dyn std::error::Error>> {
     let stdout = std::io::stdout();
-    loop {
-        let stream = StreamId::new("crash.stream", ulid::Ulid::new().to_string());
-        let committed = store
-            .append(&stream, ExpectedVersion::Exact(interlock::Version(0)), batch())
-            .await?;
+    for n in 0u64.. {
+        let id = ulid::Ulid::new();
+        let committed = if n % 2 == 0 {
+            let stream = StreamId::new("crash.stream", id.to_string());
+            vec![
+                store
+                    .append(&stream, ExpectedVersion::Exact(interlock::Version(0)), batch())
+                    .await?,
+            ]
+        } else {
+            let fresh = ExpectedVersion::Exact(interlock::Version(0));
+            let append = AtomicAppend::new()
+                .stream(StreamId::new("crash.stream", format!("pair-{id}-a")), fresh, batch())
+                .stream(StreamId::new("crash.stream", format!("pair-{id}-b")), fresh, batch());
+            store.append_atomic(append).await?
+        };
         let mut out = stdout.lock();
-        writeln!(out, "ack {} {}", stream.aggregate_id(), committed.version)?;
+        for done in committed {
+            writeln!(out, "ack {} {}", done.stream.aggregate_id(), done.version)?;
+        }
         out.flush()?;
     }
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
