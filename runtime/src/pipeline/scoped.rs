@@ -10,8 +10,9 @@
 //! The view stays locked from catch-up to the end of the append, so the
 //! commands of one instance reading the same view take turns and never
 //! conflict with each other, only with other processes (the promise the
-//! stream turns make). The two streams' turns are taken in stream order,
-//! so opposite transfers never wait on each other. These appends are
+//! stream turns make). The two streams' turns are taken in the order of
+//! their slots in the turn table, so opposite transfers never wait on each
+//! other. These appends are
 //! atomic appends of their own (no combining, no group commit): their cost
 //! is one transaction each.
 
@@ -90,15 +91,8 @@ impl Dispatcher {
             };
             let view = caught.as_ref().map_or(&no_view, |c| &c.view);
             let turns = match &peer_stream {
-                Some(peer) if *peer < stream => {
-                    let first = self.turns.wait(peer).await;
-                    (Some(first), self.turns.wait(&stream).await)
-                }
-                Some(peer) => {
-                    let own = self.turns.wait(&stream).await;
-                    (Some(self.turns.wait(peer).await), own)
-                }
-                None => (None, self.turns.wait(&stream).await),
+                Some(peer) => self.turns.wait_two(&stream, peer).await,
+                None => (self.turns.wait(&stream).await, None),
             };
             let (state, version, loaded_fresh) = if fresh {
                 self.load_fresh::<C::Aggregate>(registration, &stream).await?
