@@ -4,8 +4,12 @@
 
 use std::fmt::Display;
 
-use interlock::Timestamp;
 use interlock::store::{Committed, EventMetadata, StoreError};
+use interlock::{StreamId, Timestamp};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+
+use crate::driver::Param::{self, Bytes as Blob, Int, Text};
+use crate::queries::EVENT_COLUMNS;
 
 use crate::error::is_unavailable;
 
@@ -111,4 +115,51 @@ impl BatchFailure {
 pub(crate) fn stored_metadata(mut metadata: EventMetadata, now: Timestamp) -> Result<(String, i64), serde_json::Error> {
     let at = *metadata.timestamp.get_or_insert(now);
     Ok((serde_json::to_string(&metadata)?, at.0))
+}
+
+/// Event rows per `INSERT` (10 parameters each, under SQLite's limit of
+/// 32766 parameters per statement).
+pub(crate) const ROWS_PER_INSERT: usize = 3000;
+
+/// One event row of the multi-row insert.
+pub(crate) struct EventRow<'a> {
+    pub(crate) position: i64,
+    pub(crate) event_id: String,
+    pub(crate) stream: &'a StreamId,
+    pub(crate) version: i64,
+    pub(crate) name: &'a str,
+    pub(crate) schema_version: i64,
+    pub(crate) payload: &'a [u8],
+    pub(crate) metadata: String,
+    pub(crate) recorded_at: i64,
+}
+
+/// The multi-row `INSERT` of `rows`, and its parameters.
+pub(crate) fn insert_rows<'a>(events_table: &str, rows: &'a [EventRow<'a>]) -> (sqlx::SqlStr, Vec<Param<'a>>) {
+    let placeholders: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let params: Vec<String> = (1..=10).map(|k| format!("${}", r * 10 + k)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {events_table} ({EVENT_COLUMNS}) VALUES {}",
+        placeholders.join(", ")
+    );
+    let mut params = Vec::with_capacity(rows.len() * 10);
+    for row in rows {
+        params.extend([
+            Int(row.position),
+            Text(&row.event_id),
+            Text(row.stream.aggregate_type()),
+            Text(row.stream.aggregate_id()),
+            Int(row.version),
+            Text(row.name),
+            Int(row.schema_version),
+            Blob(row.payload),
+            Text(&row.metadata),
+            Int(row.recorded_at),
+        ]);
+    }
+    (AssertSqlSafe(sql).into_sql_str(), params)
 }

@@ -22,10 +22,7 @@ pub(crate) struct Queries {
     pub(crate) read_stream: SqlStr,
     pub(crate) read_stream_for_load: SqlStr,
     pub(crate) head: SqlStr,
-    /// The position of the last event of a category (0 when none).
-    pub(crate) last_in_category: SqlStr,
-    /// The position of the last event of a stream (0 when none).
-    pub(crate) last_in_stream: SqlStr,
+
     pub(crate) rewrite: SqlStr,
     pub(crate) snapshot_load: SqlStr,
     pub(crate) snapshot_save: SqlStr,
@@ -80,14 +77,7 @@ impl Queries {
                 t.events
             )),
             head: q(format!("SELECT last FROM {} WHERE id = 1", t.positions)),
-            last_in_category: q(format!(
-                "SELECT COALESCE(MAX(position), 0) FROM {} WHERE aggregate_type = $1",
-                t.events
-            )),
-            last_in_stream: q(format!(
-                "SELECT COALESCE(MAX(position), 0) FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2",
-                t.events
-            )),
+
             rewrite: q(format!(
                 "UPDATE {} SET event_name = $1, schema_version = $2, payload = $3 WHERE position = $4",
                 t.events

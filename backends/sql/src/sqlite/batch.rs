@@ -8,15 +8,10 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 use super::{SqliteDriver, SqliteStore};
-use crate::append::{BatchFailure, Outcomes, stored_metadata};
-use crate::driver::Param::{self, Bytes as Blob, Int, Text};
+use crate::append::{BatchFailure, EventRow, Outcomes, ROWS_PER_INSERT, insert_rows, stored_metadata};
+use crate::driver::Param::{self, Int, Text};
 use crate::driver::{Driver, SqlRow};
-use crate::queries::EVENT_COLUMNS;
 use crate::rows::{i64_of, i64_of_usize, stored_u64, u64_of};
-
-/// Event rows per `INSERT` (10 parameters each, under SQLite's limit of
-/// 32766 parameters per statement).
-const ROWS_PER_INSERT: usize = 3000;
 
 /// Commits a batch; one outcome per request, in order.
 ///
@@ -66,19 +61,6 @@ struct Accepted<'a> {
     request: &'a AppendRequest,
     actual: Version,
     first: i64,
-}
-
-/// One event row of the multi-row insert.
-struct EventRow<'a> {
-    position: i64,
-    event_id: String,
-    stream: &'a StreamId,
-    version: i64,
-    name: &'a str,
-    schema_version: i64,
-    payload: &'a [u8],
-    metadata: String,
-    recorded_at: i64,
 }
 
 /// Commits a batch in three statements inside one `BEGIN IMMEDIATE`
@@ -233,34 +215,4 @@ async fn current_versions(
         versions.insert(stream.clone(), Version(version));
     }
     Ok(versions)
-}
-
-/// The multi-row `INSERT` of `rows`, and its parameters.
-fn insert_rows<'a>(events_table: &str, rows: &'a [EventRow<'a>]) -> (sqlx::SqlStr, Vec<Param<'a>>) {
-    let placeholders: Vec<String> = (0..rows.len())
-        .map(|r| {
-            let params: Vec<String> = (1..=10).map(|k| format!("${}", r * 10 + k)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO {events_table} ({EVENT_COLUMNS}) VALUES {}",
-        placeholders.join(", ")
-    );
-    let mut params = Vec::with_capacity(rows.len() * 10);
-    for row in rows {
-        params.extend([
-            Int(row.position),
-            Text(&row.event_id),
-            Text(row.stream.aggregate_type()),
-            Text(row.stream.aggregate_id()),
-            Int(row.version),
-            Text(row.name),
-            Int(row.schema_version),
-            Blob(row.payload),
-            Text(&row.metadata),
-            Int(row.recorded_at),
-        ]);
-    }
-    (AssertSqlSafe(sql).into_sql_str(), params)
 }

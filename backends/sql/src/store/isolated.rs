@@ -141,7 +141,7 @@ impl<D: Driver> SqlStore<D> {
     }
 
     /// The stream's version, inside the batch's transaction.
-    pub(super) async fn version_in(&self, conn: &mut Connection<D>, stream: &StreamId) -> Result<Version, sqlx::Error> {
+    async fn version_in(&self, conn: &mut Connection<D>, stream: &StreamId) -> Result<Version, sqlx::Error> {
         let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
         let rows = D::fetch_all(conn, self.queries().stream_version.clone(), &params).await?;
         let version = rows.first().ok_or(sqlx::Error::RowNotFound)?.int(0)?;
@@ -156,7 +156,7 @@ impl<D: Driver> SqlStore<D> {
     /// the batch commits: appends commit in position order, so no reader
     /// sees a position before an earlier one is visible (gap safety).
     /// Returns the stream's new version, the positions and the last of them.
-    pub(super) async fn insert_events(
+    async fn insert_events(
         &self,
         conn: &mut Connection<D>,
         stream: &StreamId,
@@ -203,7 +203,7 @@ impl<D: Driver> SqlStore<D> {
 
 /// An append the database would not store: its own error, naming the
 /// stream and keeping the database's words.
-pub(super) fn refused(backend: &'static str, stream: &StreamId, e: &sqlx::Error) -> StoreError {
+fn refused(backend: &'static str, stream: &StreamId, e: &sqlx::Error) -> StoreError {
     let source = format!("the append to {stream} was refused: {e}").into();
     if crate::error::is_unavailable(e) {
         StoreError::Unavailable { backend, source }

@@ -195,17 +195,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Appends `events` to `stream`, which is at `actual` (checked by the
-    /// caller, as the room is). `now` is the time of recording, read once
+    /// Appends `events` to `stream` if it is at `expected` (the room was
+    /// checked by the caller). `now` is the time of recording, read once
     /// for the events that come without a timestamp.
     #[inline]
     fn write(
         &mut self,
         stream: &StreamId,
-        actual: Version,
+        expected: ExpectedVersion,
         events: Vec<NewEvent>,
         now: &mut Option<Timestamp>,
-    ) -> Committed {
+    ) -> Result<Committed, StoreError> {
         let first_index = self.log.len();
         let Inner {
             log,
@@ -217,9 +217,21 @@ impl Inner {
             category_numbers,
             category_heads,
         } = self;
-        // One lookup of the stream (hashing its id is a good part of an
-        // append's cost: measured in W1 with callgrind).
-        let entry = match streams.get_mut(stream) {
+        // One lookup of the stream, for its version and its entry (hashing
+        // its id is a good part of an append's cost: measured in W1 with
+        // callgrind).
+        let found = streams.get_mut(stream);
+        let actual = Version(found.as_ref().map_or(0, |e| e.events.len() as u64));
+        if let ExpectedVersion::Exact(expected_version) = expected
+            && expected_version != actual
+        {
+            return Err(StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            });
+        }
+        let entry = match found {
             Some(entry) => entry,
             None => {
                 let number = stream_ids.len() as u32;
@@ -270,11 +282,11 @@ impl Inner {
         if let (Some(last), Some(head)) = (positions.last(), category_heads.get_mut(entry.category as usize)) {
             *head = last.0;
         }
-        Committed {
+        Ok(Committed {
             stream: stream.clone(),
             version,
             positions,
-        }
+        })
     }
 
     /// Whether the event at `s` passes `filter`, without building it.
@@ -336,18 +348,8 @@ impl MemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<Committed, StoreError> {
         let mut inner = self.inner.write();
-        let actual = inner.version_of(stream);
-        if let ExpectedVersion::Exact(expected_version) = expected
-            && expected_version != actual
-        {
-            return Err(StoreError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
-        }
         inner.check_room(events.len(), 1)?;
-        let committed = inner.write(stream, actual, events, &mut None);
+        let committed = inner.write(stream, expected, events, &mut None)?;
         let head = Position(inner.log.len() as u64);
         drop(inner);
         self.moved(head);
@@ -387,12 +389,12 @@ impl MemoryEventStore {
         }
         inner.check_room(append.event_count(), append.streams.len())?;
         let mut now = None;
-        let committed = append
-            .streams
-            .into_iter()
-            .zip(starts)
-            .map(|(part, actual)| inner.write(&part.stream, actual, part.events, &mut now))
-            .collect();
+        // Every check passed: the writes cannot fail (each expects the
+        // version checked above).
+        let mut committed = Vec::with_capacity(starts.len());
+        for (part, actual) in append.streams.into_iter().zip(starts) {
+            committed.push(inner.write(&part.stream, ExpectedVersion::Exact(actual), part.events, &mut now)?);
+        }
         let head = Position(inner.log.len() as u64);
         drop(inner);
         self.moved(head);
