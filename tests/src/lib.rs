@@ -685,3 +685,38 @@ pub mod ledger {
         }
     }
 }
+
+pub mod idempotency {
+    //! Idempotency stores for the crash tests.
+
+    use std::sync::Arc;
+
+    use interlock::CommandId;
+    use interlock::Timestamp;
+    use interlock::store::{BoxFuture, Claim, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, StoreError};
+
+    /// An idempotency store whose `complete` is lost, like a process killed
+    /// after its command's events were committed and before its outcome was
+    /// recorded.
+    pub struct LosesOutcomes(pub Arc<MemoryIdempotencyStore>);
+
+    impl IdempotencyStore for LosesOutcomes {
+        fn claim(
+            &self,
+            id: CommandId,
+            now: Timestamp,
+            lease: std::time::Duration,
+        ) -> BoxFuture<'_, Result<Claim, StoreError>> {
+            self.0.claim(id, now, lease)
+        }
+        fn complete(&self, _: IdempotencyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+        fn release(&self, id: CommandId) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.0.release(id)
+        }
+        fn purge_expired(&self, now: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+            self.0.purge_expired(now)
+        }
+    }
+}

@@ -572,36 +572,7 @@ async fn a_command_id_reused_for_a_different_command_is_refused() {
     assert!(again.replayed);
 }
 
-/// An idempotency store whose `complete` is lost, like a process killed
-/// after its command's events were committed and before its outcome was
-/// recorded.
-struct LosesOutcomes(std::sync::Arc<interlock::store::MemoryIdempotencyStore>);
-
-impl interlock::store::IdempotencyStore for LosesOutcomes {
-    fn claim(
-        &self,
-        id: CommandId,
-        now: Timestamp,
-        lease: std::time::Duration,
-    ) -> interlock::store::BoxFuture<'_, Result<interlock::store::Claim, interlock::store::StoreError>> {
-        self.0.claim(id, now, lease)
-    }
-    fn complete(
-        &self,
-        _: interlock::store::IdempotencyRecord,
-    ) -> interlock::store::BoxFuture<'_, Result<(), interlock::store::StoreError>> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-    fn release(&self, id: CommandId) -> interlock::store::BoxFuture<'_, Result<(), interlock::store::StoreError>> {
-        self.0.release(id)
-    }
-    fn purge_expired(
-        &self,
-        now: Timestamp,
-    ) -> interlock::store::BoxFuture<'_, Result<u64, interlock::store::StoreError>> {
-        self.0.purge_expired(now)
-    }
-}
+use interlock_tests::idempotency::LosesOutcomes;
 
 #[tokio::test]
 async fn a_command_whose_outcome_was_lost_after_its_commit_is_replayed_from_its_events() {

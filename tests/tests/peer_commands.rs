@@ -55,6 +55,17 @@ struct Transfer {
     amount: u64,
 }
 
+/// Gives to a peer without touching the giver's own stream.
+#[derive(Command, Clone, Debug)]
+struct Give {
+    #[aggregate_id]
+    from: u32,
+    #[peer_id]
+    to: u32,
+    #[command_id]
+    id: interlock::CommandId,
+}
+
 /// Emits to a peer without naming one: refused by the runtime.
 #[derive(Command, Clone, Debug)]
 struct Gift {
@@ -96,6 +107,17 @@ impl Ledger {
                 from: cmd.from.to_string(),
             }),
         ))
+    }
+
+    #[handles_command]
+    fn give(&self, cmd: Give, #[peer] to: &Self) -> Result<Peer<Received>, LedgerError> {
+        if !to.open {
+            return Err(LedgerError::PeerNotOpen);
+        }
+        Ok(Peer(Received {
+            amount: 1,
+            from: cmd.from.to_string(),
+        }))
     }
 
     #[handles_command]
@@ -324,4 +346,52 @@ async fn emitting_to_a_missing_peer_is_refused() {
         other => panic!("expected NoPeer, got {other:?}"),
     }
     assert_eq!(store.head().await.expect("head"), interlock::Position::START);
+}
+
+/// A command that wrote only to its peer, whose outcome was lost after
+/// the commit (a crash before it was recorded): the next attempt with the
+/// same id finds its events on the peer's stream and replays it instead of
+/// giving twice.
+#[tokio::test]
+async fn a_peer_only_outcome_lost_in_a_crash_is_replayed() {
+    use interlock::store::MemoryIdempotencyStore;
+    use interlock_tests::idempotency::LosesOutcomes;
+    let events = Arc::new(MemoryEventStore::new());
+    let records = Arc::new(MemoryIdempotencyStore::new());
+    let build = |loses: bool| {
+        let (events, records) = (Arc::clone(&events), Arc::clone(&records));
+        async move {
+            let builder = Application::builder()
+                .aggregate::<Ledger>()
+                .shared_event_store(events as Arc<dyn EventStore>)
+                .idempotency_lease(std::time::Duration::from_millis(100));
+            let builder = if loses {
+                builder.idempotency_store(LosesOutcomes(records))
+            } else {
+                builder.idempotency_store(records)
+            };
+            builder.build().await.expect("build")
+        }
+    };
+    let dying = build(true).await;
+    dying.dispatch(Open { account: 2, initial: 0 }).await.expect("open");
+    let give = Give {
+        from: 1,
+        to: 2,
+        id: interlock::CommandId::new(),
+    };
+    dying.dispatch(give.clone()).await.expect("committed, outcome lost");
+    dying.shutdown();
+    let next = build(false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await; // the dead claim's lease ends
+    let replay = next
+        .dispatch_with(give, interlock::DispatchOptions::new())
+        .await
+        .expect("replayed");
+    assert!(replay.replayed, "{replay:?}");
+    assert_eq!(
+        next.load::<Ledger>(&2).await.expect("load").state.balance,
+        1,
+        "given once"
+    );
 }

@@ -402,3 +402,47 @@ async fn an_undecodable_event_in_the_scope_is_a_typed_error() {
         .expect("read");
     assert_eq!(&stored[0].payload[..], br#"{"username": 7}"#);
 }
+
+/// A rewritten event (schema migration through the application) is folded
+/// anew: the views that held its old payload are rebuilt.
+#[tokio::test]
+async fn a_rewrite_rebuilds_the_views_that_folded_it() {
+    let app = signup(Arc::new(MemoryEventStore::new())).await;
+    let done = app
+        .dispatch_with(
+            Register {
+                user: Ulid::new(),
+                username: "ada".into(),
+            },
+            DispatchOptions::new(),
+        )
+        .await
+        .expect("register");
+    let position = done.positions[0];
+    app.event_store()
+        .rewrite(
+            position,
+            interlock::store::RewrittenEvent {
+                name: "signup.user_registered".into(),
+                schema_version: SchemaVersion(1),
+                payload: br#"{"username":"eve"}"#.to_vec().into(),
+            },
+        )
+        .await
+        .expect("rewrite");
+    // `ada` is free now, `eve` taken.
+    app.dispatch(Register {
+        user: Ulid::new(),
+        username: "ada".into(),
+    })
+    .await
+    .expect("ada is free after the rewrite");
+    assert!(matches!(
+        app.dispatch(Register {
+            user: Ulid::new(),
+            username: "eve".into()
+        })
+        .await,
+        Err(CommandError::Domain(SignupError::Taken(_)))
+    ));
+}

@@ -208,8 +208,16 @@ impl<L: 'static> Application<L> {
         {
             return service.clone();
         }
+        // Built under the write lock, after looking again: two first
+        // dispatches racing here would otherwise each build a stack, and
+        // a layer's shared state (a concurrency limit's semaphore) would
+        // not be shared between them.
+        let mut stacks = self.inner.stacks.write();
+        if let Some(service) = stacks.get(&key).and_then(|s| s.downcast_ref::<L::Service>()) {
+            return service.clone();
+        }
         let service = self.layer.layer_command(self.inner.dispatcher.core_service::<C>());
-        self.inner.stacks.write().insert(key, Box::new(service.clone()));
+        stacks.insert(key, Box::new(service.clone()));
         service
     }
 }

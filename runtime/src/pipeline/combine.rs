@@ -166,6 +166,15 @@ impl Combiner {
 
     /// Whether a batch of `stream` failed since a command last decided on
     /// state loaded from the store.
+    /// The stream's state was just committed by other means (an atomic
+    /// append at the version it was loaded at): a cached state is right
+    /// again, whatever batch failed before.
+    pub(crate) fn cure(&self, stream: &StreamId) {
+        if let Some(queue) = self.queues.lock().get_mut(stream) {
+            queue.poisoned = false;
+        }
+    }
+
     pub(crate) fn poisoned(&self, stream: &StreamId) -> bool {
         self.queues.lock().get(stream).is_some_and(|q| q.poisoned)
     }

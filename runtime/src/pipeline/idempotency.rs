@@ -26,6 +26,8 @@ pub(crate) struct Identity {
     command: &'static str,
     aggregate: &'static str,
     id: String,
+    /// The stream key of the command's peer, if it names one.
+    peer: Option<String>,
     fingerprint: CommandFingerprint,
 }
 
@@ -43,8 +45,16 @@ impl Identity {
             command: C::NAME,
             aggregate,
             id,
+            peer: command.peer_id().map(AggregateId::to_stream_key),
             fingerprint: fp.finish(),
         }
+    }
+
+    /// The stream of the command's peer, if it names one.
+    fn peer_stream(&self) -> Option<StreamId> {
+        self.peer
+            .as_ref()
+            .map(|key| StreamId::new(self.aggregate, key.as_str()))
     }
 
     /// The command's fingerprint.
@@ -68,9 +78,10 @@ impl Identity {
 /// A claim whose earlier holder died (`Claim::Reclaimed`), or one still held
 /// by another caller, may belong to a command whose events are committed
 /// while its outcome is not recorded (the process died in between): the
-/// command's stream is searched for events with its id first, and if they
-/// are there, the outcome they carry is replayed instead of running the
-/// command a second time.
+/// command's stream (and its peer's, for a command that names one) is
+/// searched for events with its id first, and if they are there, the
+/// outcome they carry is replayed instead of running the command a second
+/// time.
 pub(crate) async fn idempotent<O, E, F, Fut>(
     store: &dyn IdempotencyStore,
     events: &dyn EventStore,
@@ -183,10 +194,29 @@ async fn replay<O: DeserializeOwned, E>(
     })
 }
 
-/// The outcome of `command_id` if its events are committed in `stream`:
-/// the version after its last event, and the output and fingerprint its
-/// last event carries (headers [`OUTCOME_HEADER`], [`FINGERPRINT_HEADER`];
-/// `null` when an event written before them carries none).
+/// The newest event of `stream` carrying `command_id`, if any.
+async fn last_of_command<E>(
+    events: &dyn EventStore,
+    stream: &StreamId,
+    command_id: CommandId,
+) -> Result<Option<crate::store::RecordedEvent>, CommandError<E>> {
+    // From the newest event back: the command's events are near the end.
+    let mut pages = ScanPages::new(events, Scan::stream(stream.clone()).backward().limit(64));
+    loop {
+        let Some(page) = pages.next_page().await.map_err(CommandError::Store)? else {
+            return Ok(None);
+        };
+        if let Some(found) = page.into_iter().find(|e| e.metadata.command_id == Some(command_id)) {
+            return Ok(Some(found));
+        }
+    }
+}
+
+/// The outcome of `command_id` if its events are committed in `stream`
+/// (or, when it wrote only there, in its peer's): the version of
+/// `stream` after it, and the output and fingerprint its last event
+/// carries (headers [`OUTCOME_HEADER`], [`FINGERPRINT_HEADER`]; `null` when
+/// an event written before them carries none).
 async fn committed<E>(
     events: &dyn EventStore,
     stream: &StreamId,
@@ -194,14 +224,22 @@ async fn committed<E>(
     settings: &Settings,
     identity: &Identity,
 ) -> Result<Option<IdempotencyRecord>, CommandError<E>> {
-    // From the newest event back: the command's events are near the end.
-    let mut pages = ScanPages::new(events, Scan::stream(stream.clone()).backward().limit(64));
-    let last = loop {
-        let Some(page) = pages.next_page().await.map_err(CommandError::Store)? else {
-            return Ok(None);
-        };
-        if let Some(found) = page.into_iter().find(|e| e.metadata.command_id == Some(command_id)) {
-            break found;
+    let (last, version) = match last_of_command(events, stream, command_id).await? {
+        Some(last) => {
+            let version = last.version;
+            (last, version)
+        }
+        None => {
+            let Some(peer) = identity.peer_stream() else {
+                return Ok(None);
+            };
+            let Some(last) = last_of_command(events, &peer, command_id).await? else {
+                return Ok(None);
+            };
+            // Only the peer's stream changed: the command's own stream
+            // is where it left it.
+            let version = events.stream_version(stream).await.map_err(CommandError::Store)?;
+            (last, version)
         }
     };
     let headers = &last.metadata.headers;
@@ -228,11 +266,11 @@ async fn committed<E>(
         None => None,
     };
     let now = Timestamp::now();
-    tracing::info!(%command_id, %stream, version = %last.version, "outcome recovered from committed events");
+    tracing::info!(%command_id, %stream, %version, "outcome recovered from committed events");
     Ok(Some(IdempotencyRecord {
         command_id,
         stream: stream.clone(),
-        version: last.version,
+        version,
         output: Bytes::copy_from_slice(output.as_bytes()),
         recorded_at: now,
         expires_at: after(now, settings.idempotency_ttl),

@@ -2,7 +2,9 @@
 //! straight through; a rewrite (schema migration of one stored event)
 //! waits for the stream's turn, so no command of this instance holds a
 //! state folded from the old event, then drops the stream's cached state
-//! and snapshot, so the next load folds the rewritten one.
+//! and snapshot, so the next load folds the rewritten one, and the views
+//! of its category and of the log, which the next command that reads one
+//! rebuilds.
 //!
 //! Projections built from the old payload are not touched: rebuild them
 //! (`Application::rebuild_projection`) after a migration that changes what
@@ -49,6 +51,7 @@ impl ApplicationStore {
         repository.snapshots.delete(&stream).await?;
         let rewritten = self.store().rewrite(position, event).await;
         repository.cache.invalidate(&stream);
+        self.dispatcher.views.forget(&stream);
         rewritten
     }
 }

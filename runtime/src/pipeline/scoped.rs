@@ -128,7 +128,7 @@ impl Dispatcher {
                 Ok(Err(HandlerError::Domain(e))) => {
                     // An answer must not rest on a cached state holding
                     // events that never commit.
-                    if !loaded_fresh && self.any_stale(&stream, peer_stream.as_ref()).await {
+                    if self.any_stale(&stream, loaded_fresh, peer_stream.as_ref(), &peer).await {
                         self.invalidate(&stream, peer_stream.as_ref());
                         fresh = true;
                         continue;
@@ -151,7 +151,7 @@ impl Dispatcher {
                 return Err(CommandError::NoPeer { command: C::NAME });
             }
             if decision.events.is_empty() && decision.peer_events.is_empty() {
-                if !loaded_fresh && self.any_stale(&stream, peer_stream.as_ref()).await {
+                if self.any_stale(&stream, loaded_fresh, peer_stream.as_ref(), &peer).await {
                     self.invalidate(&stream, peer_stream.as_ref());
                     fresh = true;
                     continue;
@@ -197,6 +197,14 @@ impl Dispatcher {
             }
             match repository.store.append_atomic(append).await {
                 Ok(parts) => {
+                    let sent = if peer.is_some() { 2 } else { 1 };
+                    if parts.len() != sent {
+                        self.invalidate(&stream, peer_stream.as_ref());
+                        return Err(CommandError::Store(StoreError::Backend {
+                            backend: "atomic append",
+                            source: format!("the store answered {} outcomes for {sent} streams", parts.len()).into(),
+                        }));
+                    }
                     let mut parts = parts.into_iter();
                     let Some(own) = parts.next() else {
                         self.invalidate(&stream, peer_stream.as_ref());
@@ -298,6 +306,9 @@ impl Dispatcher {
         committed: &Committed,
     ) {
         let repository = &self.repository;
+        // Committed at the version it was loaded at: whatever combined
+        // append of the stream failed before, this state is the truth.
+        self.combiner.cure(stream);
         match apply_all(&mut *state, events) {
             Ok(()) => {
                 repository
@@ -312,14 +323,22 @@ impl Dispatcher {
         }
     }
 
-    /// Whether either stream's cached state may hold uncommitted events.
-    async fn any_stale(&self, stream: &StreamId, peer: Option<&StreamId>) -> bool {
-        if self.stale(stream).await {
+    /// Whether a state taken from the cache (the own one unless
+    /// `own_fresh`, the peer's unless it was loaded fresh) may hold events
+    /// that never commit.
+    async fn any_stale<A>(
+        &self,
+        stream: &StreamId,
+        own_fresh: bool,
+        peer_stream: Option<&StreamId>,
+        peer: &Option<(Box<A>, Version, bool)>,
+    ) -> bool {
+        if !own_fresh && self.stale(stream).await {
             return true;
         }
-        match peer {
-            Some(peer) => self.stale(peer).await,
-            None => false,
+        match (peer_stream, peer) {
+            (Some(peer_stream), Some((_, _, false))) => self.stale(peer_stream).await,
+            _ => false,
         }
     }
 

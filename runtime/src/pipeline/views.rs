@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::error::LoadError;
 use crate::domain::event::{EventDecodeError, EventSet};
-use crate::domain::ids::Position;
+use crate::domain::ids::{Position, StreamId};
 use crate::domain::meta::EventMeta;
 use crate::domain::unwind::catch_panic_sync;
 use crate::domain::view::View;
@@ -70,6 +70,19 @@ impl Views {
                 slot
             }
         }
+    }
+}
+
+impl Views {
+    /// Forgets every view that folded `stream`'s events (of its category,
+    /// and of the log), after one of them was rewritten: the next command
+    /// rebuilds them from the start of their scope.
+    pub(crate) fn forget(&self, stream: &StreamId) {
+        self.slots.lock().retain(|(_, scope), _| match scope {
+            Scope::Category(category) => category.as_ref() != stream.aggregate_type(),
+            Scope::Log => false,
+            Scope::Stream(s) => s != stream,
+        });
     }
 }
 
