@@ -12,9 +12,10 @@ pub use interlock_core::{
     Aggregate, AggregateConfig, AggregateId, Application, ApplicationBuilder, AsOf, Backoff, BuildError, CausationId,
     Command, CommandError, CommandFingerprint, CommandId, CommandLayer, Consistency, CorrelationId, DispatchOptions,
     Dispatched, Event, EventDecodeError, EventId, EventMeta, FailurePolicy, Fingerprinter, HandledCommand,
-    HandledQuery, HandlerFailure, LoadError, Loaded, ModelStorage, Peer, Position, Projection, ProjectionConfig,
-    QueryError, Reply, Saga, SagaContext, SagaResult, SchemaVersion, StreamId, SubscriberConfig, SubscriberHandle,
-    SubscriberStatus, SubscriptionError, Timestamp, TimestampParseError, Ulid, Version, View,
+    HandledQuery, HandlerFailure, InvalidTenantId, LoadError, Loaded, ModelStorage, Peer, Position, Projection,
+    ProjectionConfig, QueryError, Reply, Saga, SagaContext, SagaResult, SchemaVersion, StreamId, SubscriberConfig,
+    SubscriberHandle, SubscriberStatus, SubscriptionError, TenantId, Timestamp, TimestampParseError, Ulid, Version,
+    View,
 };
 #[doc(inline)]
 pub use interlock_core::{

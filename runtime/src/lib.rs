@@ -34,8 +34,8 @@ pub use crate::domain::event::{Event, EventDecodeError};
 pub use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
 #[doc(inline)]
 pub use crate::domain::ids::{
-    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp,
-    TimestampParseError, Version,
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, InvalidTenantId, Position, SchemaVersion, StreamId,
+    TenantId, Timestamp, TimestampParseError, Version,
 };
 #[doc(inline)]
 pub use crate::domain::view::{Consistency, View};

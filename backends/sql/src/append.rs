@@ -117,9 +117,12 @@ pub(crate) fn stored_metadata(mut metadata: EventMetadata, now: Timestamp) -> Re
     Ok((serde_json::to_string(&metadata)?, at.0))
 }
 
-/// Event rows per `INSERT` (10 parameters each, under SQLite's limit of
+/// The columns of an event row ([`EVENT_COLUMNS`]).
+const COLUMNS: usize = 11;
+
+/// Event rows per `INSERT` (11 parameters each, under SQLite's limit of
 /// 32766 parameters per statement).
-pub(crate) const ROWS_PER_INSERT: usize = 3000;
+pub(crate) const ROWS_PER_INSERT: usize = 2900;
 
 /// One event row of the multi-row insert.
 pub(crate) struct EventRow<'a> {
@@ -138,7 +141,7 @@ pub(crate) struct EventRow<'a> {
 pub(crate) fn insert_rows<'a>(events_table: &str, rows: &'a [EventRow<'a>]) -> (sqlx::SqlStr, Vec<Param<'a>>) {
     let placeholders: Vec<String> = (0..rows.len())
         .map(|r| {
-            let params: Vec<String> = (1..=10).map(|k| format!("${}", r * 10 + k)).collect();
+            let params: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", r * COLUMNS + k)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
@@ -146,7 +149,7 @@ pub(crate) fn insert_rows<'a>(events_table: &str, rows: &'a [EventRow<'a>]) -> (
         "INSERT INTO {events_table} ({EVENT_COLUMNS}) VALUES {}",
         placeholders.join(", ")
     );
-    let mut params = Vec::with_capacity(rows.len() * 10);
+    let mut params = Vec::with_capacity(rows.len() * COLUMNS);
     for row in rows {
         params.extend([
             Int(row.position),
@@ -159,6 +162,7 @@ pub(crate) fn insert_rows<'a>(events_table: &str, rows: &'a [EventRow<'a>]) -> (
             Blob(row.payload),
             Text(&row.metadata),
             Int(row.recorded_at),
+            Text(crate::queries::tenant_of(row.stream)),
         ]);
     }
     (AssertSqlSafe(sql).into_sql_str(), params)

@@ -86,7 +86,7 @@ impl<D: Driver> SqlStore<D> {
         Ok(Statistics {
             events: count(format!("SELECT COUNT(*) FROM {}", t.events)).await?,
             streams: count(format!(
-                "SELECT COUNT(*) FROM (SELECT DISTINCT aggregate_type, aggregate_id FROM {}) s",
+                "SELECT COUNT(*) FROM (SELECT DISTINCT tenant, aggregate_type, aggregate_id FROM {}) s",
                 t.events
             ))
             .await?,

@@ -32,7 +32,7 @@
 //!
 //! | table | holds |
 //! |---|---|
-//! | `{prefix}events` | `position` (primary key, global order), `event_id` (unique), `aggregate_type`, `aggregate_id`, `version` (unique per stream), `event_name`, `schema_version`, `payload` (bytes, JSON), `metadata` (JSON), `recorded_at` (µs) |
+//! | `{prefix}events` | `position` (primary key, global order), `event_id` (unique), `aggregate_type`, `aggregate_id`, `version` (unique per stream), `event_name`, `schema_version`, `payload` (bytes, JSON), `metadata` (JSON), `recorded_at` (µs), `tenant` (`''` for none; part of the stream's key) |
 //! | `{prefix}positions` | one row: the last position assigned (locked by each append until commit) |
 //! | `{prefix}snapshots` | latest snapshot per stream |
 //! | `{prefix}idempotency` | command ids: claimed (with a lease) or done (with the outcome and an expiry) |

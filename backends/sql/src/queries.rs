@@ -9,7 +9,13 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use crate::schema::Tables;
 
 /// The columns of an event row, in the order the row decoder reads them.
-pub(crate) const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at";
+pub(crate) const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at, tenant";
+
+/// How a stream's tenant is stored: its id, or `''` for none (no tenant id
+/// is empty).
+pub(crate) fn tenant_of(stream: &interlock::StreamId) -> &str {
+    stream.tenant().map_or("", interlock::TenantId::as_str)
+}
 
 /// Every statement, built once.
 #[derive(Clone, Debug)]
@@ -59,21 +65,21 @@ impl Queries {
         let q = |s: String| AssertSqlSafe(Arc::<str>::from(s)).into_sql_str();
         Self {
             stream_version: q(format!(
-                "SELECT COALESCE(MAX(version), 0) FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2",
+                "SELECT COALESCE(MAX(version), 0) FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $3",
                 t.events
             )),
             bump_positions: q(format!("UPDATE {} SET last = last + $1 WHERE id = 1 RETURNING last", t.positions)),
             insert_event: q(format!(
-                "INSERT INTO {} ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO {} ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 t.events
             )),
             read_stream: q(format!(
-                "SELECT {EVENT_COLUMNS} FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 AND version <= $4 ORDER BY version",
+                "SELECT {EVENT_COLUMNS} FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $5 AND version >= $3 AND version <= $4 ORDER BY version",
                 t.events
             )),
             read_stream_for_load: q(format!(
                 "SELECT position, event_id, version, event_name, schema_version, payload FROM {}
-                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND version >= $3 ORDER BY version",
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $4 AND version >= $3 ORDER BY version",
                 t.events
             )),
             head: q(format!("SELECT last FROM {} WHERE id = 1", t.positions)),
@@ -83,20 +89,20 @@ impl Queries {
                 t.events
             )),
             snapshot_load: q(format!(
-                "SELECT version, state_version, payload, taken_at FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2",
+                "SELECT version, state_version, payload, taken_at FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $3",
                 t.snapshots
             )),
             snapshot_save: q(format!(
-                "INSERT INTO {} AS s (aggregate_type, aggregate_id, version, state_version, payload, taken_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                "INSERT INTO {} AS s (aggregate_type, aggregate_id, version, state_version, payload, taken_at, tenant)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (tenant, aggregate_type, aggregate_id) DO UPDATE
                  SET version = excluded.version, state_version = excluded.state_version,
                      payload = excluded.payload, taken_at = excluded.taken_at
                  WHERE s.version <= excluded.version",
                 t.snapshots
             )),
             snapshot_delete: q(format!(
-                "DELETE FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2",
+                "DELETE FROM {} WHERE aggregate_type = $1 AND aggregate_id = $2 AND tenant = $3",
                 t.snapshots
             )),
             idem_insert: q(format!(
@@ -104,23 +110,23 @@ impl Queries {
                 t.idempotency
             )),
             idem_select: q(format!(
-                "SELECT status, until, aggregate_type, aggregate_id, version, output, recorded_at, fingerprint FROM {} WHERE command_id = $1",
+                "SELECT status, until, aggregate_type, aggregate_id, version, output, recorded_at, fingerprint, tenant FROM {} WHERE command_id = $1",
                 t.idempotency
             )),
             idem_reclaim: q(format!(
-                "UPDATE {} SET status = 'claimed', until = $2, aggregate_type = NULL, aggregate_id = NULL,
+                "UPDATE {} SET status = 'claimed', until = $2, aggregate_type = NULL, aggregate_id = NULL, tenant = NULL,
                      version = NULL, output = NULL, recorded_at = NULL, fingerprint = NULL
                  WHERE command_id = $1 AND until <= $3",
                 t.idempotency
             )),
             idem_complete: q(format!(
-                "INSERT INTO {} AS i (command_id, status, until, aggregate_type, aggregate_id, version, output, recorded_at, fingerprint)
-                 VALUES ($1, 'done', $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO {} AS i (command_id, status, until, aggregate_type, aggregate_id, version, output, recorded_at, fingerprint, tenant)
+                 VALUES ($1, 'done', $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (command_id) DO UPDATE
                  SET status = 'done', until = excluded.until, aggregate_type = excluded.aggregate_type,
                      aggregate_id = excluded.aggregate_id, version = excluded.version,
                      output = excluded.output, recorded_at = excluded.recorded_at,
-                     fingerprint = excluded.fingerprint",
+                     fingerprint = excluded.fingerprint, tenant = excluded.tenant",
                 t.idempotency
             )),
             idem_release: q(format!("DELETE FROM {} WHERE command_id = $1 AND status = 'claimed'", t.idempotency)),
@@ -142,8 +148,8 @@ impl Queries {
             )),
             dlq_park: q(format!(
                 "INSERT INTO {} (subscriber, event_id, position, aggregate_type, aggregate_id, version, event_name,
-                     schema_version, payload, metadata, error, attempts, parked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     schema_version, payload, metadata, error, attempts, parked_at, tenant)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (subscriber, event_id) DO UPDATE
                  SET error = excluded.error, attempts = excluded.attempts, parked_at = excluded.parked_at",
                 t.dead_letters
@@ -152,7 +158,7 @@ impl Queries {
                 "SELECT {EVENT_COLUMNS}, error, attempts, parked_at FROM {} WHERE subscriber = $1 ORDER BY position",
                 t.dead_letters
             )
-            .replace("recorded_at, error", "parked_at AS recorded_at, error")),
+            .replace("recorded_at, tenant, error", "parked_at AS recorded_at, tenant, error")),
             dlq_remove: q(format!("DELETE FROM {} WHERE subscriber = $1 AND event_id = $2", t.dead_letters)),
             saga_load: q(format!(
                 "SELECT state, version, last_position, failure FROM {} WHERE saga = $1 AND saga_key = $2",
@@ -207,16 +213,16 @@ impl Queries {
         AssertSqlSafe(sql).into_sql_str()
     }
 
-    /// `read_all` with its filter: `$1` the position, `$2` the limit, then
-    /// the names and types.
     /// A scan's statement: `$1`/`$2` the inclusive position range, `$3` the
-    /// limit, then the aggregate type and id as the scope needs.
+    /// limit, then the aggregate type, id and tenant as the scope needs.
     pub(crate) fn scan(&self, scope: &interlock::store::Scope, direction: interlock::store::Direction) -> SqlStr {
         use interlock::store::{Direction, Scope};
         let scope = match scope {
-            Scope::Stream(_) => "aggregate_type = $4 AND aggregate_id = $5 AND ",
+            Scope::Stream(_) => "aggregate_type = $4 AND aggregate_id = $5 AND tenant = $6 AND ",
             Scope::Category(_) => "aggregate_type = $4 AND ",
             Scope::Log => "",
+            Scope::TenantCategory(..) => "aggregate_type = $4 AND tenant = $5 AND ",
+            Scope::Tenant(_) => "tenant = $4 AND ",
         };
         let order = match direction {
             Direction::Forward => "ASC",
@@ -229,10 +235,16 @@ impl Queries {
         AssertSqlSafe(sql).into_sql_str()
     }
 
-    pub(crate) fn read_all(&self, names: usize, types: usize) -> SqlStr {
+    /// `read_all` with its filter: `$1` the position, `$2` the limit, then
+    /// the names, the types, and the tenant (`tenant`: whether there is one).
+    pub(crate) fn read_all(&self, names: usize, types: usize, tenant: bool) -> SqlStr {
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM {} WHERE position > $1", self.tables.events);
         let mut next = 3;
-        for (column, count) in [("event_name", names), ("aggregate_type", types)] {
+        for (column, count) in [
+            ("event_name", names),
+            ("aggregate_type", types),
+            ("tenant", usize::from(tenant)),
+        ] {
             if count > 0 {
                 let list: Vec<String> = (next..next + count).map(|i| format!("${i}")).collect();
                 sql.push_str(&format!(" AND {column} IN ({})", list.join(", ")));
@@ -251,7 +263,7 @@ mod tests {
     #[test]
     fn filters_bind_every_value() {
         let q = Queries::new(Tables::new(Some("s"), "p_"));
-        let sql = q.read_all(2, 1);
+        let sql = q.read_all(2, 1, false);
         let sql = sql.as_str();
         assert!(
             sql.contains("event_name IN ($3, $4)") && sql.contains("aggregate_type IN ($5)"),

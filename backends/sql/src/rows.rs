@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use interlock::store::StoreError;
 use interlock::store::{EventMetadata, RecordedEvent};
-use interlock::{EventId, Position, SchemaVersion, StreamId, Timestamp, Version};
+use interlock::{EventId, Position, SchemaVersion, StreamId, TenantId, Timestamp, Version};
 
 use crate::driver::SqlRow;
 
@@ -21,6 +21,8 @@ pub(crate) struct EventRow {
     pub(crate) payload: Vec<u8>,
     pub(crate) metadata: String,
     pub(crate) recorded_at: i64,
+    /// `''` for a stream of no tenant.
+    pub(crate) tenant: String,
 }
 
 impl EventRow {
@@ -38,6 +40,7 @@ impl EventRow {
             payload: row.bytes(7)?,
             metadata: row.text(8)?,
             recorded_at: row.int(9)?,
+            tenant: row.text(10)?,
         })
     }
 
@@ -45,8 +48,16 @@ impl EventRow {
     /// `Corrupt` error naming the row, never a panic.
     pub(crate) fn into_event(self, backend: &'static str) -> Result<RecordedEvent, StoreError> {
         let location = format!(
-            "{}/{} version {} (position {})",
-            self.aggregate_type, self.aggregate_id, self.version, self.position
+            "{}{}/{} version {} (position {})",
+            if self.tenant.is_empty() {
+                String::new()
+            } else {
+                format!("{}:", self.tenant)
+            },
+            self.aggregate_type,
+            self.aggregate_id,
+            self.version,
+            self.position
         );
         let corrupt = |reason: String| StoreError::Corrupt {
             backend,
@@ -65,9 +76,10 @@ impl EventRow {
         let non_negative = |v: i64, what: &str| u64::try_from(v).map_err(|_| corrupt(format!("negative {what} {v}")));
         let schema_version = u32::try_from(self.schema_version)
             .map_err(|_| corrupt(format!("schema version {} out of range", self.schema_version)))?;
+        let tenant = stored_tenant(&self.tenant).map_err(corrupt)?;
         Ok(RecordedEvent {
             event_id,
-            stream: StreamId::new(self.aggregate_type.as_str(), self.aggregate_id.as_str()),
+            stream: StreamId::new(self.aggregate_type.as_str(), self.aggregate_id.as_str()).in_tenant(tenant),
             version: Version(non_negative(self.version, "version")?),
             position: Position(non_negative(self.position, "position")?),
             name: self.event_name.into(),
@@ -76,6 +88,15 @@ impl EventRow {
             metadata,
         })
     }
+}
+
+/// A stored tenant column: `''` is no tenant; anything else must be a
+/// tenant id (the reason when it is not).
+pub(crate) fn stored_tenant(stored: &str) -> Result<Option<TenantId>, String> {
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    TenantId::new(stored).map(Some).map_err(|e| e.to_string())
 }
 
 /// Decodes rows of [`EVENT_COLUMNS`](crate::queries::EVENT_COLUMNS) into

@@ -33,6 +33,9 @@ pub(crate) const DERIVED_NAMES: &[&str] = &[
     "outbox",
     "events_by_name",
     "events_by_type",
+    "events_by_stream",
+    "events_by_tenant",
+    "events_by_tenant_log",
     "deadlines_by_due",
     "deadlines_by_key",
     "idempotency_by_until",
@@ -62,10 +65,11 @@ impl Tables {
 }
 
 /// The schema's current version (the last migration).
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
-/// The migrations, in order: (version, statements).
-pub(crate) fn migrations(blob: &str, t: &Tables) -> Vec<(i64, Vec<String>)> {
+/// The migrations, in order: (version, statements). `postgres` chooses
+/// the dialect where the two differ (v5).
+pub(crate) fn migrations(blob: &str, t: &Tables, postgres: bool) -> Vec<(i64, Vec<String>)> {
     let Tables {
         events,
         positions,
@@ -192,6 +196,122 @@ pub(crate) fn migrations(blob: &str, t: &Tables) -> Vec<(i64, Vec<String>)> {
             // compensation has run.
             vec![format!("ALTER TABLE {sagas} ADD COLUMN failure TEXT")],
         ),
+        (
+            5,
+            // Tenants: a `tenant` column in the identity of every stream
+            // ('' for a stream of no tenant), in the events' and the
+            // snapshots' keys, and kept with idempotency records and dead
+            // letters.
+            if postgres {
+                tenants_postgres(t)
+            } else {
+                tenants_sqlite(blob, t)
+            },
+        ),
+    ]
+}
+
+/// v5 on PostgreSQL: add the columns, swap the stream's unique key and the
+/// snapshots' primary key for ones that hold the tenant.
+fn tenants_postgres(t: &Tables) -> Vec<String> {
+    let Tables {
+        events,
+        snapshots,
+        idempotency,
+        dead_letters,
+        ..
+    } = t;
+    let p = &t.prefix;
+    // The constraints' names were chosen by PostgreSQL (and may be
+    // truncated): found by what they are.
+    let drop = |table: &str, kind: &str, definition: &str| {
+        let filter = if definition.is_empty() {
+            String::new()
+        } else {
+            format!(" AND pg_get_constraintdef(oid) = '{definition}'")
+        };
+        format!(
+            "DO $$ DECLARE c text; BEGIN
+               FOR c IN SELECT conname FROM pg_constraint
+                        WHERE conrelid = '{table}'::regclass AND contype = '{kind}'{filter} LOOP
+                 EXECUTE format('ALTER TABLE {table} DROP CONSTRAINT %I', c);
+               END LOOP;
+             END $$"
+        )
+    };
+    vec![
+        format!("ALTER TABLE {events} ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''"),
+        drop(events, "u", "UNIQUE (aggregate_type, aggregate_id, version)"),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_by_stream ON {events} (tenant, aggregate_type, aggregate_id, version)"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant ON {events} (tenant, aggregate_type, position)"),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant_log ON {events} (tenant, position)"),
+        format!("ALTER TABLE {snapshots} ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''"),
+        drop(snapshots, "p", ""),
+        format!("ALTER TABLE {snapshots} ADD PRIMARY KEY (tenant, aggregate_type, aggregate_id)"),
+        format!("ALTER TABLE {idempotency} ADD COLUMN IF NOT EXISTS tenant TEXT"),
+        format!("ALTER TABLE {dead_letters} ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''"),
+    ]
+}
+
+/// v5 on SQLite, which cannot change a table's keys: the events and
+/// snapshots tables are rebuilt with the tenant in their keys.
+fn tenants_sqlite(blob: &str, t: &Tables) -> Vec<String> {
+    let Tables {
+        events,
+        snapshots,
+        idempotency,
+        dead_letters,
+        ..
+    } = t;
+    let p = &t.prefix;
+    let (new_events, new_snapshots) = (format!("\"{p}events_v5\""), format!("\"{p}snapshots_v5\""));
+    let columns = "position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at";
+    vec![
+        format!(
+            "CREATE TABLE {new_events} (
+                position BIGINT PRIMARY KEY,
+                event_id TEXT NOT NULL UNIQUE,
+                aggregate_type TEXT NOT NULL,
+                aggregate_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                event_name TEXT NOT NULL,
+                schema_version BIGINT NOT NULL,
+                payload {blob} NOT NULL,
+                metadata TEXT NOT NULL,
+                recorded_at BIGINT NOT NULL,
+                tenant TEXT NOT NULL DEFAULT '',
+                UNIQUE (tenant, aggregate_type, aggregate_id, version)
+            )"
+        ),
+        format!("INSERT INTO {new_events} ({columns}, tenant) SELECT {columns}, '' FROM {events}"),
+        format!("DROP TABLE {events}"),
+        format!("ALTER TABLE {new_events} RENAME TO \"{p}events\""),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_by_name ON {events} (event_name, position)"),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_by_type ON {events} (aggregate_type, position)"),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant ON {events} (tenant, aggregate_type, position)"),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant_log ON {events} (tenant, position)"),
+        format!(
+            "CREATE TABLE {new_snapshots} (
+                aggregate_type TEXT NOT NULL,
+                aggregate_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                state_version BIGINT NOT NULL,
+                payload {blob} NOT NULL,
+                taken_at BIGINT NOT NULL,
+                tenant TEXT NOT NULL DEFAULT '',
+                PRIMARY KEY (tenant, aggregate_type, aggregate_id)
+            )"
+        ),
+        format!(
+            "INSERT INTO {new_snapshots} (aggregate_type, aggregate_id, version, state_version, payload, taken_at, tenant)
+             SELECT aggregate_type, aggregate_id, version, state_version, payload, taken_at, '' FROM {snapshots}"
+        ),
+        format!("DROP TABLE {snapshots}"),
+        format!("ALTER TABLE {new_snapshots} RENAME TO \"{p}snapshots\""),
+        format!("ALTER TABLE {idempotency} ADD COLUMN tenant TEXT"),
+        format!("ALTER TABLE {dead_letters} ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"),
     ]
 }
 

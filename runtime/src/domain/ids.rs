@@ -170,22 +170,121 @@ impl fmt::Display for CausationId {
     }
 }
 
-/// The identity of an event stream: the aggregate type and the instance id.
+/// A tenant of a store shared by several: part of the identity of each of
+/// its streams, so no read, append or projection of one tenant can reach
+/// another's events.
+///
+/// 1 to 64 characters of `A-Z a-z 0-9 _ - .`: checked when it is made, so
+/// a hostile id (with a separator, a quote, a control character) never
+/// becomes a tenant.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(Arc<str>);
+
+/// Why a text is not a tenant id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a tenant id: 1 to 64 characters of A-Z a-z 0-9 _ - .")]
+pub struct InvalidTenantId(String);
+
+impl TenantId {
+    /// The longest tenant id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks `id` and makes it a tenant id.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidTenantId`] when it is empty, longer than 64 characters, or
+    /// holds a character other than ASCII letters, digits, `_`, `-`, `.`.
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidTenantId> {
+        let id = id.into();
+        let valid = !id.is_empty()
+            && id.len() <= Self::MAX_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if valid {
+            Ok(Self(Arc::from(id)))
+        } else {
+            Err(InvalidTenantId(id))
+        }
+    }
+
+    /// The id.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = InvalidTenantId;
+
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        Self::new(id)
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(t: TenantId) -> Self {
+        t.0.to_string()
+    }
+}
+
+impl std::str::FromStr for TenantId {
+    type Err = InvalidTenantId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TenantId({})", self.0)
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity of an event stream: its tenant (none in a store that is
+/// not shared), the aggregate type and the instance id.
 ///
 /// Cheap to clone (the parts are shared).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamId {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<TenantId>,
     aggregate_type: Arc<str>,
     aggregate_id: Arc<str>,
 }
 
 impl StreamId {
-    /// The stream of aggregate `aggregate_type` with instance id `aggregate_id`.
+    /// The stream of aggregate `aggregate_type` with instance id
+    /// `aggregate_id`, of no tenant.
     pub fn new(aggregate_type: impl Into<Arc<str>>, aggregate_id: impl Into<Arc<str>>) -> Self {
         Self {
+            tenant: None,
             aggregate_type: aggregate_type.into(),
             aggregate_id: aggregate_id.into(),
         }
+    }
+
+    /// The same stream in `tenant` (or of no tenant).
+    #[must_use]
+    pub fn in_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    /// The stream's tenant, if it has one.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
     }
 
     /// The aggregate type, as named by `#[aggregate(name = "...")]`.
@@ -203,12 +302,16 @@ impl StreamId {
 
 impl fmt::Debug for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StreamId({}/{})", self.aggregate_type, self.aggregate_id)
+        write!(f, "StreamId({self})")
     }
 }
 
+/// `type/id`, or `tenant:type/id` for a stream of a tenant.
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(tenant) = &self.tenant {
+            write!(f, "{tenant}:")?;
+        }
         write!(f, "{}/{}", self.aggregate_type, self.aggregate_id)
     }
 }

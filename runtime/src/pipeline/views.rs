@@ -78,11 +78,7 @@ impl Views {
     /// and of the log), after one of them was rewritten: the next command
     /// rebuilds them from the start of their scope.
     pub(crate) fn forget(&self, stream: &StreamId) {
-        self.slots.lock().retain(|(_, scope), _| match scope {
-            Scope::Category(category) => category.as_ref() != stream.aggregate_type(),
-            Scope::Log => false,
-            Scope::Stream(s) => s != stream,
-        });
+        self.slots.lock().retain(|(_, scope), _| !scope.contains(stream));
     }
 }
 

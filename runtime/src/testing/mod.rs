@@ -110,6 +110,7 @@ macro_rules! event_store_conformance {
                 conditions_on_scopes,
                 category_claims_under_contention,
                 log_counter_under_contention,
+                tenants_are_isolated,
             ]
         );
     };

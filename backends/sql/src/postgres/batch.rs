@@ -49,6 +49,7 @@ pub(super) async fn append(
         .bind(&state.channel)
         .bind(config.notify)
         .bind(config.outbox)
+        .bind(columns.tenants)
         .fetch_all(store.pool())
         .await;
     let rows = match rows {
@@ -132,6 +133,7 @@ pub(super) async fn append(
 struct Columns {
     types: Vec<String>,
     ids: Vec<String>,
+    tenants: Vec<String>,
     expected: Vec<i64>,
     counts: Vec<i64>,
     req_no: Vec<i64>,
@@ -152,6 +154,7 @@ impl Columns {
         let mut c = Self {
             types: Vec::with_capacity(batch.len()),
             ids: Vec::with_capacity(batch.len()),
+            tenants: Vec::with_capacity(batch.len()),
             expected: Vec::with_capacity(batch.len()),
             counts: Vec::with_capacity(batch.len()),
             req_no: Vec::with_capacity(events),
@@ -166,6 +169,7 @@ impl Columns {
         for (r, request) in batch.iter().enumerate() {
             c.types.push(request.stream.aggregate_type().to_owned());
             c.ids.push(request.stream.aggregate_id().to_owned());
+            c.tenants.push(crate::queries::tenant_of(&request.stream).to_owned());
             c.expected.push(match request.expected {
                 ExpectedVersion::Any => -1,
                 ExpectedVersion::Exact(v) => i64_of(v.0),
@@ -188,25 +192,26 @@ impl Columns {
 }
 
 /// The one-statement batch append: `$13` the channel, `$14` whether to
-/// notify, `$15` whether to record the outbox rows.
+/// notify, `$15` whether to record the outbox rows, `$16` the tenants.
 pub(super) fn statement(t: &Tables) -> SqlStr {
     let (events, positions, outbox) = (&t.events, &t.positions, &t.outbox);
     let sql = format!(
         "WITH req AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
-                AS r(agg_type, agg_id, expected, n, req_no)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $16::text[]) WITH ORDINALITY
+                AS r(agg_type, agg_id, expected, n, tenant, req_no)
         ),
         cur AS (
-            SELECT r.req_no, r.agg_type, r.agg_id, r.expected, r.n,
+            SELECT r.req_no, r.agg_type, r.agg_id, r.tenant, r.expected, r.n,
                    COALESCE((SELECT MAX(e.version) FROM {events} e
-                             WHERE e.aggregate_type = r.agg_type AND e.aggregate_id = r.agg_id), 0) AS actual
+                             WHERE e.aggregate_type = r.agg_type AND e.aggregate_id = r.agg_id
+                               AND e.tenant = r.tenant), 0) AS actual
             FROM req r
         ),
         ok AS (SELECT * FROM cur WHERE expected < 0 OR expected = actual),
         total AS (SELECT COALESCE(SUM(n), 0)::bigint AS n FROM ok),
         bump AS (UPDATE {positions} SET last = last + (SELECT n FROM total) WHERE id = 1 RETURNING last),
         base AS (
-            SELECT ok.req_no, ok.agg_type, ok.agg_id, ok.actual,
+            SELECT ok.req_no, ok.agg_type, ok.agg_id, ok.tenant, ok.actual,
                    (SELECT last FROM bump) - (SELECT n FROM total)
                      + SUM(ok.n) OVER (ORDER BY ok.req_no) - ok.n + 1 AS first_position
             FROM ok
@@ -218,9 +223,9 @@ pub(super) fn statement(t: &Tables) -> SqlStr {
         ),
         ins AS (
             INSERT INTO {events} (position, event_id, aggregate_type, aggregate_id, version, event_name,
-                                  schema_version, payload, metadata, recorded_at)
+                                  schema_version, payload, metadata, recorded_at, tenant)
             SELECT b.first_position + e.idx, e.event_id, b.agg_type, b.agg_id, b.actual + e.idx + 1, e.event_name,
-                   e.schema_version, e.payload, e.metadata, e.recorded_at
+                   e.schema_version, e.payload, e.metadata, e.recorded_at, b.tenant
             FROM ev e JOIN base b ON b.req_no = e.req_no
             RETURNING position
         ),

@@ -196,16 +196,23 @@ async fn current_versions(
     let columns: Vec<String> = (0..streams.len())
         .map(|i| {
             format!(
-                "(SELECT COALESCE(MAX(version), 0) FROM {events_table} WHERE aggregate_type = ${} AND aggregate_id = ${})",
-                2 * i + 1,
-                2 * i + 2
+                "(SELECT COALESCE(MAX(version), 0) FROM {events_table} WHERE aggregate_type = ${} AND aggregate_id = ${} AND tenant = ${})",
+                3 * i + 1,
+                3 * i + 2,
+                3 * i + 3
             )
         })
         .collect();
     let sql = AssertSqlSafe(format!("SELECT {}", columns.join(", "))).into_sql_str();
     let params: Vec<Param<'_>> = streams
         .iter()
-        .flat_map(|s| [Text(s.aggregate_type()), Text(s.aggregate_id())])
+        .flat_map(|s| {
+            [
+                Text(s.aggregate_type()),
+                Text(s.aggregate_id()),
+                Text(crate::queries::tenant_of(s)),
+            ]
+        })
         .collect();
     let rows = SqliteDriver::fetch_all(tx, sql, &params).await?;
     let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;

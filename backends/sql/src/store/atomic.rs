@@ -26,6 +26,7 @@ use crate::append::{EventRow, ROWS_PER_INSERT, insert_rows, stored_metadata};
 use crate::driver::Param::{self, Int, Text};
 use crate::driver::SqlRow;
 use crate::error::is_unavailable;
+use crate::queries::tenant_of;
 use crate::rows::{i64_of, i64_of_usize, stored_u64, u64_of};
 
 impl<D: DriverBatch> SqlStore<D> {
@@ -177,9 +178,27 @@ impl<D: DriverBatch> SqlStore<D> {
                     let n = next_param(&mut params);
                     params.push(Text(stream.aggregate_type()));
                     params.push(Text(stream.aggregate_id()));
+                    params.push(Text(tenant_of(stream)));
                     columns.push(format!(
-                        "(SELECT COALESCE(MAX(position), 0) FROM {events} WHERE aggregate_type = ${n} AND aggregate_id = ${})",
+                        "(SELECT COALESCE(MAX(position), 0) FROM {events} WHERE aggregate_type = ${n} AND aggregate_id = ${} AND tenant = ${})",
+                        n + 1,
+                        n + 2
+                    ));
+                }
+                Scope::TenantCategory(tenant, category) => {
+                    let n = next_param(&mut params);
+                    params.push(Text(category.as_ref()));
+                    params.push(Text(tenant.as_str()));
+                    columns.push(format!(
+                        "(SELECT COALESCE(MAX(position), 0) FROM {events} WHERE aggregate_type = ${n} AND tenant = ${})",
                         n + 1
+                    ));
+                }
+                Scope::Tenant(tenant) => {
+                    let n = next_param(&mut params);
+                    params.push(Text(tenant.as_str()));
+                    columns.push(format!(
+                        "(SELECT COALESCE(MAX(position), 0) FROM {events} WHERE tenant = ${n})"
                     ));
                 }
             }
@@ -194,9 +213,11 @@ impl<D: DriverBatch> SqlStore<D> {
             let n = next_param(&mut params);
             params.push(Text(stream.aggregate_type()));
             params.push(Text(stream.aggregate_id()));
+            params.push(Text(tenant_of(stream)));
             columns.push(format!(
-                "(SELECT COALESCE(MAX(version), 0) FROM {events} WHERE aggregate_type = ${n} AND aggregate_id = ${})",
-                n + 1
+                "(SELECT COALESCE(MAX(version), 0) FROM {events} WHERE aggregate_type = ${n} AND aggregate_id = ${} AND tenant = ${})",
+                n + 1,
+                n + 2
             ));
         }
         if columns.is_empty() {

@@ -6,6 +6,7 @@ use interlock::{EventId, Timestamp};
 use super::SqlStore;
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Driver, SqlRow};
+use crate::queries::tenant_of;
 use crate::rows::{EventRow, i64_of};
 
 impl<D: Driver> DeadLetterStore for SqlStore<D> {
@@ -31,6 +32,7 @@ impl<D: Driver> DeadLetterStore for SqlStore<D> {
                 Text(&letter.error),
                 Int(i64::from(letter.attempts)),
                 Int(letter.parked_at.0),
+                Text(tenant_of(&e.stream)),
             ];
             self.execute(self.queries().dlq_park.clone(), &params).await?;
             Ok(())
@@ -45,9 +47,9 @@ impl<D: Driver> DeadLetterStore for SqlStore<D> {
             let mut letters = Vec::with_capacity(rows.len());
             for row in &rows {
                 let event = EventRow::read(row).map_err(Self::error)?.into_event(D::NAME)?;
-                let error = row.text(10).map_err(Self::error)?;
-                let attempts = row.int(11).map_err(Self::error)?;
-                let parked_at = row.int(12).map_err(Self::error)?;
+                let error = row.text(11).map_err(Self::error)?;
+                let attempts = row.int(12).map_err(Self::error)?;
+                let parked_at = row.int(13).map_err(Self::error)?;
                 letters.push(DeadLetter {
                     subscriber: subscriber.to_owned(),
                     event,

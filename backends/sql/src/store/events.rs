@@ -13,6 +13,7 @@ use interlock::{Position, SchemaVersion, StreamId, Version};
 use super::{DriverBatch, SqlStore};
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::SqlRow;
+use crate::queries::tenant_of;
 use crate::rows::{i64_of, i64_of_usize, stored};
 
 impl<D: DriverBatch> EventStore for SqlStore<D> {
@@ -41,6 +42,7 @@ impl<D: DriverBatch> EventStore for SqlStore<D> {
                 Text(stream.aggregate_id()),
                 Int(i64_of(from.0)),
                 Int(to.map_or(i64::MAX, |t| i64_of(t.0))),
+                Text(tenant_of(stream)),
             ];
             let rows = self.fetch_all(self.queries().read_stream.clone(), &params).await?;
             crate::rows::events(D::NAME, &rows)
@@ -57,6 +59,7 @@ impl<D: DriverBatch> EventStore for SqlStore<D> {
                 Text(stream.aggregate_type()),
                 Text(stream.aggregate_id()),
                 Int(i64_of(from.0)),
+                Text(tenant_of(stream)),
             ];
             let rows = self
                 .fetch_all(self.queries().read_stream_for_load.clone(), &params)
@@ -75,9 +78,15 @@ impl<D: DriverBatch> EventStore for SqlStore<D> {
                 Scope::Stream(stream) => {
                     params.push(Text(stream.aggregate_type()));
                     params.push(Text(stream.aggregate_id()));
+                    params.push(Text(tenant_of(stream)));
                 }
                 Scope::Category(category) => params.push(Text(category.as_ref())),
                 Scope::Log => {}
+                Scope::TenantCategory(tenant, category) => {
+                    params.push(Text(category.as_ref()));
+                    params.push(Text(tenant.as_str()));
+                }
+                Scope::Tenant(tenant) => params.push(Text(tenant.as_str())),
             }
             let sql = self.queries().scan(&scan.scope, scan.direction);
             let rows = self.fetch_all(sql, &params).await?;
@@ -101,7 +110,12 @@ impl<D: DriverBatch> EventStore for SqlStore<D> {
             let types: &[Cow<'static, str>] = filter.aggregate_types.as_deref().unwrap_or(&[]);
             let mut params = vec![Int(i64_of(after.0)), Int(i64_of_usize(limit))];
             params.extend(names.iter().chain(types).map(|value| Text(value.as_ref())));
-            let sql = self.queries().read_all(names.len(), types.len());
+            if let Some(tenant) = &filter.tenant {
+                params.push(Text(tenant.as_str()));
+            }
+            let sql = self
+                .queries()
+                .read_all(names.len(), types.len(), filter.tenant.is_some());
             let rows = self.fetch_all(sql, &params).await?;
             crate::rows::log_page(D::NAME, &rows)
         })
@@ -109,7 +123,11 @@ impl<D: DriverBatch> EventStore for SqlStore<D> {
 
     fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
         Box::pin(async move {
-            let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+            let params = [
+                Text(stream.aggregate_type()),
+                Text(stream.aggregate_id()),
+                Text(tenant_of(stream)),
+            ];
             let version = self.fetch_int(self.queries().stream_version.clone(), &params).await?;
             Ok(Version(stored(
                 D::NAME,

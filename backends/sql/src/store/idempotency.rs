@@ -42,6 +42,13 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
                         return Ok(Claim::InProgress);
                     }
                     let stream = StreamId::new(row.text(2).map_err(Self::error)?, row.text(3).map_err(Self::error)?);
+                    let stored_tenant = row.opt_text(8).map_err(Self::error)?.unwrap_or_default();
+                    let tenant = crate::rows::stored_tenant(&stored_tenant).map_err(|reason| StoreError::Corrupt {
+                        backend: D::NAME,
+                        location: format!("idempotency record of command `{command_id}` (stream `{stream}`)"),
+                        reason,
+                    })?;
+                    let stream = stream.in_tenant(tenant);
                     let corrupt = |what: &str| StoreError::Corrupt {
                         backend: D::NAME,
                         location: format!("idempotency record of command `{command_id}` (stream `{stream}`)"),
@@ -95,6 +102,7 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
                 Blob(record.output.as_ref()),
                 Int(record.recorded_at.0),
                 OptText(fingerprint.as_deref()),
+                Text(crate::queries::tenant_of(&record.stream)),
             ];
             self.execute(self.queries().idem_complete.clone(), &params).await?;
             Ok(())

@@ -17,6 +17,7 @@ use crate::append::{BatchFailure, Outcomes, stored_metadata};
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Connection, Driver, SqlRow};
 use crate::error::is_unique_violation;
+use crate::queries::tenant_of;
 use crate::rows::{i64_of, i64_of_usize, stored_u64};
 
 /// What [`SqlStore::append_each`] wrote in the transaction: the committed
@@ -142,7 +143,11 @@ impl<D: Driver> SqlStore<D> {
 
     /// The stream's version, inside the batch's transaction.
     async fn version_in(&self, conn: &mut Connection<D>, stream: &StreamId) -> Result<Version, sqlx::Error> {
-        let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+        let params = [
+            Text(stream.aggregate_type()),
+            Text(stream.aggregate_id()),
+            Text(tenant_of(stream)),
+        ];
         let rows = D::fetch_all(conn, self.queries().stream_version.clone(), &params).await?;
         let version = rows.first().ok_or(sqlx::Error::RowNotFound)?.int(0)?;
         Ok(Version(stored_u64(
@@ -189,6 +194,7 @@ impl<D: Driver> SqlStore<D> {
                 Blob(event.payload.as_ref()),
                 Text(&metadata),
                 Int(recorded_at),
+                Text(tenant_of(stream)),
             ];
             D::execute(conn, queries.insert_event.clone(), &params).await?;
             positions.push(Position(stored_u64(|| "a new position".to_owned(), position)?));

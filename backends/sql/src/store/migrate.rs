@@ -35,7 +35,7 @@ impl<D: Driver> SqlStore<D> {
                     .into(),
             });
         }
-        for (version, statements) in migrations(D::BYTES, t) {
+        for (version, statements) in migrations(D::BYTES, t, D::NAME == "postgres") {
             if version <= current {
                 continue;
             }

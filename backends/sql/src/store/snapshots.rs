@@ -7,12 +7,17 @@ use interlock::{StreamId, Timestamp, Version};
 use super::SqlStore;
 use crate::driver::Param::{Bytes as Blob, Int, Text};
 use crate::driver::{Driver, SqlRow};
+use crate::queries::tenant_of;
 use crate::rows::{i64_of, stored};
 
 impl<D: Driver> SnapshotStore for SqlStore<D> {
     fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {
         Box::pin(async move {
-            let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+            let params = [
+                Text(stream.aggregate_type()),
+                Text(stream.aggregate_id()),
+                Text(tenant_of(stream)),
+            ];
             let row = self
                 .fetch_optional(self.queries().snapshot_load.clone(), &params)
                 .await?;
@@ -39,6 +44,7 @@ impl<D: Driver> SnapshotStore for SqlStore<D> {
                 Int(i64::from(snapshot.state_version)),
                 Blob(snapshot.payload.as_ref()),
                 Int(snapshot.taken_at.0),
+                Text(tenant_of(stream)),
             ];
             D::execute(&mut tx, self.queries().snapshot_save.clone(), &params)
                 .await
@@ -49,7 +55,11 @@ impl<D: Driver> SnapshotStore for SqlStore<D> {
 
     fn delete<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let params = [Text(stream.aggregate_type()), Text(stream.aggregate_id())];
+            let params = [
+                Text(stream.aggregate_type()),
+                Text(stream.aggregate_id()),
+                Text(tenant_of(stream)),
+            ];
             self.execute(self.queries().snapshot_delete.clone(), &params).await?;
             Ok(())
         })

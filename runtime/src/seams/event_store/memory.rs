@@ -15,7 +15,7 @@ use super::{
     NewEvent, RecordedEvent, RewrittenEvent, Scan, Scope, StoreError,
 };
 use crate::domain::ids::{
-    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, Timestamp, Version,
+    CausationId, CommandId, CorrelationId, EventId, Position, SchemaVersion, StreamId, TenantId, Timestamp, Version,
 };
 
 /// An event store that keeps everything in process memory.
@@ -41,9 +41,9 @@ struct Inner {
     name_numbers: HashMap<Cow<'static, str>, u32, foldhash::fast::RandomState>,
     /// The number of the last name appended: most appends repeat it.
     last_name: u32,
-    /// Every category (aggregate type) by number, and the position of its
-    /// last event (for the conditions of atomic appends).
-    category_numbers: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    /// Every category (aggregate type, per tenant) by number, and the
+    /// position of its last event (for the conditions of atomic appends).
+    category_numbers: HashMap<(Option<TenantId>, Box<str>), u32, foldhash::fast::RandomState>,
     category_heads: Vec<u64>,
 }
 
@@ -170,13 +170,21 @@ impl Inner {
                 .get(stream)
                 .and_then(|s| s.events.last())
                 .map_or(0, |i| u64::from(*i) + 1),
-            Scope::Category(category) => self
-                .category_numbers
-                .get(category.as_ref())
-                .and_then(|n| self.category_heads.get(*n as usize))
-                .copied()
-                .unwrap_or(0),
             Scope::Log => self.log.len() as u64,
+            // The heads of the categories (per tenant) the scope holds.
+            _ => self
+                .category_numbers
+                .iter()
+                .filter(|((tenant, category), _)| match scope {
+                    Scope::Category(c) => category.as_ref() == c.as_ref(),
+                    Scope::TenantCategory(t, c) => tenant.as_ref() == Some(t) && category.as_ref() == c.as_ref(),
+                    Scope::Tenant(t) => tenant.as_ref() == Some(t),
+                    Scope::Stream(_) | Scope::Log => false,
+                })
+                .filter_map(|(_, n)| self.category_heads.get(*n as usize))
+                .copied()
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -236,12 +244,13 @@ impl Inner {
             None => {
                 let number = stream_ids.len() as u32;
                 stream_ids.push(stream.clone());
-                let category = match category_numbers.get(stream.aggregate_type()) {
+                let key = (stream.tenant().cloned(), Box::<str>::from(stream.aggregate_type()));
+                let category = match category_numbers.get(&key) {
                     Some(n) => *n,
                     None => {
                         let n = category_heads.len() as u32;
                         category_heads.push(0);
-                        category_numbers.insert(stream.aggregate_type().into(), n);
+                        category_numbers.insert(key, n);
                         n
                     }
                 };
@@ -292,11 +301,9 @@ impl Inner {
     /// Whether the event at `s` passes `filter`, without building it.
     fn matches(&self, filter: &EventFilter, s: &Stored) -> bool {
         let name = self.names.get(s.name as usize).map_or("", |n| n.as_ref());
-        let aggregate_type = self
-            .stream_ids
-            .get(s.stream as usize)
-            .map_or("", StreamId::aggregate_type);
-        filter.matches_parts(aggregate_type, name)
+        let stream = self.stream_ids.get(s.stream as usize);
+        let aggregate_type = stream.map_or("", StreamId::aggregate_type);
+        filter.matches_parts(stream.and_then(StreamId::tenant), aggregate_type, name)
     }
 }
 
@@ -516,7 +523,7 @@ impl EventStore for MemoryEventStore {
                             Direction::Backward => Box::new(own.rev()),
                         }
                     }
-                    Scope::Category(_) | Scope::Log => {
+                    _ => {
                         let range = (first as usize)..(end.max(first) as usize);
                         match scan.direction {
                             Direction::Forward => Box::new(range),
@@ -524,19 +531,15 @@ impl EventStore for MemoryEventStore {
                         }
                     }
                 };
-                let category = match &scan.scope {
-                    Scope::Category(c) => Some(c.as_ref()),
-                    _ => None,
-                };
+                let every = matches!(scan.scope, Scope::Log | Scope::Stream(_));
                 indexes
                     .filter_map(|i| inner.log.get(i).map(|s| (i, s)))
                     .filter(|(_, s)| {
-                        category.is_none_or(|c| {
-                            inner
+                        every
+                            || inner
                                 .stream_ids
                                 .get(s.stream as usize)
-                                .is_some_and(|id| id.aggregate_type() == c)
-                        })
+                                .is_some_and(|id| scan.scope.contains(id))
                     })
                     .take(scan.limit)
                     .filter_map(|(i, s)| inner.recorded(i, s))

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::domain::ids::{EventId, Position, SchemaVersion, StreamId, Version};
+use crate::domain::ids::{EventId, Position, SchemaVersion, StreamId, TenantId, Version};
 use crate::future::BoxFuture;
 
 pub use self::atomic::{AppendRequest, AtomicAppend, Unchanged};
@@ -108,6 +108,9 @@ pub struct EventFilter {
     pub event_names: Option<Vec<Cow<'static, str>>>,
     /// Only events of streams of these aggregate types (all when `None`).
     pub aggregate_types: Option<Vec<Cow<'static, str>>>,
+    /// Only events of this tenant's streams (of every tenant, and of none,
+    /// when `None`).
+    pub tenant: Option<TenantId>,
 }
 
 impl EventFilter {
@@ -139,18 +142,28 @@ impl EventFilter {
         self
     }
 
+    /// Only events of `tenant`'s streams.
+    #[must_use]
+    pub fn tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
     /// Whether `event` passes the filter.
     #[must_use]
     pub fn matches(&self, event: &RecordedEvent) -> bool {
-        self.matches_parts(event.stream.aggregate_type(), &event.name)
+        self.matches_parts(event.stream.tenant(), event.stream.aggregate_type(), &event.name)
     }
 
-    /// Whether an event of this aggregate type and name passes the filter.
+    /// Whether an event of this tenant, aggregate type and name passes the
+    /// filter.
     #[must_use]
-    pub fn matches_parts(&self, aggregate_type: &str, name: &str) -> bool {
-        self.event_names
-            .as_ref()
-            .is_none_or(|names| names.iter().any(|n| n == name))
+    pub fn matches_parts(&self, tenant: Option<&TenantId>, aggregate_type: &str, name: &str) -> bool {
+        self.tenant.as_ref().is_none_or(|t| Some(t) == tenant)
+            && self
+                .event_names
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == name))
             && self
                 .aggregate_types
                 .as_ref()

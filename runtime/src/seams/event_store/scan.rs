@@ -5,17 +5,35 @@
 use std::borrow::Cow;
 use std::ops::Bound;
 
-use crate::domain::ids::{Position, StreamId};
+use crate::domain::ids::{Position, StreamId, TenantId};
 
 /// Which events a scan reads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// One stream.
     Stream(StreamId),
-    /// Every stream of one aggregate type.
+    /// Every stream of one aggregate type, of every tenant.
     Category(Cow<'static, str>),
-    /// The whole log.
+    /// The whole log, of every tenant.
     Log,
+    /// Every stream of one aggregate type in one tenant.
+    TenantCategory(TenantId, Cow<'static, str>),
+    /// Every stream of one tenant: its log.
+    Tenant(TenantId),
+}
+
+impl Scope {
+    /// Whether an event of `stream` belongs to the scope.
+    #[must_use]
+    pub fn contains(&self, stream: &StreamId) -> bool {
+        match self {
+            Scope::Stream(s) => s == stream,
+            Scope::Category(c) => stream.aggregate_type() == c.as_ref(),
+            Scope::Log => true,
+            Scope::TenantCategory(t, c) => stream.tenant() == Some(t) && stream.aggregate_type() == c.as_ref(),
+            Scope::Tenant(t) => stream.tenant() == Some(t),
+        }
+    }
 }
 
 impl std::fmt::Display for Scope {
@@ -24,6 +42,8 @@ impl std::fmt::Display for Scope {
             Scope::Stream(stream) => write!(f, "stream `{stream}`"),
             Scope::Category(category) => write!(f, "category `{category}`"),
             Scope::Log => f.write_str("the log"),
+            Scope::TenantCategory(tenant, category) => write!(f, "category `{category}` of tenant `{tenant}`"),
+            Scope::Tenant(tenant) => write!(f, "the log of tenant `{tenant}`"),
         }
     }
 }
@@ -135,12 +155,7 @@ impl Scan {
     /// and range.
     #[must_use]
     pub fn includes(&self, stream: &StreamId, position: Position) -> bool {
-        let in_scope = match &self.scope {
-            Scope::Stream(s) => s == stream,
-            Scope::Category(c) => stream.aggregate_type() == c.as_ref(),
-            Scope::Log => true,
-        };
-        in_scope
+        self.scope.contains(stream)
             && self
                 .inclusive_range()
                 .is_some_and(|(low, high)| (low..=high).contains(&position.0))
