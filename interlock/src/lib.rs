@@ -14,8 +14,8 @@ pub use interlock_core::{
     Dispatched, Event, EventDecodeError, EventId, EventMeta, FailurePolicy, Fingerprinter, HandledCommand,
     HandledQuery, HandlerFailure, InvalidTenantId, LoadError, Loaded, ModelStorage, Peer, Position, Projection,
     ProjectionConfig, QueryError, Reply, Saga, SagaContext, SagaResult, SchemaVersion, StreamId, SubscriberConfig,
-    SubscriberHandle, SubscriberStatus, SubscriptionError, TenantId, Timestamp, TimestampParseError, Ulid, Version,
-    View,
+    SubscriberHandle, SubscriberStatus, SubscriptionError, TenantHandle, TenantId, Timestamp, TimestampParseError,
+    Ulid, Version, View,
 };
 #[doc(inline)]
 pub use interlock_core::{

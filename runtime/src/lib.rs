@@ -21,6 +21,7 @@ pub mod testing;
 #[doc(inline)]
 pub use crate::application::{
     Application, ApplicationBuilder, BuildError, CommandLayer, ProjectionConfig, QueryError, SubscriberHandle,
+    TenantHandle,
 };
 #[doc(inline)]
 pub use crate::domain::aggregate::{Aggregate, Loaded};

@@ -35,7 +35,7 @@ pub(crate) const DERIVED_NAMES: &[&str] = &[
     "events_by_type",
     "events_by_stream",
     "events_by_tenant",
-    "events_by_tenant_log",
+    "events_in_tenant",
     "deadlines_by_due",
     "deadlines_by_key",
     "idempotency_by_until",
@@ -246,7 +246,7 @@ fn tenants_postgres(t: &Tables) -> Vec<String> {
             "CREATE UNIQUE INDEX IF NOT EXISTS {p}events_by_stream ON {events} (tenant, aggregate_type, aggregate_id, version)"
         ),
         format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant ON {events} (tenant, aggregate_type, position)"),
-        format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant_log ON {events} (tenant, position)"),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_in_tenant ON {events} (tenant, position)"),
         format!("ALTER TABLE {snapshots} ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT ''"),
         drop(snapshots, "p", ""),
         format!("ALTER TABLE {snapshots} ADD PRIMARY KEY (tenant, aggregate_type, aggregate_id)"),
@@ -291,7 +291,7 @@ fn tenants_sqlite(blob: &str, t: &Tables) -> Vec<String> {
         format!("CREATE INDEX IF NOT EXISTS {p}events_by_name ON {events} (event_name, position)"),
         format!("CREATE INDEX IF NOT EXISTS {p}events_by_type ON {events} (aggregate_type, position)"),
         format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant ON {events} (tenant, aggregate_type, position)"),
-        format!("CREATE INDEX IF NOT EXISTS {p}events_by_tenant_log ON {events} (tenant, position)"),
+        format!("CREATE INDEX IF NOT EXISTS {p}events_in_tenant ON {events} (tenant, position)"),
         format!(
             "CREATE TABLE {new_snapshots} (
                 aggregate_type TEXT NOT NULL,

@@ -159,6 +159,14 @@ pub struct Account {
 }
 
 impl Account {
+    /// The balance.
+    #[must_use]
+    pub fn balance(&self) -> u64 {
+        self.balance
+    }
+}
+
+impl Account {
     fn usable(&self) -> Result<Ulid, AccountError> {
         match self.id {
             Some(id) if self.open => Ok(id),

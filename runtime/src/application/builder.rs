@@ -117,9 +117,11 @@ impl SubscriberDeps {
         checkpoints: Arc<dyn CheckpointStore>,
         handler: Box<dyn ErasedHandler>,
     ) -> Arc<Subscriber> {
+        let mut filter = EventFilter::all().event_names(names.iter().copied());
+        filter.tenant = config.tenant.clone();
         Arc::new(Subscriber::new(
             name,
-            EventFilter::all().event_names(names.iter().copied()),
+            filter,
             config,
             Arc::clone(&self.store),
             checkpoints,

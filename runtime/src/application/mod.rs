@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod handle;
 mod intercept;
+mod tenant;
 mod wiring;
 
 use std::any::TypeId;
@@ -24,9 +25,10 @@ pub use self::error::{BuildError, QueryError};
 pub use self::handle::SubscriberHandle;
 use self::intercept::{CommandInterceptors, QueryInterceptors};
 pub use self::intercept::{QueryContext, Rejection};
+pub use self::tenant::TenantHandle;
 use crate::domain::aggregate::{Aggregate, Loaded};
 use crate::domain::command::HandledCommand;
-use crate::domain::ids::{AggregateId, Position, Timestamp};
+use crate::domain::ids::{AggregateId, Position, TenantId, Timestamp};
 use crate::domain::unwind::catch_panic;
 use crate::pipeline::bus::CommandBus;
 use crate::pipeline::dispatcher::Dispatcher;
@@ -238,9 +240,18 @@ impl<L> Application<L> {
     ///
     /// [`LoadError`] when the store fails or a stored event does not decode.
     pub async fn load<A: Aggregate>(&self, id: &(impl AggregateId + ?Sized)) -> Result<Loaded<A>, LoadError> {
+        self.load_in::<A>(None, id).await
+    }
+
+    /// [`Application::load`] of the instance of `tenant` (or of none).
+    pub(crate) async fn load_in<A: Aggregate>(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &(impl AggregateId + ?Sized),
+    ) -> Result<Loaded<A>, LoadError> {
         let dispatcher = &self.inner.dispatcher;
         let registration = dispatcher.registration::<A>()?;
-        let stream = dispatcher.stream_of(registration, id);
+        let stream = dispatcher.stream_of(registration, id).in_tenant(tenant.cloned());
         dispatcher.repository.load::<A>(registration, &stream).await
     }
 
@@ -255,12 +266,22 @@ impl<L> Application<L> {
         id: &(impl AggregateId + ?Sized),
         as_of: impl Into<AsOf>,
     ) -> Result<Loaded<A>, LoadError> {
+        self.load_as_of_in::<A>(None, id, as_of.into()).await
+    }
+
+    /// [`Application::load_as_of`] of the instance of `tenant` (or of none).
+    pub(crate) async fn load_as_of_in<A: Aggregate>(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &(impl AggregateId + ?Sized),
+        as_of: AsOf,
+    ) -> Result<Loaded<A>, LoadError> {
         let dispatcher = &self.inner.dispatcher;
         let registration = dispatcher.registration::<A>()?;
-        let stream = dispatcher.stream_of(registration, id);
+        let stream = dispatcher.stream_of(registration, id).in_tenant(tenant.cloned());
         dispatcher
             .repository
-            .load_as_of::<A>(registration, &stream, as_of.into())
+            .load_as_of::<A>(registration, &stream, as_of)
             .await
     }
 

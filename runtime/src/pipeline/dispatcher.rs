@@ -81,7 +81,10 @@ impl Dispatcher {
         options: DispatchOptions,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let registration = self.registration::<C::Aggregate>()?;
-        let stream = self.stream_of(registration, command.aggregate_id());
+        let mut stream = self.stream_of(registration, command.aggregate_id());
+        if options.tenant.is_some() {
+            stream = stream.in_tenant(options.tenant.clone());
+        }
         match options.command_id.or_else(|| command.command_id()) {
             None => {
                 let id = CommandId(Ulid::from_datetime(SystemTime::now()));
@@ -91,7 +94,7 @@ impl Dispatcher {
             // loop, which would double the size (and the copies) of every
             // dispatch's future.
             Some(id) => {
-                let identity = Identity::of(&command);
+                let identity = Identity::of(&command, options.tenant.as_ref());
                 let fingerprint = identity.fingerprint();
                 let target = stream.clone();
                 Box::pin(idempotent(

@@ -15,7 +15,7 @@ use crate::domain::aggregate::Aggregate;
 use crate::domain::backoff::Backoff;
 use crate::domain::command::HandledCommand;
 use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
-use crate::domain::ids::{AggregateId, StreamId};
+use crate::domain::ids::{AggregateId, StreamId, TenantId};
 use crate::domain::ids::{CommandId, Timestamp};
 use crate::store::{
     Claim, EventStore, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, OUTCOME_HEADER, Scan, ScanPages, after,
@@ -28,24 +28,34 @@ pub(crate) struct Identity {
     id: String,
     /// The stream key of the command's peer, if it names one.
     peer: Option<String>,
+    /// The tenant of its streams.
+    tenant: Option<TenantId>,
     fingerprint: CommandFingerprint,
 }
 
 impl Identity {
-    /// The identity of `command`: its name, target and field values.
-    pub(crate) fn of<C: HandledCommand>(command: &C) -> Self {
+    /// The identity of `command` in `tenant`: its name, target and field
+    /// values.
+    pub(crate) fn of<C: HandledCommand>(command: &C, tenant: Option<&TenantId>) -> Self {
         let aggregate = <C::Aggregate as Aggregate>::NAME;
         let id = command.aggregate_id().to_stream_key();
         let mut fp = Fingerprinter::new();
         fp.str(C::NAME);
         fp.str(aggregate);
         fp.str(&id);
+        // Only with a tenant: fingerprints of commands of no tenant stay
+        // what they were before tenants.
+        if let Some(tenant) = tenant {
+            fp.str("tenant");
+            fp.str(tenant.as_str());
+        }
         command.fingerprint(&mut fp);
         Self {
             command: C::NAME,
             aggregate,
             id,
             peer: command.peer_id().map(AggregateId::to_stream_key),
+            tenant: tenant.cloned(),
             fingerprint: fp.finish(),
         }
     }
@@ -54,7 +64,7 @@ impl Identity {
     fn peer_stream(&self) -> Option<StreamId> {
         self.peer
             .as_ref()
-            .map(|key| StreamId::new(self.aggregate, key.as_str()))
+            .map(|key| StreamId::new(self.aggregate, key.as_str()).in_tenant(self.tenant.clone()))
     }
 
     /// The command's fingerprint.
@@ -65,7 +75,9 @@ impl Identity {
     /// Whether `record` is the outcome of this command. A record without a
     /// fingerprint (written before they were kept) is checked by its stream.
     fn recorded_in(&self, record: &IdempotencyRecord) -> bool {
-        let same_stream = record.stream.aggregate_type() == self.aggregate && record.stream.aggregate_id() == self.id;
+        let same_stream = record.stream.tenant() == self.tenant.as_ref()
+            && record.stream.aggregate_type() == self.aggregate
+            && record.stream.aggregate_id() == self.id;
         same_stream && record.fingerprint.is_none_or(|f| f == self.fingerprint)
     }
 }

@@ -1,6 +1,6 @@
 //! What a caller passes with a command, and what it gets back.
 
-use crate::domain::ids::{CausationId, CommandId, CorrelationId, Position, StreamId, Timestamp, Version};
+use crate::domain::ids::{CausationId, CommandId, CorrelationId, Position, StreamId, TenantId, Timestamp, Version};
 use crate::store::Headers;
 
 /// Per-dispatch options: ids, correlation and headers.
@@ -15,6 +15,10 @@ pub struct DispatchOptions {
     pub causation_id: Option<CausationId>,
     /// Headers copied into every event's metadata.
     pub headers: Headers,
+    /// The tenant whose instance of the aggregate the command targets
+    /// (none: the store's streams of no tenant). Set by
+    /// [`Application::tenant`](crate::Application::tenant).
+    pub tenant: Option<TenantId>,
 }
 
 impl DispatchOptions {
@@ -38,6 +42,12 @@ impl DispatchOptions {
     /// Sets the causation id.
     pub fn causation_id(mut self, id: CausationId) -> Self {
         self.causation_id = Some(id);
+        self
+    }
+
+    /// Targets the aggregate instance of `tenant`.
+    pub fn tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
         self
     }
 

@@ -31,12 +31,16 @@ use crate::domain::view::Consistency;
 use crate::store::{AtomicAppend, Committed, EventMetadata, ExpectedVersion, Scope, StoreError};
 
 /// The scope a command of consistency `consistency` on aggregate `A`
-/// decides against (`None` for its stream alone).
-fn scope_of<A: Aggregate>(consistency: Consistency) -> Option<Scope> {
-    match consistency {
-        Consistency::Stream => None,
-        Consistency::Category => Some(Scope::Category(Cow::Borrowed(A::NAME))),
-        Consistency::Log => Some(Scope::Log),
+/// decides against (`None` for its stream alone): its tenant's, for a
+/// command of a tenant.
+fn scope_of<A: Aggregate>(consistency: Consistency, stream: &StreamId) -> Option<Scope> {
+    let category = Cow::Borrowed(A::NAME);
+    match (consistency, stream.tenant()) {
+        (Consistency::Stream, _) => None,
+        (Consistency::Category, None) => Some(Scope::Category(category)),
+        (Consistency::Category, Some(tenant)) => Some(Scope::TenantCategory(tenant.clone(), category)),
+        (Consistency::Log, None) => Some(Scope::Log),
+        (Consistency::Log, Some(tenant)) => Some(Scope::Tenant(tenant.clone())),
     }
 }
 
@@ -67,13 +71,13 @@ impl Dispatcher {
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let repository = &self.repository;
         let settings = &self.settings;
-        let scope = scope_of::<C::Aggregate>(C::CONSISTENCY);
+        let scope = scope_of::<C::Aggregate>(C::CONSISTENCY, &stream);
         let slot = scope.as_ref().map(|scope| self.views.slot::<C::View>(scope));
         // A peer that is the aggregate itself reads (and appends to) its
         // own stream.
         let peer_stream = command
             .peer_id()
-            .map(|id| self.stream_of(registration, id))
+            .map(|id| self.stream_of(registration, id).in_tenant(stream.tenant().cloned()))
             .filter(|peer| *peer != stream);
         let no_view = C::View::default();
         let mut conflict_waits = None;

@@ -126,9 +126,10 @@ impl<S: Saga> SagaScenario<S> {
             id: Ulid::new(),
             causation: CausationId::Event(crate::domain::ids::EventId::new()),
             correlation: None,
+            tenant: None,
         };
         let bus = self.bus();
-        let mut ctx = SagaContext::new(bus.clone(), S::NAME, route.key.clone(), cause);
+        let mut ctx = SagaContext::new(bus.clone(), S::NAME, route.key.clone(), cause.clone());
         let state = match (self.state.take(), route.kind) {
             (Some(s), _) => Some(s),
             (None, StepKind::Start) => Some(S::default()),
@@ -182,6 +183,7 @@ impl<S: Saga> SagaScenario<S> {
             id: Ulid::new(),
             causation: CausationId::Deadline(Ulid::new()),
             correlation: None,
+            tenant: None,
         };
         let bus = self.bus();
         let mut ctx = SagaContext::new(bus.clone(), S::NAME, "scenario".into(), cause);

@@ -30,6 +30,15 @@ pub enum StoreError {
         /// The position of its last event.
         actual: Position,
     },
+    /// A tenant's handle was asked to read or write outside its tenant
+    /// (another tenant's stream, or one of no tenant); nothing was done.
+    #[error("`{target}` is not of tenant `{tenant}`")]
+    OtherTenant {
+        /// The handle's tenant.
+        tenant: crate::domain::ids::TenantId,
+        /// What it was asked for.
+        target: String,
+    },
     /// The backend cannot be reached; the operation may succeed later.
     #[error("{backend} is unavailable: {source}")]
     Unavailable {

@@ -24,7 +24,7 @@ pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;
 pub use self::event_store::{
     AppendRequest, AtomicAppend, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion,
-    Headers, MemoryEventStore, NewEvent, RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope, Unchanged,
+    Headers, MemoryEventStore, NewEvent, RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope, TenantStore, Unchanged,
 };
 pub(crate) use self::idempotency::after;
 pub use self::idempotency::{

@@ -67,10 +67,13 @@ where
                 return inner.call(request).await;
             };
             request.context.options.command_id = Some(id);
-            let identity = Identity::of(&request.command);
+            let tenant = request.context.options.tenant.clone();
+            let identity = Identity::of(&request.command, tenant.as_ref());
             request.context.fingerprint = Some(identity.fingerprint());
             let registration = dispatcher.registration::<C::Aggregate>()?;
-            let stream = dispatcher.stream_of(registration, request.command.aggregate_id());
+            let stream = dispatcher
+                .stream_of(registration, request.command.aggregate_id())
+                .in_tenant(tenant);
             idempotent(
                 dispatcher.idempotency.as_ref(),
                 dispatcher.repository.store.as_ref(),

@@ -87,6 +87,7 @@ pub(crate) async fn compensate<S: Saga>(
             .0,
             causation: failure.cause,
             correlation: failure.correlation_id,
+            tenant: super::split_instance_key(key).0,
         };
         let mut ctx = SagaContext::<S>::new(Arc::clone(bus), S::NAME, key.to_owned(), cause);
         catch_panic(std::pin::pin!(state.compensate(failure, &mut ctx)))

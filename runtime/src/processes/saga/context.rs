@@ -11,7 +11,7 @@ use ulid::Ulid;
 
 use crate::domain::command::HandledCommand;
 use crate::domain::event::Event;
-use crate::domain::ids::{CausationId, CommandId, CorrelationId, Timestamp};
+use crate::domain::ids::{CausationId, CommandId, CorrelationId, TenantId, Timestamp};
 use crate::future::BoxFuture;
 use crate::pipeline::bus::{AnyCommand, AnyOutcome, CommandBus, LiveDispatch, NoResponse};
 use crate::pipeline::dispatcher::Dispatcher;
@@ -21,11 +21,38 @@ use crate::processes::subscriber::HandlerFailure;
 use crate::store::ScheduledDeadline;
 
 /// What caused the step now running.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Cause {
     pub(crate) id: Ulid,
     pub(crate) causation: CausationId,
     pub(crate) correlation: Option<CorrelationId>,
+    /// The tenant of the instance: its commands target that tenant's
+    /// aggregates.
+    pub(crate) tenant: Option<TenantId>,
+}
+
+/// The separator of a tenant's instance keys (no tenant id holds it).
+const TENANT_SEPARATOR: char = '\u{1f}';
+
+/// The key a saga instance is stored under: the event's key, prefixed with
+/// its tenant for an event of a tenant, so two tenants' instances of one key
+/// are two instances.
+pub(crate) fn instance_key(tenant: Option<&TenantId>, key: &str) -> String {
+    match tenant {
+        None => key.to_owned(),
+        Some(tenant) => format!("{tenant}{TENANT_SEPARATOR}{key}"),
+    }
+}
+
+/// The tenant and the event's key of a stored instance key.
+pub(crate) fn split_instance_key(stored: &str) -> (Option<TenantId>, &str) {
+    match stored.split_once(TENANT_SEPARATOR) {
+        Some((tenant, key)) => match TenantId::new(tenant) {
+            Ok(tenant) => (Some(tenant), key),
+            Err(_) => (None, stored),
+        },
+        None => (None, stored),
+    }
 }
 
 /// What a saga step of saga `S` can do besides changing its state:
@@ -90,10 +117,16 @@ impl<S: ?Sized> SagaContext<S> {
         }
     }
 
-    /// The key of the saga instance.
+    /// The key of the saga instance (the event's key field).
     #[must_use]
     pub fn key(&self) -> &str {
-        &self.key
+        split_instance_key(&self.key).1
+    }
+
+    /// The tenant of the saga instance, when its events are a tenant's.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.cause.tenant.as_ref()
     }
 
     /// The correlation id flowing through this saga step.
@@ -130,6 +163,9 @@ impl<S: ?Sized> SagaContext<S> {
             .causation_id(self.cause.causation);
         if let Some(c) = self.cause.correlation {
             options = options.correlation_id(c);
+        }
+        if let Some(tenant) = &self.cause.tenant {
+            options = options.tenant(tenant.clone());
         }
         let outcome = self
             .bus

@@ -142,6 +142,7 @@ pub(crate) async fn fire_one<S: Saga>(
             id: deadline.id,
             causation: CausationId::Deadline(deadline.id),
             correlation: deadline.correlation_id,
+            tenant: super::split_instance_key(&deadline.key).0,
         };
         let mut ctx = SagaContext::<S>::new(Arc::clone(bus), S::NAME, deadline.key.clone(), cause);
         let ends = catch_panic(std::pin::pin!(state.deadline(decoded, &mut ctx)))

@@ -11,7 +11,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) use self::context::Cause;
+pub(crate) use self::context::{Cause, instance_key, split_instance_key};
 pub use self::context::{DeadlineOf, SagaContext};
 use crate::domain::event::EventSet;
 use crate::processes::subscriber::HandlerFailure;

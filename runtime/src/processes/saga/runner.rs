@@ -42,13 +42,14 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
             loop {
                 let decoded = S::Event::decode(&event.name, event.schema_version, &event.payload)?;
                 let route = S::route(&decoded);
-                let instance = store.load(S::NAME, &route.key).await?;
+                let key = super::instance_key(event.stream.tenant(), &route.key);
+                let instance = store.load(S::NAME, &key).await?;
                 let (mut state, expected) = match (instance, route.kind) {
                     // A failure recorded, its compensation not run (a crash
                     // in between): run it now.
                     (Some(instance), _) if S::COMPENSATES && instance.failure.is_some() => {
                         let failure = instance.failure.unwrap_or_else(|| unreachable!("checked"));
-                        return compensate::<S>(&self.bus, store.as_ref(), &route.key, &failure).await;
+                        return compensate::<S>(&self.bus, store.as_ref(), &key, &failure).await;
                     }
                     (Some(instance), _) => {
                         if instance.last_position >= event.position {
@@ -63,8 +64,9 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                     id: event.event_id.0,
                     causation: CausationId::Event(event.event_id),
                     correlation: event.metadata.correlation_id,
+                    tenant: event.stream.tenant().cloned(),
                 };
-                let mut ctx = SagaContext::new(Arc::clone(&self.bus), S::NAME, route.key.clone(), cause);
+                let mut ctx = SagaContext::new(Arc::clone(&self.bus), S::NAME, key.clone(), cause.clone());
                 if let Err(failure) = state.step(decoded, &mut ctx).await {
                     // A refused command will be refused again: compensate now.
                     if S::COMPENSATES && ctx.refused.is_some() {
@@ -76,7 +78,7 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                             correlation_id: cause.correlation,
                         };
                         let state = Some(serde_json::to_vec(&state)?.into());
-                        return fail_and_compensate::<S>(&self.bus, store.as_ref(), &route.key, failure, state).await;
+                        return fail_and_compensate::<S>(&self.bus, store.as_ref(), &key, failure, state).await;
                     }
                     return Err(failure);
                 }
@@ -94,7 +96,7 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                         failure: None,
                     }
                 };
-                match store.apply(S::NAME, &route.key, expected, change).await {
+                match store.apply(S::NAME, &key, expected, change).await {
                     Ok(_) => return Ok(()),
                     // Another runner moved the instance: run the step again on
                     // fresh state; its commands have the same ids.
@@ -117,6 +119,7 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
             }
             let decoded = S::Event::decode(&event.name, event.schema_version, &event.payload)?;
             let route = S::route(&decoded);
+            let key = super::instance_key(event.stream.tenant(), &route.key);
             let failure = SagaFailure {
                 during: event.name.to_string(),
                 error: failure.to_string(),
@@ -124,7 +127,7 @@ impl<S: Saga> ErasedHandler for SagaHandler<S> {
                 cause: CausationId::Event(event.event_id),
                 correlation_id: event.metadata.correlation_id,
             };
-            fail_and_compensate::<S>(&self.bus, self.store.as_ref(), &route.key, failure, None).await?;
+            fail_and_compensate::<S>(&self.bus, self.store.as_ref(), &key, failure, None).await?;
             Ok(true)
         })
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::backoff::Backoff;
-use crate::domain::ids::Position;
+use crate::domain::ids::{Position, TenantId};
 use crate::store::CheckpointStore;
 
 /// What a subscriber does with an event that still fails after its retries.
@@ -34,6 +34,9 @@ pub struct SubscriberConfig {
     /// Where this subscriber's checkpoint is kept, when not in the
     /// application's checkpoint store.
     pub(crate) checkpoints: Own<dyn CheckpointStore>,
+    /// The one tenant whose events the subscriber sees (every tenant's,
+    /// and those of no tenant, when `None`).
+    pub tenant: Option<TenantId>,
 }
 
 /// A store a subscriber has of its own, if any (else the application's).
@@ -82,6 +85,7 @@ impl Default for SubscriberConfig {
             batch_size: 512,
             poll_interval: Duration::from_millis(100),
             checkpoints: Own::default(),
+            tenant: None,
         }
     }
 }
@@ -118,6 +122,13 @@ impl SubscriberConfig {
     /// Sets the failure policy.
     pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
         self.on_failure = policy;
+        self
+    }
+
+    /// Sees only the events of `tenant` (a projection of one tenant's
+    /// read model, a saga of one tenant).
+    pub fn tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
         self
     }
 

@@ -4,6 +4,7 @@
 mod atomic;
 mod memory;
 mod scan;
+mod tenant;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,6 +19,7 @@ use crate::future::BoxFuture;
 pub use self::atomic::{AppendRequest, AtomicAppend, Unchanged};
 pub use self::memory::MemoryEventStore;
 pub use self::scan::{Direction, Scan, ScanPages, Scope};
+pub use self::tenant::TenantStore;
 pub use crate::domain::meta::{EventMetadata, Headers};
 
 impl crate::domain::meta::EventMeta {
