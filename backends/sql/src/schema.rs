@@ -321,6 +321,7 @@ pub(crate) fn schema_version_query(t: &Tables) -> String {
 }
 
 #[cfg(all(test, feature = "sqlite"))]
+#[allow(clippy::expect_used)] // a failed expectation is a failed test
 mod tests {
     use interlock::store::{EventStore, ExpectedVersion, SnapshotStore};
     use interlock::{StreamId, TenantId, Version};
@@ -328,62 +329,40 @@ mod tests {
 
     use super::*;
 
-    /// A database at schema v4 holding an event and a snapshot migrates to
-    /// v5 (the tables rebuilt with the tenant in their keys) losing
-    /// nothing; its streams are of no tenant, and a tenant may then hold
-    /// the same ids.
-    #[tokio::test]
-    async fn a_v4_database_with_data_migrates_to_tenants() {
-        let path = std::env::temp_dir().join(format!("interlock-v4-{}.db", ulid::Ulid::new()));
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let t = Tables::new(None, "interlock_");
-        {
-            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
-            let run = |sql: String| sqlx::query(AssertSqlSafe(sql));
-            run(format!(
-                "CREATE TABLE {} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-                t.migrations
-            ))
-            .execute(&mut conn)
-            .await
-            .expect("migrations table");
-            for (version, statements) in migrations("BLOB", &t, false) {
-                if version > 4 {
-                    break;
-                }
-                for statement in statements {
-                    run(statement).execute(&mut conn).await.expect("v4 statement");
-                }
-                run(format!("INSERT INTO {} VALUES ({version}, 0)", t.migrations))
-                    .execute(&mut conn)
-                    .await
-                    .expect("record");
+    /// The statements that make a database of schema v4 holding one event
+    /// of stream `bank.account/7` and its snapshot (`bytes`: the dialect's
+    /// literal of the payload `{}`).
+    fn v4_with_data(t: &Tables, blob: &str, postgres: bool, bytes: &str) -> Vec<String> {
+        let mut statements = vec![format!(
+            "CREATE TABLE {} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            t.migrations
+        )];
+        for (version, steps) in migrations(blob, t, postgres) {
+            if version > 4 {
+                break;
             }
-            run(format!(
-                "INSERT INTO {} (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
-                 VALUES (1, '{}', 'bank.account', '7', 1, 'bank.opened', 1, X'7B7D', '{{}}', 0)",
-                t.events,
-                interlock::EventId::new()
-            ))
-            .execute(&mut conn)
-            .await
-            .expect("an event");
-            run(format!("UPDATE {} SET last = 1 WHERE id = 1", t.positions))
-                .execute(&mut conn)
-                .await
-                .expect("counter");
-            run(format!(
-                "INSERT INTO {} (aggregate_type, aggregate_id, version, state_version, payload, taken_at)
-                 VALUES ('bank.account', '7', 1, 1, X'7B7D', 0)",
-                t.snapshots
-            ))
-            .execute(&mut conn)
-            .await
-            .expect("a snapshot");
+            statements.extend(steps);
+            statements.push(format!("INSERT INTO {} VALUES ({version}, 0)", t.migrations));
         }
-        let store = crate::SqliteStore::open(crate::SqliteConfig::file(&path))
-            .await
-            .expect("open migrates");
+        statements.push(format!(
+            "INSERT INTO {} (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
+             VALUES (1, '{}', 'bank.account', '7', 1, 'bank.opened', 1, {bytes}, '{{}}', 0)",
+            t.events,
+            interlock::EventId::new()
+        ));
+        statements.push(format!("UPDATE {} SET last = 1 WHERE id = 1", t.positions));
+        statements.push(format!(
+            "INSERT INTO {} (aggregate_type, aggregate_id, version, state_version, payload, taken_at)
+             VALUES ('bank.account', '7', 1, 1, {bytes}, 0)",
+            t.snapshots
+        ));
+        statements
+    }
+
+    /// After the migration: the old stream and snapshot are there, of no
+    /// tenant, and a tenant may hold the same ids (the old unique key is
+    /// gone).
+    async fn check_migrated(store: &(impl EventStore + SnapshotStore)) {
         let old = StreamId::new("bank.account", "7");
         let events = store.read_stream(&old, Version(1), None).await.expect("read");
         assert_eq!(events.len(), 1);
@@ -393,8 +372,7 @@ mod tests {
         );
         let snapshot = store.load(&old).await.expect("snapshot").expect("kept");
         assert_eq!(snapshot.version, Version(1));
-        let tenant = TenantId::new("acme").expect("tenant");
-        let theirs = old.clone().in_tenant(Some(tenant));
+        let theirs = old.clone().in_tenant(Some(TenantId::new("acme").expect("tenant")));
         let event = interlock::store::NewEvent {
             event_id: interlock::EventId::new(),
             name: "bank.opened".into(),
@@ -408,6 +386,28 @@ mod tests {
             .expect("a tenant's stream of the same id is new");
         assert_eq!(committed.version, Version(1));
         assert_eq!(store.stream_version(&old).await.expect("version"), Version(1));
+    }
+
+    /// A SQLite database at schema v4 holding data migrates to v5 (the
+    /// tables rebuilt with the tenant in their keys) losing nothing.
+    #[tokio::test]
+    async fn a_v4_database_with_data_migrates_to_tenants() {
+        let path = std::env::temp_dir().join(format!("interlock-v4-{}.db", ulid::Ulid::new()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let t = Tables::new(None, "interlock_");
+        {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+            for statement in v4_with_data(&t, "BLOB", false, "X'7B7D'") {
+                sqlx::query(AssertSqlSafe(statement))
+                    .execute(&mut conn)
+                    .await
+                    .expect("v4 with data");
+            }
+        }
+        let store = crate::SqliteStore::open(crate::SqliteConfig::file(&path))
+            .await
+            .expect("open migrates");
+        check_migrated(&store).await;
         drop(store);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -425,64 +425,18 @@ mod tests {
         };
         let schema = format!("v4_{}", ulid::Ulid::new().to_string().to_lowercase());
         let t = Tables::new(Some(&schema), "interlock_");
-        {
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-            let run = |sql: String| sqlx::query(AssertSqlSafe(sql));
-            run(format!("CREATE SCHEMA \"{schema}\""))
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let mut statements = vec![format!("CREATE SCHEMA \"{schema}\"")];
+        statements.extend(v4_with_data(&t, "BYTEA", true, "'\\x7b7d'"));
+        for statement in statements {
+            sqlx::query(AssertSqlSafe(statement))
                 .execute(&mut conn)
                 .await
-                .expect("schema");
-            run(format!(
-                "CREATE TABLE {} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-                t.migrations
-            ))
-            .execute(&mut conn)
-            .await
-            .expect("migrations table");
-            for (version, statements) in migrations("BYTEA", &t, true) {
-                if version > 4 {
-                    break;
-                }
-                for statement in statements {
-                    run(statement).execute(&mut conn).await.expect("v4 statement");
-                }
-                run(format!("INSERT INTO {} VALUES ({version}, 0)", t.migrations))
-                    .execute(&mut conn)
-                    .await
-                    .expect("record");
-            }
-            run(format!(
-                "INSERT INTO {} (position, event_id, aggregate_type, aggregate_id, version, event_name, schema_version, payload, metadata, recorded_at)
-                 VALUES (1, '{}', 'bank.account', '7', 1, 'bank.opened', 1, '\\x7b7d', '{{}}', 0)",
-                t.events,
-                interlock::EventId::new()
-            ))
-            .execute(&mut conn)
-            .await
-            .expect("an event");
-            run(format!("UPDATE {} SET last = 1 WHERE id = 1", t.positions))
-                .execute(&mut conn)
-                .await
-                .expect("counter");
+                .expect("v4 with data");
         }
         let config = crate::PostgresConfig::new(url.as_str()).schema(schema.as_str());
         let store = crate::PostgresStore::open(config).await.expect("open migrates");
-        let old = StreamId::new("bank.account", "7");
-        assert_eq!(store.stream_version(&old).await.expect("version"), Version(1));
-        let theirs = old.clone().in_tenant(Some(TenantId::new("acme").expect("tenant")));
-        let event = interlock::store::NewEvent {
-            event_id: interlock::EventId::new(),
-            name: "bank.opened".into(),
-            schema_version: interlock::SchemaVersion(1),
-            payload: bytes::Bytes::from_static(b"{}"),
-            metadata: interlock::store::EventMetadata::default(),
-        };
-        let committed = store
-            .append(&theirs, ExpectedVersion::Exact(Version(0)), vec![event])
-            .await
-            .expect("the old unique key is gone: a tenant may hold the same id");
-        assert_eq!(committed.version, Version(1));
-        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        check_migrated(&store).await;
         let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
             .execute(&mut conn)
             .await;
