@@ -402,7 +402,7 @@ async fn health_and_statistics() {
     .await
     .expect("deposit");
     let health = store.health_check().await;
-    assert!(health.reachable && health.schema_version == Some(5), "{health:?}");
+    assert!(health.reachable && health.schema_version == Some(6), "{health:?}");
     let stats = store.statistics().await.expect("stats");
     assert_eq!((stats.events, stats.streams, stats.snapshots), (2, 1, 1));
     assert_eq!(stats.events_by_name.get("bank.money_deposited"), Some(&1));

@@ -43,6 +43,16 @@ pub(crate) struct Queries {
     pub(crate) checkpoint_save: SqlStr,
     /// A checkpoint that only moves forward (saved with a read model's rows).
     pub(crate) checkpoint_advance: SqlStr,
+    /// A claim or renewal of a lease: `$1` subscriber, `$2` owner, `$3`
+    /// now, `$4` until; returns the lease when the claimer holds it.
+    pub(crate) lease_claim: SqlStr,
+    pub(crate) lease_load: SqlStr,
+    pub(crate) lease_release: SqlStr,
+    pub(crate) lease_list: SqlStr,
+    /// A checkpoint saved only while `$3` is the lease's token.
+    pub(crate) checkpoint_save_fenced: SqlStr,
+    /// The same, moving only forward (inside a read model's transaction).
+    pub(crate) checkpoint_advance_fenced: SqlStr,
     pub(crate) dlq_park: SqlStr,
     pub(crate) dlq_list: SqlStr,
     pub(crate) dlq_remove: SqlStr,
@@ -60,7 +70,10 @@ pub(crate) struct Queries {
 }
 
 impl Queries {
-    pub(crate) fn new(tables: Tables) -> Self {
+    /// The statements on `tables`; `lock_shared` is the dialect's clause
+    /// that share-locks the rows a subquery reads (`FOR SHARE` on
+    /// PostgreSQL; nothing on SQLite, whose writers are serialized).
+    pub(crate) fn new(tables: Tables, lock_shared: &str) -> Self {
         let t = &tables;
         let q = |s: String| AssertSqlSafe(Arc::<str>::from(s)).into_sql_str();
         Self {
@@ -145,6 +158,41 @@ impl Queries {
                  ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
                  WHERE c.position < excluded.position",
                 t.checkpoints
+            )),
+            lease_claim: q(format!(
+                "INSERT INTO {0} AS l (subscriber, owner, token, expires_at) VALUES ($1, $2, 1, $4)
+                 ON CONFLICT (subscriber) DO UPDATE
+                 SET token = CASE WHEN l.owner = excluded.owner THEN l.token ELSE l.token + 1 END,
+                     owner = excluded.owner, expires_at = excluded.expires_at
+                 WHERE l.owner = excluded.owner OR l.expires_at <= $3
+                 RETURNING owner, token, expires_at",
+                t.leases
+            )),
+            lease_load: q(format!(
+                "SELECT owner, token, expires_at FROM {} WHERE subscriber = $1",
+                t.leases
+            )),
+            lease_release: q(format!(
+                "UPDATE {} SET expires_at = {} WHERE subscriber = $1 AND token = $2",
+                t.leases,
+                i64::MIN
+            )),
+            lease_list: q(format!(
+                "SELECT subscriber, owner, token, expires_at FROM {} ORDER BY subscriber",
+                t.leases
+            )),
+            checkpoint_save_fenced: q(format!(
+                "INSERT INTO {0} AS c (subscriber, position)
+                 SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM {1} WHERE subscriber = $1 AND token = $3{2})
+                 ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
+                t.checkpoints, t.leases, lock_shared
+            )),
+            checkpoint_advance_fenced: q(format!(
+                "INSERT INTO {0} AS c (subscriber, position)
+                 SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM {1} WHERE subscriber = $1 AND token = $3{2})
+                 ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
+                 WHERE c.position < excluded.position",
+                t.checkpoints, t.leases, lock_shared
             )),
             dlq_park: q(format!(
                 "INSERT INTO {} (subscriber, event_id, position, aggregate_type, aggregate_id, version, event_name,
@@ -262,7 +310,7 @@ mod tests {
 
     #[test]
     fn filters_bind_every_value() {
-        let q = Queries::new(Tables::new(Some("s"), "p_"));
+        let q = Queries::new(Tables::new(Some("s"), "p_"), " FOR SHARE");
         let sql = q.read_all(2, 1, false);
         let sql = sql.as_str();
         assert!(

@@ -16,6 +16,7 @@ pub(crate) struct Tables {
     pub(crate) sagas: String,
     pub(crate) deadlines: String,
     pub(crate) outbox: String,
+    pub(crate) leases: String,
 }
 
 /// Every name the schema derives from the table prefix: tables and indexes.
@@ -39,6 +40,7 @@ pub(crate) const DERIVED_NAMES: &[&str] = &[
     "deadlines_by_due",
     "deadlines_by_key",
     "idempotency_by_until",
+    "leases",
 ];
 
 impl Tables {
@@ -60,12 +62,13 @@ impl Tables {
             sagas: name("saga_instances"),
             deadlines: name("saga_deadlines"),
             outbox: name("outbox"),
+            leases: name("leases"),
         }
     }
 }
 
 /// The schema's current version (the last migration).
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// The migrations, in order: (version, statements). `postgres` chooses
 /// the dialect where the two differ (v5).
@@ -207,6 +210,20 @@ pub(crate) fn migrations(blob: &str, t: &Tables, postgres: bool) -> Vec<(i64, Ve
             } else {
                 tenants_sqlite(blob, t)
             },
+        ),
+        (
+            6,
+            // Subscribers' ownership leases: one owner instance at a time,
+            // a fencing token raised at every change of owner.
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    subscriber TEXT PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    token BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL
+                )",
+                t.leases
+            )],
         ),
     ]
 }

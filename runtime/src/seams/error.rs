@@ -39,6 +39,16 @@ pub enum StoreError {
         /// What it was asked for.
         target: String,
     },
+    /// A checkpoint save fenced by a lease token that no longer holds the
+    /// lease (another instance took the subscriber over); nothing was
+    /// saved: the old owner steps down.
+    #[error("the lease of `{subscriber}` is no longer held with token {token}")]
+    LeaseLost {
+        /// The subscriber.
+        subscriber: String,
+        /// The token the save carried.
+        token: u64,
+    },
     /// The backend cannot be reached; the operation may succeed later.
     #[error("{backend} is unavailable: {source}")]
     Unavailable {

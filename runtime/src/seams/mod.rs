@@ -19,7 +19,7 @@ mod transport;
 
 pub use self::backend::{Backend, StoreSet};
 pub use self::batch::{BatchAppend, GroupCommit, GroupCommitter};
-pub use self::checkpoint::{CheckpointStore, MemoryCheckpointStore};
+pub use self::checkpoint::{CheckpointStore, Lease, LeaseClaim, MemoryCheckpointStore};
 pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;
 pub use self::event_store::{

@@ -163,7 +163,14 @@ macro_rules! checkpoint_store_conformance {
             checkpoint_store,
             $name,
             $factory,
-            [save_and_load, reset_to_start, subscribers_are_isolated]
+            [
+                save_and_load,
+                reset_to_start,
+                subscribers_are_isolated,
+                leases_are_claimed_renewed_and_taken_over,
+                checkpoint_saves_are_fenced_by_the_lease,
+                one_owner_under_contention,
+            ]
         );
     };
 }

@@ -183,6 +183,35 @@ impl<S: CheckpointStore> CheckpointStore for Crashing<S> {
             Ok(())
         })
     }
+    fn claim_lease<'a>(
+        &'a self,
+        subscriber: &'a str,
+        owner: &'a str,
+        now: interlock::Timestamp,
+        duration: std::time::Duration,
+    ) -> BoxFuture<'a, Result<interlock::store::LeaseClaim, StoreError>> {
+        self.inner.claim_lease(subscriber, owner, now, duration)
+    }
+    fn release_lease<'a>(&'a self, subscriber: &'a str, token: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.release_lease(subscriber, token)
+    }
+    fn save_fenced<'a>(
+        &'a self,
+        subscriber: &'a str,
+        position: Position,
+        token: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.save_fenced(subscriber, position, token).await?;
+            if subscriber.starts_with("saga:") {
+                self.at(Point::AfterCheckpoint);
+            }
+            Ok(())
+        })
+    }
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<interlock::store::Lease>, StoreError>> {
+        self.inner.leases()
+    }
 }
 
 async fn run<S>(store: S, point: Point, order: Ulid, card: Ulid, amount: u64) -> Result<(), Box<dyn std::error::Error>>

@@ -70,7 +70,7 @@ impl PostgresStore {
         let notify = config.notify;
         let parts = Parts {
             pool,
-            queries: Queries::new(tables),
+            queries: Queries::new(tables, " FOR SHARE"),
             config,
             state,
             head_watch: notify,

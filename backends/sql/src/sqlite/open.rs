@@ -63,7 +63,7 @@ impl SqliteStore {
                 backend: "sqlite",
                 source: format!("cannot open {:?}: {e}", config.location).into(),
             })?;
-        let queries = Queries::new(Tables::new(None, &config.table_prefix));
+        let queries = Queries::new(Tables::new(None, &config.table_prefix), "");
         let parts = Parts {
             pool,
             queries,

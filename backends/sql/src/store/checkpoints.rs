@@ -3,8 +3,12 @@
 
 use std::any::Any;
 
-use interlock::Position;
-use interlock::store::{BoxFuture, CheckpointStore, ReadModelTransaction, ReadModelTransactions, StoreError};
+use std::time::Duration;
+
+use interlock::store::{
+    BoxFuture, CheckpointStore, Lease, LeaseClaim, ReadModelTransaction, ReadModelTransactions, StoreError,
+};
+use interlock::{Position, Timestamp};
 use sqlx::Transaction;
 
 use super::SqlStore;
@@ -32,6 +36,131 @@ impl<D: Driver> CheckpointStore for SqlStore<D> {
             self.execute(self.queries().checkpoint_save.clone(), &params).await?;
             Ok(())
         })
+    }
+
+    fn claim_lease<'a>(
+        &'a self,
+        subscriber: &'a str,
+        owner: &'a str,
+        now: Timestamp,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<LeaseClaim, StoreError>> {
+        Box::pin(async move {
+            let until = now
+                .0
+                .saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
+            let params = [Text(subscriber), Text(owner), Int(now.0), Int(until)];
+            if let Some(row) = self.fetch_optional(self.queries().lease_claim.clone(), &params).await? {
+                return Ok(LeaseClaim::Held(self.lease_of(subscriber, &row, 0)?));
+            }
+            // Held by another, unexpired: who, until when.
+            match self
+                .fetch_optional(self.queries().lease_load.clone(), &[Text(subscriber)])
+                .await?
+            {
+                Some(row) => Ok(LeaseClaim::Taken(self.lease_of(subscriber, &row, 0)?)),
+                None => Err(StoreError::Backend {
+                    backend: D::NAME,
+                    source: format!("the lease of `{subscriber}` was neither claimed nor found").into(),
+                }),
+            }
+        })
+    }
+
+    fn release_lease<'a>(&'a self, subscriber: &'a str, token: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let params = [Text(subscriber), Int(i64_of(token))];
+            self.execute(self.queries().lease_release.clone(), &params).await?;
+            Ok(())
+        })
+    }
+
+    fn save_fenced<'a>(
+        &'a self,
+        subscriber: &'a str,
+        position: Position,
+        token: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let params = [Text(subscriber), Int(i64_of(position.0)), Int(i64_of(token))];
+            let saved = self
+                .execute(self.queries().checkpoint_save_fenced.clone(), &params)
+                .await?;
+            if saved == 0 {
+                return Err(StoreError::LeaseLost {
+                    subscriber: subscriber.to_owned(),
+                    token,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<Lease>, StoreError>> {
+        Box::pin(async move {
+            let rows = self.fetch_all(self.queries().lease_list.clone(), &[]).await?;
+            rows.iter()
+                .map(|row| {
+                    let subscriber = row.text(0).map_err(Self::error)?;
+                    self.lease_of(&subscriber, row, 1)
+                })
+                .collect()
+        })
+    }
+}
+
+impl<D: Driver> SqlStore<D> {
+    /// The lease of `subscriber` from the row's owner, token and expiry,
+    /// starting at column `first`.
+    fn lease_of(&self, subscriber: &str, row: &impl SqlRow, first: usize) -> Result<Lease, StoreError> {
+        let owner = row.text(first).map_err(Self::error)?;
+        let token = row.int(first + 1).map_err(Self::error)?;
+        let expires_at = row.int(first + 2).map_err(Self::error)?;
+        let location = || format!("lease of `{subscriber}`");
+        Ok(Lease {
+            subscriber: subscriber.to_owned(),
+            owner,
+            token: stored(D::NAME, location, "token", token)?,
+            expires_at: Timestamp(expires_at),
+        })
+    }
+
+    /// [`SqlStore::save_checkpoint_in`] fenced by the lease: saved only
+    /// while `token` holds it, so a read model's rows written by an owner
+    /// that lost its lease never commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseLost`] when another instance holds the lease.
+    pub async fn save_checkpoint_fenced_in(
+        &self,
+        tx: &mut Transaction<'static, D::Database>,
+        subscriber: &str,
+        position: Position,
+        token: u64,
+    ) -> Result<(), StoreError> {
+        let params = [Text(subscriber), Int(i64_of(position.0)), Int(i64_of(token))];
+        let saved = D::execute(&mut **tx, self.queries().checkpoint_advance_fenced.clone(), &params)
+            .await
+            .map_err(Self::error)?;
+        // Not moved (already at or past `position`) also affects no row:
+        // tell the two apart by the lease.
+        if saved == 0 {
+            let rows = D::fetch_all(&mut **tx, self.queries().lease_load.clone(), &[Text(subscriber)])
+                .await
+                .map_err(Self::error)?;
+            let holds = match rows.first() {
+                Some(row) => row.int(1).map_err(Self::error)? == i64_of(token),
+                None => false,
+            };
+            if !holds {
+                return Err(StoreError::LeaseLost {
+                    subscriber: subscriber.to_owned(),
+                    token,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
