@@ -3,6 +3,7 @@
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tower_layer::{Identity, Stack};
@@ -21,7 +22,7 @@ use crate::processes::projection::{HandledQuery, ModelStorage, Projection, Proje
 use crate::processes::saga::Saga;
 use crate::processes::saga::deadlines::deadline_poller;
 use crate::processes::saga::runner::SagaHandler;
-use crate::processes::subscriber::{ErasedHandler, Subscriber, SubscriberConfig};
+use crate::processes::subscriber::{ErasedHandler, Ownership, Subscriber, SubscriberConfig};
 use crate::store::{
     Backend, CheckpointStore, DeadLetterStore, EventFilter, EventStore, EventTransport, IdempotencyStore,
     MemoryCheckpointStore, Outbox, SagaStateStore, SnapshotStore,
@@ -55,6 +56,9 @@ pub(super) struct Parts {
     pub(super) publish_to: Vec<(String, Arc<dyn EventTransport>)>,
     pub(super) consume_from: Option<(Arc<dyn EventTransport>, String)>,
     pub(super) outboxes: Vec<OutboxRelay>,
+    /// This instance's id and its subscribers' leases, when the
+    /// application is one of several instances on its store.
+    pub(super) ownership: Option<Ownership>,
 }
 
 /// An outbox and the transport its events go to.
@@ -105,10 +109,15 @@ pub(super) struct SubscriberDeps {
     pub(super) checkpoints: Arc<dyn CheckpointStore>,
     pub(super) dead_letters: Arc<dyn DeadLetterStore>,
     pub(super) sagas: Arc<dyn SagaStateStore>,
+    /// How shared subscribers are leased (`None` when a transport feeds
+    /// them: their deliveries are the consumer's).
+    pub(super) ownership: Option<Ownership>,
 }
 
 impl SubscriberDeps {
-    /// A subscriber named `name` over the events named `names`.
+    /// A subscriber named `name` over the events named `names`; with
+    /// `token`, it runs only in the instance holding its lease (the cell
+    /// receives the lease's token).
     pub(super) fn subscriber(
         &self,
         name: String,
@@ -116,10 +125,11 @@ impl SubscriberDeps {
         config: SubscriberConfig,
         checkpoints: Arc<dyn CheckpointStore>,
         handler: Box<dyn ErasedHandler>,
+        token: Option<Arc<AtomicU64>>,
     ) -> Arc<Subscriber> {
         let mut filter = EventFilter::all().event_names(names.iter().copied());
         filter.tenant = config.tenant.clone();
-        Arc::new(Subscriber::new(
+        let subscriber = Subscriber::new(
             name,
             filter,
             config,
@@ -127,7 +137,11 @@ impl SubscriberDeps {
             checkpoints,
             Arc::clone(&self.dead_letters),
             handler,
-        ))
+        );
+        Arc::new(match (&self.ownership, token) {
+            (Some(ownership), Some(token)) => subscriber.owned(ownership.clone(), token),
+            _ => subscriber,
+        })
     }
 }
 
@@ -152,6 +166,7 @@ impl ApplicationBuilder {
                 publish_to: Vec::new(),
                 consume_from: None,
                 outboxes: Vec::new(),
+                ownership: None,
             },
             layer: Identity::new(),
         }
@@ -159,6 +174,38 @@ impl ApplicationBuilder {
 }
 
 impl<L> ApplicationBuilder<L> {
+    /// Makes this application one of several instances sharing its
+    /// store, named `id` (stable across restarts of the same instance, so
+    /// a restarted process takes its leases back at once): each durable
+    /// catch-up projection, saga and relay then runs in one instance at a
+    /// time, the one holding its lease (10 s, renewed every 3 s, unless
+    /// [`ApplicationBuilder::subscriber_leases`] says otherwise), and its
+    /// checkpoint saves are fenced by the lease. Without it, every
+    /// subscriber runs in this instance, as for a single process.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        let id = Arc::from(id.into());
+        match &mut self.parts.ownership {
+            Some(ownership) => ownership.instance = id,
+            None => self.parts.ownership = Some(Ownership::of(id)),
+        }
+        self
+    }
+
+    /// How long a subscriber's lease holds (the time another instance
+    /// waits before taking over from one that died without releasing it)
+    /// and how often its owner renews it (shorter than the lease). Makes
+    /// the application an instance of several (named `instance-<ULID>`
+    /// unless [`ApplicationBuilder::instance_id`] names it).
+    pub fn subscriber_leases(mut self, lease: Duration, renew_every: Duration) -> Self {
+        let ownership = self
+            .parts
+            .ownership
+            .get_or_insert_with(|| Ownership::of(Arc::from(format!("instance-{}", ulid::Ulid::new()))));
+        ownership.lease = lease;
+        ownership.renew_every = renew_every;
+        self
+    }
+
     /// Publishes the events recorded in a transactional `outbox` (a SQL
     /// store with its outbox enabled, say) to `transport`: in the background,
     /// and on [`Application::publish_pending`](crate::Application::publish_pending).
@@ -205,6 +252,7 @@ impl<L> ApplicationBuilder<L> {
         let model = Arc::new(tokio::sync::RwLock::new(projection));
         let subscriber_config = config.subscriber.clone();
         let transactions = config.transactions.0.clone();
+        let inline = config.inline;
         let make: MakeProjection = Box::new(move |deps| {
             // The checkpoint lives with the model: in memory for a model in
             // memory (every start rebuilds it), else in the projection's own
@@ -218,17 +266,24 @@ impl<L> ApplicationBuilder<L> {
                     .unwrap_or_else(|| Arc::clone(&deps.checkpoints)),
             };
             let name = format!("projection:{}", P::NAME);
+            let token = Arc::new(AtomicU64::new(0));
             let handler = ProjectionHandler {
                 model: Arc::clone(&model),
                 subscriber: name.clone(),
                 transactions,
+                token: Arc::clone(&token),
             };
+            // A model in memory lives in every instance, and an inline one
+            // is updated by the instance that dispatched: only a durable
+            // catch-up projection is one owner's work.
+            let owned = P::MODEL == ModelStorage::Durable && !inline;
             let subscriber = deps.subscriber(
                 name,
                 <P::Event as EventSet>::NAMES,
                 subscriber_config,
                 checkpoints,
                 Box::new(handler),
+                owned.then_some(token),
             );
             (subscriber, model as Arc<dyn Any + Send + Sync>)
         });
@@ -268,6 +323,7 @@ impl<L> ApplicationBuilder<L> {
                 subscriber_config,
                 checkpoints,
                 Box::new(SagaHandler::<S>::new(bus, Arc::clone(&deps.sagas))),
+                Some(Arc::new(AtomicU64::new(0))),
             )
         });
         self.parts.sagas.retain(|p| p.type_id != TypeId::of::<S>());

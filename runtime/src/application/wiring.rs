@@ -93,6 +93,20 @@ impl<L> ApplicationBuilder<L> {
     pub async fn build(self) -> Result<Application<L>, BuildError> {
         let parts = self.parts;
         validate(&parts.settings)?;
+        if let Some(ownership) = &parts.ownership {
+            if ownership.renew_every.is_zero() || ownership.renew_every >= ownership.lease {
+                return Err(invalid(
+                    "subscriber_leases",
+                    format!(
+                        "the renewal ({:?}) must be longer than zero and shorter than the lease ({:?})",
+                        ownership.renew_every, ownership.lease
+                    ),
+                ));
+            }
+            if ownership.instance.is_empty() {
+                return Err(invalid("instance_id", "must not be empty"));
+            }
+        }
         let mut names: HashMap<&'static str, &'static str> = HashMap::new();
         for (_, reg) in &parts.aggregates {
             if let Some(first) = names.insert(reg.name, reg.type_name) {
@@ -188,6 +202,7 @@ impl<L> ApplicationBuilder<L> {
             sagas: parts
                 .sagas_store
                 .unwrap_or_else(|| Arc::new(MemorySagaStateStore::new())),
+            ownership: parts.ownership.clone().filter(|_| parts.consume_from.is_none()),
         };
         let consuming = parts.consume_from.is_some();
 
@@ -243,7 +258,7 @@ impl<L> ApplicationBuilder<L> {
             .publish_to
             .into_iter()
             .map(|(name, transport)| {
-                Arc::new(Subscriber::new(
+                let relay = Subscriber::new(
                     format!("relay:{name}"),
                     EventFilter::all(),
                     SubscriberConfig::default(),
@@ -251,7 +266,12 @@ impl<L> ApplicationBuilder<L> {
                     Arc::clone(&deps.checkpoints),
                     Arc::clone(&deps.dead_letters),
                     Box::new(RelayHandler { transport }),
-                ))
+                );
+                // One instance publishes the log.
+                Arc::new(match &deps.ownership {
+                    Some(ownership) => relay.owned(ownership.clone(), Arc::default()),
+                    None => relay,
+                })
             })
             .collect();
         let (shutdown, _) = tokio::sync::watch::channel(false);

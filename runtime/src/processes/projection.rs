@@ -86,6 +86,9 @@ pub(crate) struct ProjectionHandler<P: Projection> {
     pub(crate) subscriber: String,
     /// Where a transactional projection writes its rows and its checkpoint.
     pub(crate) transactions: Option<Arc<dyn ReadModelTransactions>>,
+    /// The subscriber's lease token while it owns the subscriber (0: it
+    /// runs without a lease), for the checkpoint saved with the rows.
+    pub(crate) token: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
@@ -103,7 +106,9 @@ impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
             // with the transaction, dropped before its retry).
             let mut tx = transactions.begin().await?;
             model.handle(decoded, &meta, Some(tx.inner())).await?;
-            tx.save_checkpoint(&self.subscriber, event.position).await?;
+            let token = self.token.load(std::sync::atomic::Ordering::Acquire);
+            tx.save_checkpoint(&self.subscriber, event.position, (token != 0).then_some(token))
+                .await?;
             tx.commit().await?;
             Ok(())
         })

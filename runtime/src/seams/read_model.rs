@@ -25,11 +25,15 @@ pub trait ReadModelTransaction: Send + 'static {
     /// `PostgresTransaction`).
     fn inner(&mut self) -> &mut (dyn Any + Send);
 
-    /// Saves `subscriber`'s checkpoint at `position` inside the transaction.
+    /// Saves `subscriber`'s checkpoint at `position` inside the
+    /// transaction; with a lease `token`, only while it holds the
+    /// subscriber's lease ([`StoreError::LeaseLost`] otherwise, and the
+    /// transaction must not commit).
     fn save_checkpoint<'a>(
         &'a mut self,
         subscriber: &'a str,
         position: Position,
+        token: Option<u64>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Commits the rows and the checkpoint together.

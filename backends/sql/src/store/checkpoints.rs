@@ -231,8 +231,18 @@ where
         &'a mut self,
         subscriber: &'a str,
         position: Position,
+        token: Option<u64>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { self.store.save_checkpoint_in(&mut self.tx, subscriber, position).await })
+        Box::pin(async move {
+            match token {
+                Some(token) => {
+                    self.store
+                        .save_checkpoint_fenced_in(&mut self.tx, subscriber, position, token)
+                        .await
+                }
+                None => self.store.save_checkpoint_in(&mut self.tx, subscriber, position).await,
+            }
+        })
     }
 
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {

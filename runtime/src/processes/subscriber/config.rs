@@ -191,4 +191,11 @@ pub struct SubscriberStatus {
     pub dead_letters: usize,
     /// Why it stopped, if it did.
     pub stopped: Option<String>,
+    /// The instance holding its lease, for a subscriber one instance of
+    /// several runs (a durable catch-up projection, a saga, a relay).
+    pub owner: Option<String>,
+    /// When that lease ends unless renewed.
+    pub lease_expires_at: Option<crate::domain::ids::Timestamp>,
+    /// Whether this instance runs it (always, for one without a lease).
+    pub owned_here: bool,
 }

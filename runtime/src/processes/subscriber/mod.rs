@@ -9,6 +9,7 @@
 //! projection is also caught up by `dispatch` before it returns.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::domain::ids::{Position, Timestamp};
@@ -22,11 +23,38 @@ pub use self::config::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 pub use self::error::SubscriptionError;
 pub(crate) use self::handler::ErasedHandler;
 pub use self::handler::{EventHandlerResult, HandlerFailure};
-use crate::store::{CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, RecordedEvent, StoreError};
+use crate::store::{
+    CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, Lease, LeaseClaim, RecordedEvent, StoreError,
+};
+
+/// How a subscriber shares the store with other instances of the
+/// application: it runs only while it holds its lease.
+#[derive(Clone, Debug)]
+pub(crate) struct Ownership {
+    /// This instance's id.
+    pub(crate) instance: Arc<str>,
+    /// How long a claim holds.
+    pub(crate) lease: Duration,
+    /// How often the owner renews.
+    pub(crate) renew_every: Duration,
+}
+
+impl Ownership {
+    /// Instance `instance` with the default leases: 10 s, renewed every 3 s.
+    pub(crate) fn of(instance: Arc<str>) -> Self {
+        Self {
+            instance,
+            lease: Duration::from_secs(10),
+            renew_every: Duration::from_secs(3),
+        }
+    }
+}
 
 struct Progress {
     checkpoint: Position,
     loaded: bool,
+    /// The lease this instance holds, and when it was last renewed.
+    lease: Option<(Lease, std::time::Instant)>,
     stopped: Option<String>,
     /// An unreadable event found ahead: until the checkpoint reaches it,
     /// the log is read one event at a time (a page would fail on it).
@@ -52,6 +80,12 @@ pub(crate) struct Subscriber {
     dead_letters: Arc<dyn DeadLetterStore>,
     handler: Box<dyn ErasedHandler>,
     progress: tokio::sync::Mutex<Progress>,
+    /// `None`: the subscriber runs in every instance (a model in memory,
+    /// an inline projection, a scenario).
+    ownership: Option<Ownership>,
+    /// The token of the lease held (0 when none), shared with a handler
+    /// that saves the checkpoint itself (a transactional read model).
+    token: Arc<AtomicU64>,
 }
 
 impl Subscriber {
@@ -75,9 +109,91 @@ impl Subscriber {
             progress: tokio::sync::Mutex::new(Progress {
                 checkpoint: Position::START,
                 loaded: false,
+                lease: None,
                 stopped: None,
                 unreadable_ahead: None,
             }),
+            ownership: None,
+            token: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Runs only while this instance holds the subscriber's lease; `token`
+    /// is the cell the handler reads the lease's token from.
+    pub(crate) fn owned(mut self, ownership: Ownership, token: Arc<AtomicU64>) -> Self {
+        self.ownership = Some(ownership);
+        self.token = token;
+        self
+    }
+
+    /// Whether this instance may process now: without ownership always;
+    /// with it, when it holds the lease (claiming or renewing it when due).
+    /// A lease newly held reloads the checkpoint the previous owner left.
+    async fn hold(&self, progress: &mut Progress) -> Result<bool, SubscriptionError> {
+        let Some(own) = &self.ownership else {
+            return Ok(true);
+        };
+        if let Some((_, renewed)) = &progress.lease
+            && renewed.elapsed() < own.renew_every
+        {
+            return Ok(true);
+        }
+        let claim = self
+            .checkpoints
+            .claim_lease(&self.name, &own.instance, Timestamp::now(), own.lease)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        match claim {
+            LeaseClaim::Held(lease) => {
+                let held_before = progress.lease.as_ref().map(|(l, _)| l.token);
+                if held_before != Some(lease.token) {
+                    tracing::info_span!("subscriber_takeover", subscriber = %self.name).in_scope(|| {
+                        tracing::info!(
+                            instance = %own.instance,
+                            token = lease.token,
+                            "this instance owns the subscriber now"
+                        );
+                    });
+                    progress.checkpoint = self
+                        .checkpoints
+                        .load(&self.name)
+                        .await
+                        .map_err(|e| self.store_error(e))?
+                        .unwrap_or(Position::START);
+                    progress.loaded = true;
+                    progress.unreadable_ahead = None;
+                }
+                self.token.store(lease.token, Ordering::Release);
+                progress.lease = Some((lease, std::time::Instant::now()));
+                Ok(true)
+            }
+            LeaseClaim::Taken(lease) => {
+                if progress.lease.is_some() {
+                    tracing::info!(subscriber = %self.name, owner = %lease.owner, "lost the subscriber to another instance");
+                }
+                self.step_down(progress);
+                Ok(false)
+            }
+        }
+    }
+
+    /// No longer the owner: nothing is processed until a claim holds again
+    /// (which reloads the checkpoint).
+    fn step_down(&self, progress: &mut Progress) {
+        progress.lease = None;
+        progress.loaded = false;
+        self.token.store(0, Ordering::Release);
+    }
+
+    /// Gives the lease up (at shutdown), so another instance takes over at
+    /// once instead of after it expires.
+    pub(crate) async fn release(&self) {
+        let mut progress = self.progress.lock().await;
+        if let Some((lease, _)) = progress.lease.take() {
+            self.token.store(0, Ordering::Release);
+            if let Err(e) = self.checkpoints.release_lease(&self.name, lease.token).await {
+                tracing::warn!(subscriber = %self.name, error = %e, "cannot release the lease; it expires by itself");
+            }
         }
     }
 
@@ -115,6 +231,10 @@ impl Subscriber {
     pub(crate) async fn catch_up(&self, until: Option<Position>) -> Result<Position, SubscriptionError> {
         let mut progress = self.ready().await?;
         loop {
+            // Another instance owns it: nothing to do here.
+            if !self.hold(&mut progress).await? {
+                return Ok(progress.checkpoint);
+            }
             if until.is_some_and(|u| progress.checkpoint >= u) {
                 return Ok(progress.checkpoint);
             }
@@ -130,6 +250,7 @@ impl Subscriber {
             let start = progress.checkpoint;
             for event in &batch {
                 if let Err(failure) = self.handle_with_retry(event).await
+                    && !self.lost_lease(&mut progress, &failure)
                     && let Some(failure) = self.give_up(event, failure).await
                 {
                     self.park(event, &failure, self.config.retry.max_attempts.max(1))
@@ -147,6 +268,9 @@ impl Subscriber {
                             reason,
                         });
                     }
+                }
+                if progress.lease.is_none() && self.ownership.is_some() {
+                    return Ok(progress.checkpoint); // stepped down mid-page
                 }
                 progress.checkpoint = event.position;
             }
@@ -219,12 +343,45 @@ impl Subscriber {
         self.save(progress, position.0).await
     }
 
+    /// Saves the checkpoint, fenced by the lease when the subscriber is
+    /// owned; a lost lease steps down (the new owner's progress stands).
     async fn save(&self, progress: &mut Progress, position: u64) -> Result<(), SubscriptionError> {
-        progress.checkpoint = Position(position);
-        self.checkpoints
-            .save(&self.name, Position(position))
-            .await
-            .map_err(|e| self.store_error(e))
+        let saved = match &progress.lease {
+            Some((lease, _)) => {
+                self.checkpoints
+                    .save_fenced(&self.name, Position(position), lease.token)
+                    .await
+            }
+            None if self.ownership.is_some() => return Ok(()),
+            None => self.checkpoints.save(&self.name, Position(position)).await,
+        };
+        match saved {
+            Ok(()) => {
+                progress.checkpoint = Position(position);
+                Ok(())
+            }
+            Err(StoreError::LeaseLost { .. }) => {
+                tracing::info!(subscriber = %self.name, "the lease was taken over; stepping down");
+                self.step_down(progress);
+                Ok(())
+            }
+            Err(e) => Err(self.store_error(e)),
+        }
+    }
+
+    /// Whether a handler failed because the lease it saved under is lost
+    /// (a transactional read model's fenced checkpoint): the subscriber
+    /// steps down instead of retrying or parking the event.
+    fn lost_lease(&self, progress: &mut Progress, failure: &HandlerFailure) -> bool {
+        let lost = matches!(
+            failure.0.downcast_ref::<StoreError>(),
+            Some(StoreError::LeaseLost { .. })
+        );
+        if lost {
+            tracing::info!(subscriber = %self.name, "the lease was taken over; stepping down");
+            self.step_down(progress);
+        }
+        lost
     }
 
     async fn handle_with_retry(&self, event: &RecordedEvent) -> Result<(), HandlerFailure> {
@@ -236,6 +393,15 @@ impl Subscriber {
                 .unwrap_or_else(|panic| Err(HandlerFailure::msg(format!("the handler panicked: {panic}"))));
             match outcome {
                 Ok(()) => return Ok(()),
+                // Retrying cannot bring the lease back.
+                Err(failure)
+                    if matches!(
+                        failure.0.downcast_ref::<StoreError>(),
+                        Some(StoreError::LeaseLost { .. })
+                    ) =>
+                {
+                    return Err(failure);
+                }
                 Err(failure) => {
                     failures += 1;
                     tracing::warn!(
@@ -402,7 +568,24 @@ impl Subscriber {
             .await
             .map_err(|e| self.store_error(e))?
             .len();
+        let lease = match &self.ownership {
+            None => None,
+            Some(_) => self
+                .checkpoints
+                .leases()
+                .await
+                .map_err(|e| self.store_error(e))?
+                .into_iter()
+                .find(|l| l.subscriber == self.name),
+        };
         Ok(SubscriberStatus {
+            owner: lease.as_ref().map(|l| l.owner.clone()),
+            lease_expires_at: lease.as_ref().map(|l| l.expires_at),
+            owned_here: match (&self.ownership, &lease) {
+                (None, _) => true,
+                (Some(own), Some(lease)) => *lease.owner == *own.instance,
+                (Some(_), None) => false,
+            },
             name: self.name.clone(),
             checkpoint,
             head,
@@ -426,6 +609,8 @@ impl Subscriber {
         let mut head = self.store.watch_head();
         loop {
             if *shutdown.borrow() {
+                // Another instance takes over at once, not after the lease.
+                self.release().await;
                 return;
             }
             match self.catch_up(None).await {
