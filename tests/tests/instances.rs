@@ -1,0 +1,216 @@
+//! Several instances of one application on one PostgreSQL store: a durable
+//! catch-up projection (an exactly-once SQL read model) runs in one
+//! instance at a time; when its owner shuts down, or is cut off from the
+//! store past its lease, another instance takes over, and every event is
+//! applied exactly once. The cut-off owner's late saves are refused by
+//! the fence and it steps down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use interlock::ProjectionConfig;
+use interlock::prelude::*;
+use interlock::store::{BoxFuture, CheckpointStore, Lease, LeaseClaim, StoreError};
+use interlock_sql::{PostgresConfig, PostgresStore};
+use interlock_tests::bank::{Deposit, OpenAccount, bank_builder};
+use interlock_tests::ledger::PostgresLedger;
+
+/// The checkpoint store of one instance, which can be cut off from the
+/// database (a network partition, a long pause): every call fails while
+/// it is.
+struct Partitionable {
+    inner: PostgresStore,
+    cut: Arc<AtomicBool>,
+}
+
+impl Partitionable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                backend: "test",
+                source: "cut off from the database".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl CheckpointStore for Partitionable {
+    fn load<'a>(&'a self, subscriber: &'a str) -> BoxFuture<'a, Result<Option<interlock::Position>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.load(subscriber).await
+        })
+    }
+    fn save<'a>(&'a self, subscriber: &'a str, position: interlock::Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            CheckpointStore::save(&self.inner, subscriber, position).await
+        })
+    }
+    fn claim_lease<'a>(
+        &'a self,
+        subscriber: &'a str,
+        owner: &'a str,
+        now: interlock::Timestamp,
+        duration: Duration,
+    ) -> BoxFuture<'a, Result<LeaseClaim, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.claim_lease(subscriber, owner, now, duration).await
+        })
+    }
+    fn release_lease<'a>(&'a self, subscriber: &'a str, token: u64) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.release_lease(subscriber, token).await
+        })
+    }
+    fn save_fenced<'a>(
+        &'a self,
+        subscriber: &'a str,
+        position: interlock::Position,
+        token: u64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.save_fenced(subscriber, position, token).await
+        })
+    }
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<Lease>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.leases().await
+        })
+    }
+}
+
+async fn ledger_rows(store: &PostgresStore, schema: &str) -> (i64, i64, i64) {
+    let mut tx = store.begin().await.expect("begin");
+    let sql =
+        format!("SELECT COUNT(*), COUNT(DISTINCT event_id), COALESCE(SUM(amount), 0)::BIGINT FROM \"{schema}\".ledger");
+    let counts = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
+    tx.rollback().await.expect("rollback");
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_runs_once_across_three_instances_and_fails_over() {
+    let Some(url) = interlock_tests::services::postgres_url() else {
+        return;
+    };
+    let schema = format!("inst_{}", Ulid::new().to_string().to_lowercase());
+    let open = || {
+        PostgresStore::open(
+            PostgresConfig::new(url.as_str())
+                .schema(schema.as_str())
+                .max_connections(4),
+        )
+    };
+    let admin = open().await.expect("open");
+    let mut tx = admin.begin().await.expect("begin");
+    let create = interlock_tests::ledger::CREATE.replace("ledger", &format!("\"{schema}\".ledger"));
+    sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&mut *tx)
+        .await
+        .expect("table");
+    tx.commit().await.expect("commit");
+
+    let mut instances = Vec::new();
+    for name in ["a", "b", "c"] {
+        let store = open().await.expect("open");
+        let cut = Arc::new(AtomicBool::new(false));
+        let app = bank_builder()
+            .event_store(store.clone())
+            .checkpoint_store(Partitionable {
+                inner: store.clone(),
+                cut: Arc::clone(&cut),
+            })
+            .projection_with(
+                PostgresLedger { schema: schema.clone() },
+                ProjectionConfig::catch_up().transactions(store.clone()),
+            )
+            .instance_id(name)
+            .subscriber_leases(Duration::from_millis(600), Duration::from_millis(150))
+            .build()
+            .await
+            .expect("build");
+        instances.push((name, app, cut));
+    }
+    let owner_of = |statuses: Vec<interlock::SubscriberStatus>| {
+        statuses
+            .into_iter()
+            .find(|s| s.name == "projection:tests.ledger")
+            .and_then(|s| s.owner)
+    };
+    let writer = instances[0].1.clone();
+    let account = Ulid::new();
+    writer
+        .dispatch(OpenAccount {
+            account,
+            owner: "ledger".into(),
+        })
+        .await
+        .expect("open");
+    let mut deposited = 0i64;
+    let mut deposit = |n: u64| {
+        deposited += i64::try_from(n).expect("small");
+        Deposit {
+            account,
+            amount: n,
+            id: None,
+        }
+    };
+    for n in 1..=50 {
+        writer.dispatch(deposit(n)).await.expect("deposit");
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let first = owner_of(writer.subscriber_statuses().await.expect("statuses")).expect("an owner");
+
+    // 1. The owner is cut off from the store: another takes over after the
+    //    lease; when it comes back, its saves are refused and it steps down.
+    let cut_off = instances.iter().find(|(n, _, _)| *n == first).expect("owner");
+    cut_off.2.store(true, Ordering::SeqCst);
+    for n in 51..=100 {
+        writer.dispatch(deposit(n)).await.expect("deposit");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = owner_of(admin_statuses(&instances, &first).await).expect("an owner");
+    assert_ne!(second, first, "another instance took over");
+    cut_off.2.store(false, Ordering::SeqCst);
+
+    // 2. The new owner shuts down: it releases, a third takes over at once.
+    let (_, owner_app, _) = instances.iter().find(|(n, _, _)| *n == second).expect("owner");
+    owner_app.shutdown();
+    for n in 101..=150 {
+        writer.dispatch(deposit(n)).await.expect("deposit");
+    }
+    // Everything applied, exactly once.
+    let mut rows = (0, 0, 0);
+    for _ in 0..100 {
+        rows = ledger_rows(&admin, &schema).await;
+        if rows.0 >= 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows = ledger_rows(&admin, &schema).await.max(rows);
+    assert_eq!(rows, (150, 150, deposited), "every deposit once in the read model");
+    for (_, app, _) in &instances {
+        app.shutdown();
+    }
+}
+
+/// The statuses from an instance other than `not`.
+async fn admin_statuses(
+    instances: &[(&str, Application, Arc<AtomicBool>)],
+    not: &str,
+) -> Vec<interlock::SubscriberStatus> {
+    let (_, app, _) = instances.iter().find(|(n, _, _)| *n != not).expect("another instance");
+    app.subscriber_statuses().await.expect("statuses")
+}
