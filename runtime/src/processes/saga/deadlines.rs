@@ -247,6 +247,16 @@ pub(crate) fn deadline_poller<S: Saga>(
             if *shutdown.borrow() {
                 return;
             }
+            // With several instances, the saga's owner fires its deadlines
+            // (and whoever takes the saga over fires those left).
+            match subscriber.owns().await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(saga = S::NAME, error = %e, "cannot tell who owns the saga; deadlines wait");
+                    continue;
+                }
+            }
             if let Err(e) = fire_due::<S>(&bus, store.as_ref(), &subscriber, Timestamp::now()).await {
                 tracing::warn!(saga = S::NAME, error = %e, "deadlines could not be fired; they stay scheduled");
             }

@@ -177,6 +177,13 @@ impl Subscriber {
         }
     }
 
+    /// Whether this instance runs the subscriber now (always, without
+    /// ownership; else when it holds the lease, claiming or renewing it).
+    pub(crate) async fn owns(&self) -> Result<bool, SubscriptionError> {
+        let mut progress = self.progress.lock().await;
+        self.hold(&mut progress).await
+    }
+
     /// No longer the owner: nothing is processed until a claim holds again
     /// (which reloads the checkpoint).
     fn step_down(&self, progress: &mut Progress) {
