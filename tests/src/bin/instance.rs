@@ -1,0 +1,46 @@
+//! A child process for the several-instances tests: one instance of the
+//! bank application with the exactly-once ledger projection on
+//! PostgreSQL, running its background subscribers until it is killed.
+//!
+//! `instance <url> <schema> <instance id>`; prints `started` once built.
+
+use std::io::Write;
+use std::time::Duration;
+
+use interlock::ProjectionConfig;
+use interlock_sql::{PostgresConfig, PostgresStore};
+use interlock_tests::bank::bank_builder;
+use interlock_tests::ledger::PostgresLedger;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(url), Some(schema), Some(id)) = (args.get(1), args.get(2), args.get(3)) else {
+        return Err("usage: instance <url> <schema> <instance id>".into());
+    };
+    let store = PostgresStore::open(
+        PostgresConfig::new(url.as_str())
+            .schema(schema.as_str())
+            .max_connections(4),
+    )
+    .await?;
+    let app = bank_builder()
+        .backend(store.clone())
+        .projection_with(
+            PostgresLedger { schema: schema.clone() },
+            ProjectionConfig::catch_up().transactions(store),
+        )
+        .instance_id(id.as_str())
+        .subscriber_leases(Duration::from_millis(800), Duration::from_millis(200))
+        .build()
+        .await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "started")?;
+        out.flush()?;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let _ = &app;
+    }
+}
