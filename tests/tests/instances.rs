@@ -170,6 +170,14 @@ async fn a_projection_runs_once_across_three_instances_and_fails_over() {
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let first = owner_of(writer.subscriber_statuses().await.expect("statuses")).expect("an owner");
+    // Only the owner rebuilds.
+    let (_, bystander, _) = instances.iter().find(|(n, _, _)| *n != first).expect("another");
+    assert!(matches!(
+        bystander
+            .rebuild_projection(PostgresLedger { schema: schema.clone() })
+            .await,
+        Err(interlock::SubscriptionError::OwnedElsewhere { .. })
+    ));
 
     // 1. The owner is cut off from the store: another takes over after the
     //    lease; when it comes back, its saves are refused and it steps down.

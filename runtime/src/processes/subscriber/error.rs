@@ -32,6 +32,13 @@ pub enum SubscriptionError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another instance of the application owns the subscriber (holds its
+    /// lease): ask that one, or wait until this one takes it over.
+    #[error("subscriber `{subscriber}` is run by another instance (it holds the lease)")]
+    OwnedElsewhere {
+        /// The subscriber.
+        subscriber: String,
+    },
     /// No subscriber of that type is registered.
     #[error("`{0}` is not registered on the application")]
     NotRegistered(&'static str),

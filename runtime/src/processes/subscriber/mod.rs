@@ -539,6 +539,12 @@ impl Subscriber {
         reset: impl FnOnce() -> F,
     ) -> Result<(), SubscriptionError> {
         let mut progress = self.progress.lock().await;
+        // Only the owner rebuilds (its saves are the ones that count).
+        if !self.hold(&mut progress).await? {
+            return Err(SubscriptionError::OwnedElsewhere {
+                subscriber: self.name.clone(),
+            });
+        }
         reset().await;
         progress.stopped = None;
         progress.loaded = true;
