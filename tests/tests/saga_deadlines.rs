@@ -173,3 +173,99 @@ async fn two_applications_on_one_postgres_store_fire_a_deadline_once() {
     };
     two_instances_fire_once(store).await;
 }
+
+/// A saga state store counting the deadline polls made through it.
+struct Counting<S> {
+    inner: S,
+    polls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: interlock::store::SagaStateStore> interlock::store::SagaStateStore for Counting<S> {
+    fn load<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+    ) -> interlock::store::BoxFuture<'a, Result<Option<interlock::store::SagaInstance>, interlock::store::StoreError>>
+    {
+        self.inner.load(saga, key)
+    }
+    fn apply<'a>(
+        &'a self,
+        saga: &'a str,
+        key: &'a str,
+        expected: Version,
+        change: interlock::store::SagaChange,
+    ) -> interlock::store::BoxFuture<'a, Result<Version, interlock::store::StoreError>> {
+        self.inner.apply(saga, key, expected, change)
+    }
+    fn due<'a>(
+        &'a self,
+        saga: &'a str,
+        now: Timestamp,
+        limit: usize,
+    ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::store::ScheduledDeadline>, interlock::store::StoreError>>
+    {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.due(saga, now, limit)
+    }
+    fn is_scheduled<'a>(
+        &'a self,
+        saga: &'a str,
+        id: Ulid,
+    ) -> interlock::store::BoxFuture<'a, Result<bool, interlock::store::StoreError>> {
+        self.inner.is_scheduled(saga, id)
+    }
+}
+
+/// Two instances with leases: only the saga's owner polls its deadlines;
+/// once it shuts down, the other takes the saga over and fires them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_of_a_saga_fires_its_deadlines_and_another_takes_over() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    let Some(store) = interlock_tests::services::sqlite_file().await else {
+        return;
+    };
+    let instance = |id: &'static str, polls: Arc<AtomicUsize>| {
+        let store = store.clone();
+        async move {
+            Application::builder()
+                .aggregate::<Order>()
+                .aggregate::<Card>()
+                .saga_with::<DeferredPayment>(SubscriberConfig::new().poll_interval(Duration::from_millis(20)))
+                .event_store(store.clone())
+                .checkpoint_store(store.clone())
+                .idempotency_store(store.clone())
+                .saga_state_store(Counting { inner: store, polls })
+                .instance_id(id)
+                .subscriber_leases(Duration::from_millis(500), Duration::from_millis(100))
+                .build()
+                .await
+                .expect("build")
+        }
+    };
+    let (polls_a, polls_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = instance("a", Arc::clone(&polls_a)).await;
+    // `a` claims the saga first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = instance("b", Arc::clone(&polls_b)).await;
+    let (_, card) = place(&b, 5).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(polls_a.load(Ordering::SeqCst) > 0, "the owner polls");
+    assert_eq!(polls_b.load(Ordering::SeqCst), 0, "the other instance does not");
+    assert_eq!(charges(&b, card).await, 1, "the owner fired the deadline");
+
+    a.shutdown();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(polls_b.load(Ordering::SeqCst) > 0, "the new owner polls");
+    let (_, later) = place(&b, 6).await;
+    let mut charged = 0;
+    for _ in 0..100 {
+        charged = charges(&b, later).await;
+        if charged > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(charged, 1, "the new owner fired the later deadline");
+}
