@@ -18,12 +18,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(url), Some(schema), Some(id)) = (args.get(1), args.get(2), args.get(3)) else {
         return Err("usage: instance <url> <schema> <instance id>".into());
     };
-    let store = PostgresStore::open(
-        PostgresConfig::new(url.as_str())
-            .schema(schema.as_str())
-            .max_connections(4),
-    )
-    .await?;
+    // A paused process's open transaction is ended after 1 s, so another
+    // instance can take its subscribers over.
+    let config = PostgresConfig::new(url.as_str())
+        .schema(schema.as_str())
+        .max_connections(4)
+        .idle_in_transaction_timeout(Some(Duration::from_secs(1)));
+    let store = PostgresStore::open(config).await?;
     let app = bank_builder()
         .backend(store.clone())
         .projection_with(

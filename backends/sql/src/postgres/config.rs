@@ -33,6 +33,13 @@ pub struct PostgresConfig {
     pub connect_timeout: Duration,
     /// Per-statement limit set on every connection (default 30 s).
     pub statement_timeout: Option<Duration>,
+    /// How long the server lets a session sit idle inside a transaction
+    /// before it ends it (default 10 s). A process paused mid-transaction
+    /// (SIGSTOP, a long GC pause, a stalled network) would otherwise hold
+    /// its locks for as long as it is paused, and keep another instance
+    /// from taking its subscribers over; ended, its transaction rolls back
+    /// and its late work is refused by the lease's fence.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// Group commit of concurrent appends (default on, 64 per transaction).
     pub group_commit: GroupCommit,
     /// `LISTEN/NOTIFY` for live subscriptions (default on). Off, every
@@ -54,6 +61,7 @@ impl PostgresConfig {
             min_connections: 0,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(10)),
             group_commit: GroupCommit::default(),
             notify: true,
             outbox: false,
@@ -112,6 +120,12 @@ impl PostgresConfig {
         if let Some(t) = vars.millis("INTERLOCK_POSTGRES_STATEMENT_TIMEOUT_MS", "statement timeout")? {
             config.statement_timeout = (!t.is_zero()).then_some(t);
         }
+        if let Some(t) = vars.millis(
+            "INTERLOCK_POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            "idle in transaction timeout",
+        )? {
+            config.idle_in_transaction_timeout = (!t.is_zero()).then_some(t);
+        }
         if let Some(n) = vars.u32("INTERLOCK_GROUP_COMMIT_MAX_BATCH", "group commit batch")? {
             config.group_commit.max_batch = n as usize;
         }
@@ -146,6 +160,12 @@ impl PostgresConfig {
     /// Sets the statement timeout (`None` for none).
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sets the idle-in-transaction timeout (`None` for none).
+    pub fn idle_in_transaction_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_in_transaction_timeout = timeout;
         self
     }
 

@@ -42,6 +42,7 @@ impl PostgresStore {
         })?;
         let committer = Committer::start(config.group_commit)?;
         let statement_timeout = config.statement_timeout;
+        let idle_timeout = config.idle_in_transaction_timeout;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
@@ -53,6 +54,10 @@ impl PostgresStore {
                     conn.execute("SET plan_cache_mode = force_generic_plan").await?;
                     if let Some(t) = statement_timeout {
                         let sql = format!("SET statement_timeout = {}", t.as_millis());
+                        conn.execute(AssertSqlSafe(sql)).await?;
+                    }
+                    if let Some(t) = idle_timeout {
+                        let sql = format!("SET idle_in_transaction_session_timeout = {}", t.as_millis());
                         conn.execute(AssertSqlSafe(sql)).await?;
                     }
                     Ok(())
