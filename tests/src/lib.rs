@@ -655,6 +655,43 @@ pub mod ledger {
         }
     }
 
+    /// Creates the ledger table in the store's `schema` on PostgreSQL.
+    ///
+    /// # Panics
+    ///
+    /// When the database refuses (a failed test).
+    #[allow(clippy::expect_used)]
+    pub async fn create_postgres(store: &interlock_sql::PostgresStore, schema: &str) {
+        let mut tx = store.begin().await.expect("begin");
+        let create = CREATE.replace("ledger", &format!("\"{schema}\".ledger"));
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut *tx)
+            .await
+            .expect("table");
+        tx.commit().await.expect("commit");
+    }
+
+    /// The ledger's rows, distinct event ids and sum of amounts on
+    /// PostgreSQL: equal to the events, the events and their sum when each
+    /// was applied exactly once.
+    ///
+    /// # Panics
+    ///
+    /// When the database refuses (a failed test).
+    #[allow(clippy::expect_used)]
+    pub async fn postgres_counts(store: &interlock_sql::PostgresStore, schema: &str) -> (i64, i64, i64) {
+        let mut tx = store.begin().await.expect("begin");
+        let sql = format!(
+            "SELECT COUNT(*), COUNT(DISTINCT event_id), COALESCE(SUM(amount), 0)::BIGINT FROM \"{schema}\".ledger"
+        );
+        let counts = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
+        tx.rollback().await.expect("rollback");
+        counts
+    }
+
     /// The ledger on PostgreSQL (tables in the store's schema, found
     /// through the search path the test sets on the table name).
     #[derive(Default)]

@@ -58,18 +58,6 @@ async fn owner(store: &PostgresStore, not: Option<&str>, within: Duration) -> (S
     panic!("no instance other than {not:?} took the ledger over within {within:?}");
 }
 
-async fn rows(store: &PostgresStore, schema: &str) -> (i64, i64, i64) {
-    let mut tx = store.begin().await.expect("begin");
-    let sql =
-        format!("SELECT COUNT(*), COUNT(DISTINCT event_id), COALESCE(SUM(amount), 0)::BIGINT FROM \"{schema}\".ledger");
-    let counts = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&mut *tx)
-        .await
-        .expect("count");
-    tx.rollback().await.expect("rollback");
-    counts
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_once() {
     let Some(url) = interlock_tests::services::postgres_url() else {
@@ -79,13 +67,7 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
     let store = PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str()))
         .await
         .expect("open");
-    let mut tx = store.begin().await.expect("begin");
-    let create = interlock_tests::ledger::CREATE.replace("ledger", &format!("\"{schema}\".ledger"));
-    sqlx::query(sqlx::AssertSqlSafe(create))
-        .execute(&mut *tx)
-        .await
-        .expect("table");
-    tx.commit().await.expect("commit");
+    interlock_tests::ledger::create_postgres(&store, &schema).await;
     // The writer: commands only, no subscribers.
     let writer = bank_builder().backend(store.clone()).build().await.expect("build");
     let account = Ulid::new();
@@ -151,14 +133,16 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
     let mut seen = (0, 0, 0);
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
-        seen = rows(&store, &schema).await;
+        seen = interlock_tests::ledger::postgres_counts(&store, &schema).await;
         if seen.0 >= expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let seen = rows(&store, &schema).await.max(seen);
+    let seen = interlock_tests::ledger::postgres_counts(&store, &schema)
+        .await
+        .max(seen);
     for (_, mut child) in children {
         let _ = child.kill();
         let _ = child.wait();

@@ -86,18 +86,6 @@ impl CheckpointStore for Partitionable {
     }
 }
 
-async fn ledger_rows(store: &PostgresStore, schema: &str) -> (i64, i64, i64) {
-    let mut tx = store.begin().await.expect("begin");
-    let sql =
-        format!("SELECT COUNT(*), COUNT(DISTINCT event_id), COALESCE(SUM(amount), 0)::BIGINT FROM \"{schema}\".ledger");
-    let counts = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&mut *tx)
-        .await
-        .expect("count");
-    tx.rollback().await.expect("rollback");
-    counts
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_runs_once_across_three_instances_and_fails_over() {
     let Some(url) = interlock_tests::services::postgres_url() else {
@@ -112,13 +100,7 @@ async fn a_projection_runs_once_across_three_instances_and_fails_over() {
         )
     };
     let admin = open().await.expect("open");
-    let mut tx = admin.begin().await.expect("begin");
-    let create = interlock_tests::ledger::CREATE.replace("ledger", &format!("\"{schema}\".ledger"));
-    sqlx::query(sqlx::AssertSqlSafe(create))
-        .execute(&mut *tx)
-        .await
-        .expect("table");
-    tx.commit().await.expect("commit");
+    interlock_tests::ledger::create_postgres(&admin, &schema).await;
 
     let mut instances = Vec::new();
     for name in ["a", "b", "c"] {
@@ -200,14 +182,16 @@ async fn a_projection_runs_once_across_three_instances_and_fails_over() {
     // Everything applied, exactly once.
     let mut rows = (0, 0, 0);
     for _ in 0..100 {
-        rows = ledger_rows(&admin, &schema).await;
+        rows = interlock_tests::ledger::postgres_counts(&admin, &schema).await;
         if rows.0 >= 150 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rows = ledger_rows(&admin, &schema).await.max(rows);
+    let rows = interlock_tests::ledger::postgres_counts(&admin, &schema)
+        .await
+        .max(rows);
     assert_eq!(rows, (150, 150, deposited), "every deposit once in the read model");
     for (_, app, _) in &instances {
         app.shutdown();

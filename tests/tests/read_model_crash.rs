@@ -90,22 +90,9 @@ async fn postgres_a_transactional_read_model_applies_each_event_once_across_kill
     let store = PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str()))
         .await
         .expect("open");
-    let mut tx = store.begin().await.expect("begin");
-    let create = interlock_tests::ledger::CREATE.replace("ledger", &format!("\"{schema}\".ledger"));
-    sqlx::query(sqlx::AssertSqlSafe(create))
-        .execute(&mut *tx)
-        .await
-        .expect("table");
-    tx.commit().await.expect("commit");
+    interlock_tests::ledger::create_postgres(&store, &schema).await;
     run(&["postgres", url.as_str(), schema.as_str()]);
-    let mut tx = store.begin().await.expect("begin");
-    let sql =
-        format!("SELECT COUNT(*), COUNT(DISTINCT event_id), COALESCE(SUM(amount), 0)::BIGINT FROM \"{schema}\".ledger");
-    let (rows, distinct, sum): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&mut *tx)
-        .await
-        .expect("count");
-    tx.rollback().await.expect("rollback");
+    let (rows, distinct, sum) = interlock_tests::ledger::postgres_counts(&store, &schema).await;
     assert_eq!((rows, distinct, sum), (EVENTS as i64, EVENTS as i64, expected_sum()));
 }
 
