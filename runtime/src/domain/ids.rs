@@ -346,6 +346,15 @@ impl Timestamp {
     pub const fn as_micros(self) -> i64 {
         self.0
     }
+
+    /// This time plus `duration` (saturating at the far future).
+    #[must_use]
+    pub fn plus(self, duration: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)),
+        )
+    }
 }
 
 impl From<SystemTime> for Timestamp {

@@ -18,7 +18,7 @@ use crate::domain::fingerprint::{CommandFingerprint, Fingerprinter};
 use crate::domain::ids::{AggregateId, StreamId, TenantId};
 use crate::domain::ids::{CommandId, Timestamp};
 use crate::store::{
-    Claim, EventStore, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, OUTCOME_HEADER, Scan, ScanPages, after,
+    Claim, EventStore, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, OUTCOME_HEADER, Scan, ScanPages,
 };
 
 /// What a command id stands for: the command, its target and its values.
@@ -155,7 +155,7 @@ where
                     version: done.version,
                     output: Bytes::from(output),
                     recorded_at: now,
-                    expires_at: after(now, settings.idempotency_ttl),
+                    expires_at: now.plus(settings.idempotency_ttl),
                     fingerprint: Some(identity.fingerprint),
                 };
                 store.complete(record).await.map_err(CommandError::Store)?;
@@ -285,7 +285,7 @@ async fn committed<E>(
         version,
         output: Bytes::copy_from_slice(output.as_bytes()),
         recorded_at: now,
-        expires_at: after(now, settings.idempotency_ttl),
+        expires_at: now.plus(settings.idempotency_ttl),
         fingerprint,
     }))
 }

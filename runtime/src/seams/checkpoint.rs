@@ -106,14 +106,6 @@ impl MemoryCheckpointStore {
     }
 }
 
-/// When a lease claimed at `now` for `duration` ends.
-fn lease_end(now: Timestamp, duration: Duration) -> Timestamp {
-    Timestamp(
-        now.0
-            .saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)),
-    )
-}
-
 fn lease_lost(subscriber: &str, token: u64) -> StoreError {
     StoreError::LeaseLost {
         subscriber: subscriber.to_owned(),
@@ -140,7 +132,7 @@ impl CheckpointStore for MemoryCheckpointStore {
         duration: Duration,
     ) -> BoxFuture<'a, Result<LeaseClaim, StoreError>> {
         let mut leases = self.leases.lock();
-        let expires_at = lease_end(now, duration);
+        let expires_at = now.plus(duration);
         let claim = match leases.get_mut(subscriber) {
             Some(lease) if lease.owner == owner => {
                 lease.expires_at = expires_at;

@@ -99,14 +99,6 @@ impl MemoryIdempotencyStore {
     }
 }
 
-/// `now + lease` as a timestamp.
-pub(crate) fn after(now: Timestamp, lease: Duration) -> Timestamp {
-    Timestamp(
-        now.0
-            .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)),
-    )
-}
-
 impl IdempotencyStore for MemoryIdempotencyStore {
     fn claim(
         &self,
@@ -123,7 +115,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
                 entries.insert(
                     command_id,
                     Entry::Claimed {
-                        until: after(now, lease),
+                        until: now.plus(lease),
                     },
                 );
                 if abandoned { Claim::Reclaimed } else { Claim::Claimed }

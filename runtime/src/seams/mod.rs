@@ -26,7 +26,6 @@ pub use self::event_store::{
     AppendRequest, AtomicAppend, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion,
     Headers, MemoryEventStore, NewEvent, RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope, TenantStore, Unchanged,
 };
-pub(crate) use self::idempotency::after;
 pub use self::idempotency::{
     Claim, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, OUTCOME_HEADER,
 };

@@ -46,9 +46,7 @@ impl<D: Driver> CheckpointStore for SqlStore<D> {
         duration: Duration,
     ) -> BoxFuture<'a, Result<LeaseClaim, StoreError>> {
         Box::pin(async move {
-            let until = now
-                .0
-                .saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
+            let until = now.plus(duration).0;
             let params = [Text(subscriber), Text(owner), Int(now.0), Int(until)];
             if let Some(row) = self.fetch_optional(self.queries().lease_claim.clone(), &params).await? {
                 return Ok(LeaseClaim::Held(self.lease_of(subscriber, &row, 0)?));

@@ -25,9 +25,7 @@ impl<D: Driver> IdempotencyStore for SqlStore<D> {
         Box::pin(async move {
             let q = self.queries();
             let id = command_id.to_string();
-            let until = now
-                .0
-                .saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+            let until = now.plus(lease).0;
             for _ in 0..CLAIM_ATTEMPTS {
                 let inserted = self.execute(q.idem_insert.clone(), &[Text(&id), Int(until)]).await?;
                 if inserted == 1 {

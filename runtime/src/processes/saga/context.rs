@@ -233,12 +233,7 @@ impl<S: ?Sized> SagaContext<S> {
 
     /// Schedules `deadline` to fire after `delay`.
     pub fn schedule_after<D: DeadlineOf<S>>(&mut self, delay: Duration, deadline: D) -> Ulid {
-        let due = Timestamp(
-            Timestamp::now()
-                .0
-                .saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX)),
-        );
-        self.schedule(due, deadline)
+        self.schedule(Timestamp::now().plus(delay), deadline)
     }
 
     /// Cancels a deadline scheduled earlier.
