@@ -251,7 +251,7 @@ impl<L> Application<L> {
     ) -> Result<Loaded<A>, LoadError> {
         let dispatcher = &self.inner.dispatcher;
         let registration = dispatcher.registration::<A>()?;
-        let stream = dispatcher.stream_of(registration, id).in_tenant(tenant.cloned());
+        let stream = dispatcher.stream_of(registration, id, tenant);
         dispatcher.repository.load::<A>(registration, &stream).await
     }
 
@@ -278,7 +278,7 @@ impl<L> Application<L> {
     ) -> Result<Loaded<A>, LoadError> {
         let dispatcher = &self.inner.dispatcher;
         let registration = dispatcher.registration::<A>()?;
-        let stream = dispatcher.stream_of(registration, id).in_tenant(tenant.cloned());
+        let stream = dispatcher.stream_of(registration, id, tenant);
         dispatcher
             .repository
             .load_as_of::<A>(registration, &stream, as_of)

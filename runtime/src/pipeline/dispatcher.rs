@@ -21,7 +21,7 @@ use crate::domain::backoff::Backoff;
 use crate::domain::command::{HandledCommand, HandlerError};
 use crate::domain::fingerprint::CommandFingerprint;
 use crate::domain::ids::{
-    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, Timestamp, Version,
+    AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, TenantId, Timestamp, Version,
 };
 use crate::domain::services::Services;
 use crate::domain::unwind::{catch_panic, catch_panic_sync};
@@ -68,9 +68,18 @@ impl Dispatcher {
         })
     }
 
-    /// The stream of the registered aggregate with id `id`.
-    pub(crate) fn stream_of(&self, registration: &Registration, id: &(impl AggregateId + ?Sized)) -> StreamId {
-        StreamId::new(Arc::clone(&registration.shared_name), id.to_shared_key())
+    /// The stream of the registered aggregate with id `id`, in `tenant`.
+    pub(crate) fn stream_of(
+        &self,
+        registration: &Registration,
+        id: &(impl AggregateId + ?Sized),
+        tenant: Option<&TenantId>,
+    ) -> StreamId {
+        let stream = StreamId::new(Arc::clone(&registration.shared_name), id.to_shared_key());
+        match tenant {
+            None => stream,
+            Some(tenant) => stream.in_tenant(Some(tenant.clone())),
+        }
     }
 
     /// Idempotency, then the command loop: the whole pipeline without user
@@ -81,10 +90,7 @@ impl Dispatcher {
         options: DispatchOptions,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let registration = self.registration::<C::Aggregate>()?;
-        let mut stream = self.stream_of(registration, command.aggregate_id());
-        if options.tenant.is_some() {
-            stream = stream.in_tenant(options.tenant.clone());
-        }
+        let stream = self.stream_of(registration, command.aggregate_id(), options.tenant.as_ref());
         match options.command_id.or_else(|| command.command_id()) {
             None => {
                 let id = CommandId(Ulid::from_datetime(SystemTime::now()));

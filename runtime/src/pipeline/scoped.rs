@@ -77,7 +77,7 @@ impl Dispatcher {
         // own stream.
         let peer_stream = command
             .peer_id()
-            .map(|id| self.stream_of(registration, id).in_tenant(stream.tenant().cloned()))
+            .map(|id| self.stream_of(registration, id, stream.tenant()))
             .filter(|peer| *peer != stream);
         let no_view = C::View::default();
         let mut conflict_waits = None;

@@ -112,12 +112,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
             Some(Entry::Claimed { until }) if *until > now => Claim::InProgress,
             earlier => {
                 let abandoned = matches!(earlier, Some(Entry::Claimed { .. }));
-                entries.insert(
-                    command_id,
-                    Entry::Claimed {
-                        until: now.plus(lease),
-                    },
-                );
+                entries.insert(command_id, Entry::Claimed { until: now.plus(lease) });
                 if abandoned { Claim::Reclaimed } else { Claim::Claimed }
             }
         };
