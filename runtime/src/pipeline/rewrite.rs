@@ -36,9 +36,7 @@ impl ApplicationStore {
     }
 
     async fn rewrite_and_invalidate(&self, position: Position, event: RewrittenEvent) -> Result<(), StoreError> {
-        let before = Position(position.0.saturating_sub(1));
-        let found = self.store().read_all(before, 1, &EventFilter::all()).await?;
-        let Some(stream) = found.into_iter().find(|e| e.position == position).map(|e| e.stream) else {
+        let Some(stream) = self.store().event_at(position).await?.map(|e| e.stream) else {
             return Err(StoreError::NotFound(position));
         };
         let repository = &self.dispatcher.repository;

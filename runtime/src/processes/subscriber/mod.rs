@@ -380,10 +380,7 @@ impl Subscriber {
     /// (a transactional read model's fenced checkpoint): the subscriber
     /// steps down instead of retrying or parking the event.
     fn lost_lease(&self, progress: &mut Progress, failure: &HandlerFailure) -> bool {
-        let lost = matches!(
-            failure.0.downcast_ref::<StoreError>(),
-            Some(StoreError::LeaseLost { .. })
-        );
+        let lost = failed_on_lost_lease(failure);
         if lost {
             tracing::info!(subscriber = %self.name, "the lease was taken over; stepping down");
             self.step_down(progress);
@@ -401,14 +398,7 @@ impl Subscriber {
             match outcome {
                 Ok(()) => return Ok(()),
                 // Retrying cannot bring the lease back.
-                Err(failure)
-                    if matches!(
-                        failure.0.downcast_ref::<StoreError>(),
-                        Some(StoreError::LeaseLost { .. })
-                    ) =>
-                {
-                    return Err(failure);
-                }
+                Err(failure) if failed_on_lost_lease(&failure) => return Err(failure),
                 Err(failure) => {
                     failures += 1;
                     tracing::warn!(
@@ -650,4 +640,12 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Whether a handler's failure is a checkpoint save refused by the lease.
+fn failed_on_lost_lease(failure: &HandlerFailure) -> bool {
+    matches!(
+        failure.0.downcast_ref::<StoreError>(),
+        Some(StoreError::LeaseLost { .. })
+    )
 }

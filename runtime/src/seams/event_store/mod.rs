@@ -271,6 +271,15 @@ pub trait EventStore: Send + Sync + 'static {
         })
     }
 
+    /// The event at `position` in the log, if any.
+    fn event_at(&self, position: Position) -> BoxFuture<'_, Result<Option<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let at = std::ops::Bound::Included(position);
+            let scan = Scan::log().between(at, at).limit(1);
+            Ok(self.scan(&scan).await?.into_iter().next())
+        })
+    }
+
     /// Replaces the name, schema version and payload of the event at
     /// `position` (schema migration).
     ///

@@ -171,9 +171,7 @@ impl EventStore for TenantStore {
 
     fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let before = Position(position.0.saturating_sub(1));
-            let found = self.inner.read_all(before, 1, &EventFilter::all()).await?;
-            match found.into_iter().find(|e| e.position == position) {
+            match self.inner.event_at(position).await? {
                 Some(e) if e.stream.tenant() == Some(&self.tenant) => self.inner.rewrite(position, event).await,
                 Some(_) => Err(self.refuse(format!("the event at position {position}"))),
                 None => Err(StoreError::NotFound(position)),
