@@ -15,15 +15,14 @@
 //!   conflicting.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use interlock::store::{AtomicAppend, EventStore, ExpectedVersion, NewEvent, Scope, StoreError};
 use interlock::{EventId, Position, SchemaVersion, StreamId};
 
 use crate::Options;
 use crate::report::Line;
-use crate::workloads::{Error, drop_schema, postgres};
+use crate::workloads::{Error, drop_schema, postgres, spread};
 
 const TASKS: u64 = 16;
 
@@ -80,41 +79,20 @@ async fn one(store: &dyn EventStore, constraint: Constraint, task: u64, n: u64, 
     }
 }
 
-/// `ops` operations from 16 tasks: seconds, latencies, retries.
+/// `ops` operations under `constraint` from 16 tasks: seconds, latencies,
+/// retries.
 async fn run(
     store: &Arc<dyn EventStore>,
     constraint: Constraint,
     ops: u64,
 ) -> Result<(f64, Vec<Duration>, u64), Error> {
     let run = ulid::Ulid::new().to_string().to_lowercase();
-    let retries = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for task in 0..TASKS {
-        let (store, retries, run) = (Arc::clone(store), Arc::clone(&retries), run.clone());
-        let each = ops / TASKS + u64::from(task < ops % TASKS);
-        handles.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(each as usize);
-            for n in 0..each {
-                let began = Instant::now();
-                let r = one(&*store, constraint, task, n, &run)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                retries.fetch_add(r, Ordering::Relaxed);
-                latencies.push(began.elapsed());
-            }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(ops as usize);
-    for h in handles {
-        latencies.extend(h.await??);
-    }
-    Ok((
-        started.elapsed().as_secs_f64(),
-        latencies,
-        retries.load(Ordering::Relaxed),
-    ))
+    let store = Arc::clone(store);
+    spread(TASKS, ops, move |task, n| {
+        let (store, run) = (Arc::clone(&store), run.clone());
+        async move { one(&*store, constraint, task, n, &run).await.map_err(|e| e.to_string()) }
+    })
+    .await
 }
 
 /// W3-CATEGORY-MANY and W3-CATEGORY-HOT, each against the stream
@@ -174,37 +152,19 @@ async fn app_registrations(store: interlock_sql::PostgresStore, ops: u64) -> Res
         .max_attempts(100_000)
         .build()
         .await?;
-    let retries = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for task in 0..TASKS {
-        let (app, retries) = (app.clone(), Arc::clone(&retries));
-        let each = ops / TASKS + u64::from(task < ops % TASKS);
-        handles.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(each as usize);
-            for n in 0..each {
-                let began = Instant::now();
-                let register = Register {
-                    user: ulid::Ulid::new(),
-                    username: format!("user-{task}-{n}"),
-                };
-                let done = app
-                    .dispatch_with(register, interlock::DispatchOptions::new())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                retries.fetch_add(u64::from(done.attempts - 1), Ordering::Relaxed);
-                latencies.push(began.elapsed());
-            }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(ops as usize);
-    for h in handles {
-        latencies.extend(h.await??);
-    }
-    Ok((
-        started.elapsed().as_secs_f64(),
-        latencies,
-        retries.load(Ordering::Relaxed),
-    ))
+    spread(TASKS, ops, move |task, n| {
+        let app = app.clone();
+        async move {
+            let register = Register {
+                user: ulid::Ulid::new(),
+                username: format!("user-{task}-{n}"),
+            };
+            let done = app
+                .dispatch_with(register, interlock::DispatchOptions::new())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(u64::from(done.attempts - 1))
+        }
+    })
+    .await
 }

@@ -112,28 +112,43 @@ async fn deposits(
     ops: u64,
     accounts: fn(u64, u64) -> u64,
 ) -> Result<(f64, Vec<Duration>, u64), Error> {
+    let app = app.clone();
+    spread(tasks, ops, move |t, i| {
+        let app = app.clone();
+        async move {
+            let deposit = Deposit {
+                account: accounts(t, i),
+                amount: 1,
+            };
+            let done = app
+                .dispatch_with(deposit, DispatchOptions::new())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(u64::from(done.attempts - 1))
+        }
+    })
+    .await
+}
+
+/// Runs `ops` operations spread over `tasks` tasks (`op(task, n)`, which
+/// answers its retries): seconds, every operation's latency, retries.
+pub(crate) async fn spread<F, Fut>(tasks: u64, ops: u64, op: F) -> Result<(f64, Vec<Duration>, u64), Error>
+where
+    F: Fn(u64, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64, String>> + Send,
+{
     let retries = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let (app, retries) = (app.clone(), Arc::clone(&retries));
+        let (op, retries) = (op.clone(), Arc::clone(&retries));
         let each = ops / tasks + u64::from(t < ops % tasks);
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(each as usize);
             for i in 0..each {
                 let began = Instant::now();
-                let done = app
-                    .dispatch_with(
-                        Deposit {
-                            account: accounts(t, i),
-                            amount: 1,
-                        },
-                        DispatchOptions::new(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                retries.fetch_add(op(t, i).await?, Ordering::Relaxed);
                 latencies.push(began.elapsed());
-                retries.fetch_add(u64::from(done.attempts - 1), Ordering::Relaxed);
             }
             Ok::<_, String>(latencies)
         }));
