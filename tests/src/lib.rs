@@ -663,7 +663,11 @@ pub mod ledger {
     #[allow(clippy::expect_used)]
     pub async fn create_postgres(store: &interlock_sql::PostgresStore, schema: &str) {
         let mut tx = store.begin().await.expect("begin");
-        let create = CREATE.replace("ledger", &format!("\"{schema}\".ledger"));
+        // With the order rows were written in and each event's stream and
+        // version, to check per-stream order.
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS \"{schema}\".ledger (n BIGSERIAL, event_id TEXT NOT NULL, amount BIGINT NOT NULL, stream TEXT NOT NULL, version BIGINT NOT NULL)"
+        );
         sqlx::query(sqlx::AssertSqlSafe(create))
             .execute(&mut *tx)
             .await
@@ -692,6 +696,27 @@ pub mod ledger {
         counts
     }
 
+    /// The rows of the PostgreSQL ledger written out of their stream's
+    /// order (a version not above the one written before it): 0 when
+    /// every stream was applied in order.
+    ///
+    /// # Panics
+    ///
+    /// When the database refuses (a failed test).
+    #[allow(clippy::expect_used)]
+    pub async fn postgres_out_of_order(store: &interlock_sql::PostgresStore, schema: &str) -> i64 {
+        let mut tx = store.begin().await.expect("begin");
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT version, LAG(version) OVER (PARTITION BY stream ORDER BY n) AS before FROM \"{schema}\".ledger) AS rows WHERE version <= before"
+        );
+        let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
+        tx.rollback().await.expect("rollback");
+        count
+    }
+
     /// The ledger on PostgreSQL (tables in the store's schema, found
     /// through the search path the test sets on the table name).
     #[derive(Default)]
@@ -710,12 +735,15 @@ pub mod ledger {
             tx: &mut PostgresTransaction,
         ) -> Result<(), interlock::HandlerFailure> {
             let sql = format!(
-                "INSERT INTO \"{}\".ledger (event_id, amount) VALUES ($1, $2)",
+                "INSERT INTO \"{}\".ledger (event_id, amount, stream, version) VALUES ($1, $2, $3, $4)",
                 self.schema
             );
+            let version = i64::try_from(meta.version.0).map_err(|e| interlock::HandlerFailure::msg(e.to_string()))?;
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(meta.event_id.to_string())
                 .bind(amount(e)?)
+                .bind(meta.stream.to_string())
+                .bind(version)
                 .execute(&mut **tx)
                 .await?;
             Ok(())

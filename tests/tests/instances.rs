@@ -11,14 +11,17 @@ use std::time::Duration;
 
 use interlock::ProjectionConfig;
 use interlock::prelude::*;
-use interlock::store::{BoxFuture, CheckpointStore, Lease, LeaseClaim, StoreError};
+use interlock::store::{
+    BoxFuture, CheckpointStore, Lease, LeaseClaim, ReadModelTransaction, ReadModelTransactions, StoreError,
+};
 use interlock_sql::{PostgresConfig, PostgresStore};
 use interlock_tests::bank::{Deposit, OpenAccount, bank_builder};
 use interlock_tests::ledger::PostgresLedger;
 
-/// The checkpoint store of one instance, which can be cut off from the
-/// database (a network partition, a long pause): every call fails while
-/// it is.
+/// The checkpoint store (and read model transactions) of one instance,
+/// which can be cut off from the database (a network partition, a long
+/// pause): every call fails while it is, and no transaction commits.
+#[derive(Clone)]
 struct Partitionable {
     inner: PostgresStore,
     cut: Arc<AtomicBool>,
@@ -33,6 +36,46 @@ impl Partitionable {
             });
         }
         Ok(())
+    }
+}
+
+impl ReadModelTransactions for Partitionable {
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn ReadModelTransaction>, StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            let inner = ReadModelTransactions::begin(&self.inner).await?;
+            Ok(Box::new(CutTransaction {
+                inner,
+                cut: self.clone(),
+            }) as Box<dyn ReadModelTransaction>)
+        })
+    }
+}
+
+/// A transaction of a [`Partitionable`] store: its commit fails (and it
+/// rolls back) when the store was cut off meanwhile.
+struct CutTransaction {
+    inner: Box<dyn ReadModelTransaction>,
+    cut: Partitionable,
+}
+
+impl ReadModelTransaction for CutTransaction {
+    fn inner(&mut self) -> &mut (dyn std::any::Any + Send) {
+        self.inner.inner()
+    }
+    fn save_checkpoint<'a>(
+        &'a mut self,
+        subscriber: &'a str,
+        position: interlock::Position,
+        token: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.save_checkpoint(subscriber, position, token)
+    }
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.cut.check()?;
+            self.inner.commit().await
+        })
     }
 }
 
@@ -106,15 +149,16 @@ async fn a_projection_runs_once_across_three_instances_and_fails_over() {
     for name in ["a", "b", "c"] {
         let store = open().await.expect("open");
         let cut = Arc::new(AtomicBool::new(false));
+        let partitionable = Partitionable {
+            inner: store.clone(),
+            cut: Arc::clone(&cut),
+        };
         let app = bank_builder()
             .event_store(store.clone())
-            .checkpoint_store(Partitionable {
-                inner: store.clone(),
-                cut: Arc::clone(&cut),
-            })
+            .checkpoint_store(partitionable.clone())
             .projection_with(
                 PostgresLedger { schema: schema.clone() },
-                ProjectionConfig::catch_up().transactions(store.clone()),
+                ProjectionConfig::catch_up().transactions(partitionable),
             )
             .instance_id(name)
             .subscriber_leases(Duration::from_millis(600), Duration::from_millis(150))

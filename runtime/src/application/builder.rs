@@ -22,7 +22,9 @@ use crate::processes::projection::{HandledQuery, ModelStorage, Projection, Proje
 use crate::processes::saga::Saga;
 use crate::processes::saga::deadlines::deadline_poller;
 use crate::processes::saga::runner::SagaHandler;
-use crate::processes::subscriber::{ErasedHandler, Ownership, Subscriber, SubscriberConfig};
+use crate::processes::subscriber::{
+    Balance, ErasedHandler, Ownership, Segment, Subscriber, SubscriberConfig, segment_name,
+};
 use crate::store::{
     Backend, CheckpointStore, DeadLetterStore, EventFilter, EventStore, EventTransport, IdempotencyStore,
     MemoryCheckpointStore, Outbox, SagaStateStore, SnapshotStore,
@@ -65,8 +67,9 @@ pub(super) struct Parts {
 pub(super) type OutboxRelay = (Arc<dyn Outbox>, Arc<dyn EventTransport>);
 
 /// Makes a projection's subscriber and its model, once the stores are known.
+/// Its subscribers are one per segment (one when it is not split).
 pub(super) type MakeProjection =
-    Box<dyn FnOnce(&SubscriberDeps) -> (Arc<Subscriber>, Arc<dyn Any + Send + Sync>) + Send>;
+    Box<dyn FnOnce(&SubscriberDeps) -> (Vec<Arc<Subscriber>>, Arc<dyn Any + Send + Sync>) + Send>;
 /// Makes a saga's subscriber, once the stores and the command bus are known.
 pub(super) type MakeSaga = Box<dyn FnOnce(&SubscriberDeps, Arc<dyn CommandBus>) -> Arc<Subscriber> + Send>;
 /// Starts a saga's deadline poller.
@@ -87,6 +90,9 @@ pub(super) struct PendingProjection {
     pub(super) transactional: (bool, bool),
     pub(super) inline: bool,
     pub(super) config: SubscriberConfig,
+    /// Its segments, as configured (checked by `build()`), and the count
+    /// it takes over from.
+    pub(super) segments: (Option<u32>, Option<u32>),
     pub(super) make: MakeProjection,
     /// The event types it handles, for `build()`'s name check.
     pub(super) events: fn() -> Vec<EventType>,
@@ -126,7 +132,7 @@ impl SubscriberDeps {
         checkpoints: Arc<dyn CheckpointStore>,
         handler: Box<dyn ErasedHandler>,
         token: Option<Arc<AtomicU64>>,
-    ) -> Arc<Subscriber> {
+    ) -> Subscriber {
         let mut filter = EventFilter::all().event_names(names.iter().copied());
         filter.tenant = config.tenant.clone();
         let subscriber = Subscriber::new(
@@ -138,10 +144,10 @@ impl SubscriberDeps {
             Arc::clone(&self.dead_letters),
             handler,
         );
-        Arc::new(match (&self.ownership, token) {
+        match (&self.ownership, token) {
             (Some(ownership), Some(token)) => subscriber.owned(ownership.clone(), token),
             _ => subscriber,
-        })
+        }
     }
 }
 
@@ -253,6 +259,7 @@ impl<L> ApplicationBuilder<L> {
         let subscriber_config = config.subscriber.clone();
         let transactions = config.transactions.0.clone();
         let inline = config.inline;
+        let (segments, resegment_from) = (config.segments, config.resegment_from);
         let make: MakeProjection = Box::new(move |deps| {
             // The checkpoint lives with the model: in memory for a model in
             // memory (every start rebuilds it), else in the projection's own
@@ -265,27 +272,39 @@ impl<L> ApplicationBuilder<L> {
                     .clone()
                     .unwrap_or_else(|| Arc::clone(&deps.checkpoints)),
             };
-            let name = format!("projection:{}", P::NAME);
-            let token = Arc::new(AtomicU64::new(0));
-            let handler = ProjectionHandler {
-                model: Arc::clone(&model),
-                subscriber: name.clone(),
-                transactions,
-                token: Arc::clone(&token),
-            };
+            let base = format!("projection:{}", P::NAME);
             // A model in memory lives in every instance, and an inline one
             // is updated by the instance that dispatched: only a durable
             // catch-up projection is one owner's work.
             let owned = P::MODEL == ModelStorage::Durable && !inline;
-            let subscriber = deps.subscriber(
-                name,
-                <P::Event as EventSet>::NAMES,
-                subscriber_config,
-                checkpoints,
-                Box::new(handler),
-                owned.then_some(token),
-            );
-            (subscriber, model as Arc<dyn Any + Send + Sync>)
+            let count = segments.unwrap_or(1).max(1);
+            let balance = Arc::new(Balance::new(&base, count));
+            let subscribers = (0..count)
+                .map(|index| {
+                    let name = segment_name(&base, index, count);
+                    let token = Arc::new(AtomicU64::new(0));
+                    let handler = ProjectionHandler {
+                        model: Arc::clone(&model),
+                        subscriber: name.clone(),
+                        transactions: transactions.clone(),
+                        token: Arc::clone(&token),
+                    };
+                    let subscriber = deps.subscriber(
+                        name,
+                        <P::Event as EventSet>::NAMES,
+                        subscriber_config.clone(),
+                        Arc::clone(&checkpoints),
+                        Box::new(handler),
+                        owned.then_some(token),
+                    );
+                    Arc::new(if count > 1 || resegment_from.is_some() {
+                        subscriber.segment(Segment::new(&base, index, count, resegment_from, Arc::clone(&balance)))
+                    } else {
+                        subscriber
+                    })
+                })
+                .collect();
+            (subscribers, model as Arc<dyn Any + Send + Sync>)
         });
         self.parts.projections.retain(|p| p.type_id != TypeId::of::<P>());
         self.parts.projections.push(PendingProjection {
@@ -295,6 +314,7 @@ impl<L> ApplicationBuilder<L> {
             transactional: (P::TRANSACTIONAL, config.transactions.0.is_some()),
             inline: config.inline,
             config: config.subscriber,
+            segments: (config.segments, config.resegment_from),
             make,
             events: <P::Event as EventSet>::event_types,
         });
@@ -317,14 +337,14 @@ impl<L> ApplicationBuilder<L> {
                 .0
                 .clone()
                 .unwrap_or_else(|| Arc::clone(&deps.checkpoints));
-            deps.subscriber(
+            Arc::new(deps.subscriber(
                 format!("saga:{}", S::NAME),
                 <S::Event as EventSet>::NAMES,
                 subscriber_config,
                 checkpoints,
                 Box::new(SagaHandler::<S>::new(bus, Arc::clone(&deps.sagas))),
                 Some(Arc::new(AtomicU64::new(0))),
-            )
+            ))
         });
         self.parts.sagas.retain(|p| p.type_id != TypeId::of::<S>());
         self.parts.sagas.push(PendingSaga {

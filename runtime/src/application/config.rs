@@ -12,6 +12,10 @@ pub struct ProjectionConfig {
     pub(crate) inline: bool,
     pub(crate) subscriber: SubscriberConfig,
     pub(crate) transactions: Own<dyn ReadModelTransactions>,
+    /// Into how many segments it is split (`None`: not split).
+    pub(crate) segments: Option<u32>,
+    /// The count of segments it takes over from.
+    pub(crate) resegment_from: Option<u32>,
 }
 
 impl ProjectionConfig {
@@ -37,6 +41,32 @@ impl ProjectionConfig {
         if own.0.is_some() {
             self.subscriber.checkpoints = own;
         }
+        self
+    }
+
+    /// Splits the projection into `count` segments by a hash of the stream
+    /// id: each segment has its own checkpoint and lease, so the instances
+    /// of an application (see [`ApplicationBuilder::instance_id`](crate::ApplicationBuilder::instance_id))
+    /// share its work, each handling the events of its segments' streams in
+    /// order. For a durable catch-up projection (1 to 1024 segments).
+    ///
+    /// Changing the count later: stop every instance running the old
+    /// count, then start the new count with
+    /// [`ProjectionConfig::resegment_from`] set to the old one.
+    pub fn segments(mut self, count: u32) -> Self {
+        self.segments = Some(count);
+        self
+    }
+
+    /// Takes over from the projection's earlier split into `previous`
+    /// segments (1: it was not split): each new segment starts from the
+    /// old checkpoints and skips the events the old segments had handled,
+    /// so nothing is applied twice or missed. Every instance running the
+    /// old count must be stopped first. Remove the setting once the new
+    /// segments have passed the old checkpoints (a rebuild refuses while
+    /// it is set).
+    pub fn resegment_from(mut self, previous: u32) -> Self {
+        self.resegment_from = Some(previous);
         self
     }
 

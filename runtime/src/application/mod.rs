@@ -45,7 +45,8 @@ use crate::store::{EventStore, EventTransport, SagaStateStore};
 struct ProjectionEntry {
     name: &'static str,
     model: Arc<dyn std::any::Any + Send + Sync>,
-    subscriber: Arc<Subscriber>,
+    /// One per segment (one when it is not split).
+    subscribers: Vec<Arc<Subscriber>>,
 }
 
 /// What every clone of an application shares.
@@ -75,11 +76,11 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    /// Every projection's and saga's subscriber.
+    /// Every projection's (segment's) and saga's subscriber.
     fn subscribers(&self) -> impl Iterator<Item = &Arc<Subscriber>> {
         self.projections
             .values()
-            .map(|p| &p.subscriber)
+            .flat_map(|p| &p.subscribers)
             .chain(self.sagas.values())
     }
 }
@@ -335,7 +336,8 @@ impl<L> Application<L> {
             .projections
             .get(&TypeId::of::<P>())
             .map(|p| SubscriberHandle {
-                subscriber: Arc::clone(&p.subscriber),
+                name: format!("projection:{}", P::NAME),
+                subscribers: p.subscribers.clone(),
             })
             .ok_or(SubscriptionError::NotRegistered(P::NAME))
     }
@@ -350,12 +352,15 @@ impl<L> Application<L> {
             .sagas
             .get(&TypeId::of::<S>())
             .map(|s| SubscriberHandle {
-                subscriber: Arc::clone(s),
+                name: s.name.clone(),
+                subscribers: vec![Arc::clone(s)],
             })
             .ok_or(SubscriptionError::NotRegistered(S::NAME))
     }
 
-    /// The status of every projection and saga, for health checks.
+    /// The status of every projection (of each segment of a split one) and
+    /// saga, for health checks: checkpoint, lag, dead letters, and which
+    /// instance owns it until when.
     ///
     /// # Errors
     ///
@@ -371,10 +376,14 @@ impl<L> Application<L> {
 
     /// Rebuilds projection `P` from position 0: its read model is replaced
     /// by `fresh`, its checkpoint reset, and the whole log replayed into it.
+    /// With several instances, the one that owns the projection (every
+    /// segment of a split one) rebuilds it.
     ///
     /// # Errors
     ///
-    /// [`SubscriptionError`] when `P` is not registered or a store fails.
+    /// [`SubscriptionError`] when `P` is not registered or a store fails;
+    /// [`SubscriptionError::OwnedElsewhere`] when another instance owns it
+    /// (or one of its segments).
     pub async fn rebuild_projection<P: Projection>(&self, fresh: P) -> Result<Position, SubscriptionError> {
         let entry = self
             .inner
@@ -384,13 +393,26 @@ impl<L> Application<L> {
         let model = Arc::clone(&entry.model)
             .downcast::<tokio::sync::RwLock<P>>()
             .map_err(|_| SubscriptionError::NotRegistered(P::NAME))?;
-        entry
-            .subscriber
-            .rewind(|| async move {
-                *model.write().await = fresh;
-            })
-            .await?;
-        entry.subscriber.catch_up(None).await
+        for subscriber in &entry.subscribers {
+            if !subscriber.owns().await? {
+                return Err(SubscriptionError::OwnedElsewhere {
+                    subscriber: subscriber.name.clone(),
+                });
+            }
+        }
+        let mut fresh = Some(fresh);
+        for subscriber in &entry.subscribers {
+            let model = Arc::clone(&model);
+            let fresh = fresh.take();
+            subscriber
+                .rewind(|| async move {
+                    if let Some(fresh) = fresh {
+                        *model.write().await = fresh;
+                    }
+                })
+                .await?;
+        }
+        catch_up_all(&entry.subscribers, None).await
     }
 
     /// Fires the deadlines of saga `S` that are due now, and returns how
@@ -525,4 +547,18 @@ where
     fn layer_command(&self, core: CoreService<C>) -> L::Service {
         self.layer(core)
     }
+}
+
+/// Catches every segment up (to `until`, or the head); the position all of
+/// them reached.
+pub(crate) async fn catch_up_all(
+    subscribers: &[Arc<Subscriber>],
+    until: Option<Position>,
+) -> Result<Position, SubscriptionError> {
+    let mut reached: Option<Position> = None;
+    for subscriber in subscribers {
+        let position = subscriber.catch_up(until).await?;
+        reached = Some(reached.map_or(position, |r| r.min(position)));
+    }
+    Ok(reached.unwrap_or(Position::START))
 }

@@ -19,7 +19,7 @@ use crate::pipeline::views::Views;
 use crate::processes::inline::InlineProjections;
 use crate::processes::projection::ModelStorage;
 use crate::processes::relay::RelayHandler;
-use crate::processes::subscriber::{Subscriber, SubscriberConfig};
+use crate::processes::subscriber::{MAX_SEGMENTS, Subscriber, SubscriberConfig};
 use crate::store::{
     EventFilter, MemoryCheckpointStore, MemoryDeadLetterStore, MemoryEventStore, MemoryIdempotencyStore,
     MemorySagaStateStore, MemorySnapshotStore,
@@ -162,6 +162,29 @@ impl<L> ApplicationBuilder<L> {
                 reason: "the projection keeps its model in memory (`model = memory`), so its checkpoint is kept in memory too: a saved checkpoint would outlive the model; remove the store, or declare `model = durable` if the model is written to a database".into(),
             });
         }
+        for p in &parts.projections {
+            let reason = match p.segments {
+                (Some(n), _) if n == 0 || n > MAX_SEGMENTS => format!("must be 1 to {MAX_SEGMENTS}, not {n}"),
+                (_, Some(m)) if m == 0 || m > MAX_SEGMENTS => {
+                    format!("`resegment_from` must be 1 to {MAX_SEGMENTS}, not {m}")
+                }
+                (n, Some(m)) if n.unwrap_or(1) == m => {
+                    format!("`resegment_from({m})` names the count it already has; remove it")
+                }
+                (Some(2..), _) | (_, Some(_)) if p.inline => {
+                    "an inline projection is updated by the instance that dispatched: it cannot be split".into()
+                }
+                (Some(2..), _) | (_, Some(_)) if p.model == ModelStorage::Memory => {
+                    "a projection with its model in memory runs whole in every instance: split a durable one (`model = durable`)".into()
+                }
+                _ => continue,
+            };
+            return Err(BuildError::InvalidSubscriberConfig {
+                subscriber: format!("projection:{}", p.name),
+                setting: "segments",
+                reason,
+            });
+        }
         for (kind, name, config) in parts
             .projections
             .iter()
@@ -210,16 +233,16 @@ impl<L> ApplicationBuilder<L> {
         let mut projections = HashMap::new();
         let mut inline = Vec::new();
         for pending in parts.projections {
-            let (subscriber, model): (Arc<Subscriber>, Arc<dyn Any + Send + Sync>) = (pending.make)(&deps);
+            let (subscribers, model): (Vec<Arc<Subscriber>>, Arc<dyn Any + Send + Sync>) = (pending.make)(&deps);
             if pending.inline && !consuming {
-                inline.push(Arc::clone(&subscriber));
+                inline.extend(subscribers.iter().cloned());
             }
             projections.insert(
                 pending.type_id,
                 ProjectionEntry {
                     name: pending.name,
                     model,
-                    subscriber,
+                    subscribers,
                 },
             );
         }

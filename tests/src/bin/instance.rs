@@ -2,7 +2,8 @@
 //! bank application with the exactly-once ledger projection on
 //! PostgreSQL, running its background subscribers until it is killed.
 //!
-//! `instance <url> <schema> <instance id>`; prints `started` once built.
+//! `instance <url> <schema> <instance id> [segments]`; prints `started`
+//! once built. With `segments`, the ledger is split into that many.
 
 use std::io::Write;
 use std::time::Duration;
@@ -25,12 +26,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_connections(4)
         .idle_in_transaction_timeout(Some(Duration::from_secs(1)));
     let store = PostgresStore::open(config).await?;
+    let mut projection = ProjectionConfig::catch_up().transactions(store.clone());
+    if let Some(segments) = args.get(4) {
+        projection = projection.segments(segments.parse()?);
+    }
     let app = bank_builder()
         .backend(store.clone())
-        .projection_with(
-            PostgresLedger { schema: schema.clone() },
-            ProjectionConfig::catch_up().transactions(store),
-        )
+        .projection_with(PostgresLedger { schema: schema.clone() }, projection)
         .instance_id(id.as_str())
         .subscriber_leases(Duration::from_millis(800), Duration::from_millis(200))
         .build()

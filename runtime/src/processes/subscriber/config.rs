@@ -198,4 +198,40 @@ pub struct SubscriberStatus {
     pub lease_expires_at: Option<crate::domain::ids::Timestamp>,
     /// Whether this instance runs it (always, for one without a lease).
     pub owned_here: bool,
+    /// For a projection split into segments (by
+    /// [`SubscriberHandle::status`](crate::SubscriberHandle::status)): each
+    /// segment's own status. The fields above then sum them up: the least
+    /// advanced checkpoint, the largest lag, every dead letter, the owner
+    /// when one instance owns all, `owned_here` when it owns any.
+    pub segments: Vec<SubscriberStatus>,
+}
+
+impl SubscriberStatus {
+    /// The status of a split subscriber named `name`, summed up from its
+    /// segments' (see [`SubscriberStatus::segments`]).
+    pub(crate) fn of_segments(name: String, segments: Vec<Self>) -> Self {
+        let min_checkpoint = segments.iter().map(|s| s.checkpoint).min().unwrap_or(Position::START);
+        let head = segments.iter().map(|s| s.head).max().unwrap_or(Position::START);
+        let owners: std::collections::BTreeSet<_> = segments.iter().map(|s| s.owner.clone()).collect();
+        let one_owner = if owners.len() == 1 {
+            owners.into_iter().next().flatten()
+        } else {
+            None
+        };
+        Self {
+            name,
+            checkpoint: min_checkpoint,
+            head,
+            events_behind: segments.iter().map(|s| s.events_behind).max().unwrap_or(0),
+            oldest_unprocessed_age: segments.iter().filter_map(|s| s.oldest_unprocessed_age).max(),
+            dead_letters: segments.iter().map(|s| s.dead_letters).sum(),
+            stopped: segments.iter().find_map(|s| s.stopped.clone()),
+            lease_expires_at: one_owner
+                .as_ref()
+                .and_then(|_| segments.iter().filter_map(|s| s.lease_expires_at).min()),
+            owner: one_owner,
+            owned_here: segments.iter().any(|s| s.owned_here),
+            segments,
+        }
+    }
 }

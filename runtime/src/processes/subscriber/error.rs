@@ -39,6 +39,16 @@ pub enum SubscriptionError {
         /// The subscriber.
         subscriber: String,
     },
+    /// A rebuild of a projection that takes over from an earlier count of
+    /// segments (`ProjectionConfig::resegment_from`): the old checkpoints
+    /// would make the rebuild skip events. Remove the setting first.
+    #[error(
+        "subscriber `{subscriber}` takes over from an earlier count of segments; remove `resegment_from` before rebuilding it"
+    )]
+    Resegmenting {
+        /// The subscriber (segment).
+        subscriber: String,
+    },
     /// No subscriber of that type is registered.
     #[error("`{0}` is not registered on the application")]
     NotRegistered(&'static str),

@@ -17,12 +17,14 @@ use crate::domain::unwind::catch_panic;
 mod config;
 mod error;
 mod handler;
+mod segment;
 
 pub(crate) use self::config::Own;
 pub use self::config::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 pub use self::error::SubscriptionError;
 pub(crate) use self::handler::ErasedHandler;
 pub use self::handler::{EventHandlerResult, HandlerFailure};
+pub(crate) use self::segment::{Balance, MAX_SEGMENTS, Segment, segment_name};
 use crate::store::{
     CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, Lease, LeaseClaim, RecordedEvent, StoreError,
 };
@@ -59,6 +61,9 @@ struct Progress {
     /// An unreadable event found ahead: until the checkpoint reaches it,
     /// the log is read one event at a time (a page would fail on it).
     unreadable_ahead: Option<Position>,
+    /// The checkpoints of the layout a segment takes over from (empty
+    /// when none): events they cover were handled already.
+    handed: Vec<Position>,
 }
 
 /// A page of the log, as a subscriber reads it.
@@ -86,6 +91,8 @@ pub(crate) struct Subscriber {
     /// The token of the lease held (0 when none), shared with a handler
     /// that saves the checkpoint itself (a transactional read model).
     token: Arc<AtomicU64>,
+    /// The part of a split subscriber this one runs (`None`: all of it).
+    segment: Option<Segment>,
 }
 
 impl Subscriber {
@@ -112,9 +119,60 @@ impl Subscriber {
                 lease: None,
                 stopped: None,
                 unreadable_ahead: None,
+                handed: Vec::new(),
             }),
             ownership: None,
             token: Arc::new(AtomicU64::new(0)),
+            segment: None,
+        }
+    }
+
+    /// Runs one segment of a split subscriber: only the events of its
+    /// streams reach the handler.
+    pub(crate) fn segment(mut self, segment: Segment) -> Self {
+        self.segment = Some(segment);
+        self
+    }
+
+    /// The stored checkpoint, and those of the layout a segment takes over
+    /// from: a segment that never saved one starts from the least advanced
+    /// of those.
+    async fn stored(&self) -> Result<(Position, Vec<Position>), SubscriptionError> {
+        let own = self
+            .checkpoints
+            .load(&self.name)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let mut handed = Vec::new();
+        if let Some((_, names)) = self.segment.as_ref().and_then(|s| s.previous.as_ref()) {
+            for name in names {
+                let old = self.checkpoints.load(name).await.map_err(|e| self.store_error(e))?;
+                handed.push(old.unwrap_or(Position::START));
+            }
+        }
+        let start = own.unwrap_or_else(|| handed.iter().copied().min().unwrap_or(Position::START));
+        Ok((start, handed))
+    }
+
+    /// Loads the stored checkpoint into `progress`.
+    async fn load(&self, progress: &mut Progress) -> Result<(), SubscriptionError> {
+        let (checkpoint, handed) = self.stored().await?;
+        progress.checkpoint = checkpoint;
+        progress.handed = handed;
+        progress.loaded = true;
+        progress.unreadable_ahead = None;
+        Ok(())
+    }
+
+    /// Whether this subscriber hands `event` to its handler: it is of its
+    /// segment, and was not handled by the layout it took over from.
+    fn takes(&self, progress: &Progress, event: &RecordedEvent) -> bool {
+        match &self.segment {
+            None => true,
+            Some(segment) => {
+                segment.covers(&event.stream)
+                    && !segment.handled_before(&progress.handed, &event.stream, event.position)
+            }
         }
     }
 
@@ -138,6 +196,21 @@ impl Subscriber {
         {
             return Ok(true);
         }
+        if let Some(segment) = &self.segment {
+            let share = segment
+                .balance
+                .share(self.checkpoints.as_ref(), own)
+                .await
+                .map_err(|e| self.store_error(e))?;
+            if progress.lease.is_some() && segment.balance.release_if_over(segment.index, share) {
+                tracing::info!(subscriber = %self.name, share, "more segments held than this instance's share; handing one over");
+                self.release_held(progress).await;
+                return Ok(false);
+            }
+            if progress.lease.is_none() && !segment.balance.has_room(share) {
+                return Ok(false);
+            }
+        }
         let claim = self
             .checkpoints
             .claim_lease(&self.name, &own.instance, Timestamp::now(), own.lease)
@@ -154,14 +227,10 @@ impl Subscriber {
                             "this instance owns the subscriber now"
                         );
                     });
-                    progress.checkpoint = self
-                        .checkpoints
-                        .load(&self.name)
-                        .await
-                        .map_err(|e| self.store_error(e))?
-                        .unwrap_or(Position::START);
-                    progress.loaded = true;
-                    progress.unreadable_ahead = None;
+                    self.load(progress).await?;
+                    if let Some(segment) = &self.segment {
+                        segment.balance.claimed(segment.index);
+                    }
                 }
                 self.token.store(lease.token, Ordering::Release);
                 progress.lease = Some((lease, std::time::Instant::now()));
@@ -190,14 +259,25 @@ impl Subscriber {
         progress.lease = None;
         progress.loaded = false;
         self.token.store(0, Ordering::Release);
+        if let Some(segment) = &self.segment {
+            segment.balance.dropped(segment.index);
+        }
     }
 
     /// Gives the lease up (at shutdown), so another instance takes over at
     /// once instead of after it expires.
     pub(crate) async fn release(&self) {
         let mut progress = self.progress.lock().await;
+        self.release_held(&mut progress).await;
+        if let (Some(segment), Some(own)) = (&self.segment, &self.ownership) {
+            segment.balance.leave(self.checkpoints.as_ref(), own).await;
+        }
+    }
+
+    /// Gives up the lease held, if any, and steps down.
+    async fn release_held(&self, progress: &mut Progress) {
         if let Some((lease, _)) = progress.lease.take() {
-            self.token.store(0, Ordering::Release);
+            self.step_down(progress);
             if let Err(e) = self.checkpoints.release_lease(&self.name, lease.token).await {
                 tracing::warn!(subscriber = %self.name, error = %e, "cannot release the lease; it expires by itself");
             }
@@ -209,13 +289,7 @@ impl Subscriber {
     async fn ready(&self) -> Result<tokio::sync::MutexGuard<'_, Progress>, SubscriptionError> {
         let mut progress = self.progress.lock().await;
         if !progress.loaded {
-            progress.checkpoint = self
-                .checkpoints
-                .load(&self.name)
-                .await
-                .map_err(|e| self.store_error(e))?
-                .unwrap_or(Position::START);
-            progress.loaded = true;
+            self.load(&mut progress).await?;
         }
         if let Some(reason) = &progress.stopped {
             return Err(SubscriptionError::Stopped {
@@ -256,6 +330,10 @@ impl Subscriber {
             let full = batch.len() >= limit;
             let start = progress.checkpoint;
             for event in &batch {
+                if !self.takes(&progress, event) {
+                    progress.checkpoint = event.position;
+                    continue;
+                }
                 if let Err(failure) = self.handle_with_retry(event).await
                     && !self.lost_lease(&mut progress, &failure)
                     && let Some(failure) = self.give_up(event, failure).await
@@ -463,6 +541,7 @@ impl Subscriber {
             return Ok(()); // a re-delivery
         }
         if self.filter.matches(event)
+            && self.takes(&progress, event)
             && let Err(failure) = self.handle_with_retry(event).await
             && let Some(failure) = self.give_up(event, failure).await
         {
@@ -528,6 +607,11 @@ impl Subscriber {
         &self,
         reset: impl FnOnce() -> F,
     ) -> Result<(), SubscriptionError> {
+        if self.segment.as_ref().is_some_and(|s| s.previous.is_some()) {
+            return Err(SubscriptionError::Resegmenting {
+                subscriber: self.name.clone(),
+            });
+        }
         let mut progress = self.progress.lock().await;
         // Only the owner rebuilds (its saves are the ones that count).
         if !self.hold(&mut progress).await? {
@@ -547,11 +631,7 @@ impl Subscriber {
             let checkpoint = if progress.loaded {
                 progress.checkpoint
             } else {
-                self.checkpoints
-                    .load(&self.name)
-                    .await
-                    .map_err(|e| self.store_error(e))?
-                    .unwrap_or(Position::START)
+                self.stored().await?.0
             };
             (checkpoint, progress.stopped.clone())
         };
@@ -596,6 +676,7 @@ impl Subscriber {
             oldest_unprocessed_age,
             dead_letters,
             stopped,
+            segments: Vec::new(),
         })
     }
 
@@ -610,6 +691,12 @@ impl Subscriber {
     /// head to move (or the poll interval).
     pub(crate) async fn follow(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut head = self.store.watch_head();
+        // An owner wakes at least once a renewal interval, to renew its
+        // lease (and membership) before it ends, even when the log is idle.
+        let mut idle = self.config.poll_interval.max(Duration::from_secs(1));
+        if let Some(own) = &self.ownership {
+            idle = idle.min(own.renew_every);
+        }
         loop {
             if *shutdown.borrow() {
                 // Another instance takes over at once, not after the lease.
@@ -624,14 +711,13 @@ impl Subscriber {
             let wait = async {
                 match head.as_mut() {
                     Some(h) => {
-                        let changed =
-                            tokio::time::timeout(self.config.poll_interval.max(Duration::from_secs(1)), h.changed());
+                        let changed = tokio::time::timeout(idle, h.changed());
                         if let Ok(Err(_)) = changed.await {
                             // The store dropped its watch: fall back to polling.
                             tokio::time::sleep(self.config.poll_interval).await;
                         }
                     }
-                    None => tokio::time::sleep(self.config.poll_interval).await,
+                    None => tokio::time::sleep(self.config.poll_interval.min(idle)).await,
                 }
             };
             tokio::select! {
