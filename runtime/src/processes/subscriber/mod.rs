@@ -227,6 +227,12 @@ impl Subscriber {
                             "this instance owns the subscriber now"
                         );
                     });
+                    metrics::counter!(
+                        "interlock_subscriber_takeovers_total",
+                        "subscriber" => self.name.clone(),
+                        "instance" => own.instance.to_string()
+                    )
+                    .increment(1);
                     self.load(progress).await?;
                     if let Some(segment) = &self.segment {
                         segment.balance.claimed(segment.index);
@@ -256,6 +262,16 @@ impl Subscriber {
     /// No longer the owner: nothing is processed until a claim holds again
     /// (which reloads the checkpoint).
     fn step_down(&self, progress: &mut Progress) {
+        if progress.lease.is_some()
+            && let Some(own) = &self.ownership
+        {
+            metrics::counter!(
+                "interlock_subscriber_step_downs_total",
+                "subscriber" => self.name.clone(),
+                "instance" => own.instance.to_string()
+            )
+            .increment(1);
+        }
         progress.lease = None;
         progress.loaded = false;
         self.token.store(0, Ordering::Release);

