@@ -14,6 +14,7 @@ mod constraints;
 mod domain;
 mod report;
 mod w1;
+mod w12;
 mod w8;
 mod workloads;
 
@@ -46,13 +47,34 @@ impl Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]"
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W12|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]"
     );
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One instance of W12's application, started by W12 itself.
+    if args.first().map(String::as_str) == Some("W12-INSTANCE") {
+        return match runtime.block_on(w12::instance(&args[1..])) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("W12 instance: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut workload = None;
     let mut options = Options {
         quick: false,
@@ -80,20 +102,10 @@ fn main() -> ExitCode {
         }
     }
     let Some(workload) = workload else { return usage() };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let selected: Vec<&str> = match workload.as_str() {
         "ALL" => vec!["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"],
-        w @ ("W1" | "W1-DISPATCH" | "W1-MEMORY" | "W2" | "W3" | "W3-CATEGORY" | "W4" | "W5" | "W6" | "W7" | "W8") => {
+        w @ ("W1" | "W1-DISPATCH" | "W1-MEMORY" | "W2" | "W3" | "W3-CATEGORY" | "W4" | "W5" | "W6" | "W7" | "W8"
+        | "W12") => {
             vec![w]
         }
         _ => return usage(),

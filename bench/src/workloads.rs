@@ -36,6 +36,7 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
         "W6" => w6(options).await,
         "W7" => w7(options).await,
         "W8" => crate::w8::run(options),
+        "W12" => crate::w12::w12(options).await,
         other => Err(format!("unknown workload {other}").into()),
     }
 }

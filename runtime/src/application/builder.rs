@@ -186,8 +186,10 @@ impl<L> ApplicationBuilder<L> {
     /// catch-up projection, saga and relay then runs in one instance at a
     /// time, the one holding its lease (10 s, renewed every 3 s, unless
     /// [`ApplicationBuilder::subscriber_leases`] says otherwise), and its
-    /// checkpoint saves are fenced by the lease. Without it, every
-    /// subscriber runs in this instance, as for a single process.
+    /// checkpoint saves are fenced by the lease. Without it (and without
+    /// the `INTERLOCK_INSTANCE_ID` environment variable, read by `build()`
+    /// when this is not called), every subscriber runs in this instance, as
+    /// for a single process.
     pub fn instance_id(mut self, id: impl Into<String>) -> Self {
         let id = Arc::from(id.into());
         match &mut self.parts.ownership {

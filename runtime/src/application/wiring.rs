@@ -19,11 +19,15 @@ use crate::pipeline::views::Views;
 use crate::processes::inline::InlineProjections;
 use crate::processes::projection::ModelStorage;
 use crate::processes::relay::RelayHandler;
-use crate::processes::subscriber::{MAX_SEGMENTS, Subscriber, SubscriberConfig};
+use crate::processes::subscriber::{MAX_SEGMENTS, Ownership, Subscriber, SubscriberConfig};
 use crate::store::{
     EventFilter, MemoryCheckpointStore, MemoryDeadLetterStore, MemoryEventStore, MemoryIdempotencyStore,
     MemorySagaStateStore, MemorySnapshotStore,
 };
+
+/// The environment variable that makes an application one of several
+/// instances, named by its value, when the builder did not name it.
+pub(crate) const INSTANCE_ID_VAR: &str = "INTERLOCK_INSTANCE_ID";
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> BuildError {
     BuildError::InvalidConfig {
@@ -91,8 +95,14 @@ impl<L> ApplicationBuilder<L> {
     /// [`BuildError`] for a missing service, two aggregates with one name, or
     /// an invalid setting.
     pub async fn build(self) -> Result<Application<L>, BuildError> {
-        let parts = self.parts;
+        let mut parts = self.parts;
         validate(&parts.settings)?;
+        // A deployment names its instances without a change of code.
+        if parts.ownership.is_none()
+            && let Ok(id) = std::env::var(INSTANCE_ID_VAR)
+        {
+            parts.ownership = Some(Ownership::of(Arc::from(id)));
+        }
         if let Some(ownership) = &parts.ownership {
             if ownership.renew_every.is_zero() || ownership.renew_every >= ownership.lease {
                 return Err(invalid(
