@@ -92,6 +92,16 @@ impl CheckpointStore for Partitionable {
             CheckpointStore::save(&self.inner, subscriber, position).await
         })
     }
+    fn advance<'a>(
+        &'a self,
+        subscriber: &'a str,
+        position: interlock::Position,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.advance(subscriber, position).await
+        })
+    }
     fn claim_lease<'a>(
         &'a self,
         subscriber: &'a str,
@@ -249,4 +259,84 @@ async fn admin_statuses(
 ) -> Vec<interlock::SubscriberStatus> {
     let (_, app, _) = instances.iter().find(|(n, _, _)| *n != not).expect("another instance");
     app.subscriber_statuses().await.expect("statuses")
+}
+
+/// Two instances with the ledger as an *inline* projection: each brings it
+/// up to its own commands' events as it dispatches, so both apply events
+/// of the shared log; the checkpoint saved in the read model's transaction
+/// tells an instance that the other applied an event first, and it rolls
+/// its rows back and moves on. Every deposit is in the ledger once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_sql_read_model_is_applied_once_by_two_dispatching_instances() {
+    let Some(url) = interlock_tests::services::postgres_url() else {
+        return;
+    };
+    let schema = format!("inline_{}", Ulid::new().to_string().to_lowercase());
+    let open = || {
+        PostgresStore::open(
+            PostgresConfig::new(url.as_str())
+                .schema(schema.as_str())
+                .max_connections(4),
+        )
+    };
+    let admin = open().await.expect("open");
+    interlock_tests::ledger::create_postgres(&admin, &schema).await;
+    let mut apps = Vec::new();
+    for name in ["a", "b"] {
+        let store = open().await.expect("open");
+        let app = bank_builder()
+            .backend(store.clone())
+            .projection_with(
+                PostgresLedger { schema: schema.clone() },
+                ProjectionConfig::inline().transactions(store.clone()),
+            )
+            .instance_id(name)
+            .build()
+            .await
+            .expect("build");
+        apps.push(app);
+    }
+    let account = Ulid::new();
+    apps[0]
+        .dispatch(OpenAccount {
+            account,
+            owner: "inline".into(),
+        })
+        .await
+        .expect("open");
+    let mut writers = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        let app = app.clone();
+        writers.push(tokio::spawn(async move {
+            let mut total = 0i64;
+            for n in 0..60u64 {
+                let amount = n * 2 + i as u64 + 1;
+                app.dispatch(Deposit {
+                    account,
+                    amount,
+                    id: None,
+                })
+                .await
+                .expect("deposit");
+                total += i64::try_from(amount).expect("small");
+            }
+            total
+        }));
+    }
+    let mut total = 0;
+    for writer in writers {
+        total += writer.await.expect("writer");
+    }
+    // Each instance's last dispatch brought the ledger up to its own
+    // last event; the other's may be later: catch both up.
+    for app in &apps {
+        app.projection_handle::<PostgresLedger>()
+            .expect("handle")
+            .catch_up()
+            .await
+            .expect("catch up");
+    }
+    let rows = interlock_tests::ledger::postgres_counts(&admin, &schema).await;
+    assert_eq!(rows, (120, 120, total), "every deposit once in the read model");
+    assert_eq!(interlock_tests::ledger::postgres_out_of_order(&admin, &schema).await, 0);
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::domain::event::EventSet;
 pub use crate::domain::meta::EventMeta;
 use crate::processes::subscriber::{ErasedHandler, HandlerFailure};
-use crate::store::{BoxFuture, ReadModelTransactions, RecordedEvent};
+use crate::store::{BoxFuture, ReadModelTransactions, RecordedEvent, StoreError};
 
 /// A read model folded from events.
 ///
@@ -93,7 +93,24 @@ pub(crate) struct ProjectionHandler<P: Projection> {
 
 impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
     fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>> {
-        Box::pin(async move {
+        Box::pin(self.apply(event, false))
+    }
+
+    fn replay<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>> {
+        Box::pin(self.apply(event, true))
+    }
+}
+
+impl<P: Projection> ProjectionHandler<P> {
+    /// Applies `event`; in a transaction, with the checkpoint, unless the
+    /// checkpoint says it was applied already (by another instance) and
+    /// this is no `replay` of a dead letter.
+    fn apply<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        replay: bool,
+    ) -> impl std::future::Future<Output = Result<(), HandlerFailure>> + Send + 'a {
+        async move {
             let decoded = P::Event::decode(&event.name, event.schema_version, &event.payload)
                 .map_err(|e| HandlerFailure::msg(format!("cannot decode `{}`: {e}", event.name)))?;
             let meta = EventMeta::of(event);
@@ -107,10 +124,18 @@ impl<P: Projection> ErasedHandler for ProjectionHandler<P> {
             let mut tx = transactions.begin().await?;
             model.handle(decoded, &meta, Some(tx.inner())).await?;
             let token = self.token.load(std::sync::atomic::Ordering::Acquire);
-            tx.save_checkpoint(&self.subscriber, event.position, (token != 0).then_some(token))
-                .await?;
+            match tx
+                .save_checkpoint(&self.subscriber, event.position, (token != 0).then_some(token))
+                .await
+            {
+                Ok(()) => {}
+                // A dead letter is behind the checkpoint by nature.
+                Err(StoreError::AlreadyApplied { .. }) if replay => {}
+                // Dropped uncommitted: its rows roll back.
+                Err(e) => return Err(e.into()),
+            }
             tx.commit().await?;
             Ok(())
-        })
+        }
     }
 }

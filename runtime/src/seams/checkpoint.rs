@@ -57,6 +57,12 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// (unfenced: a subscriber no instance leases, a reset).
     fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Moves `subscriber`'s checkpoint to `position` only if that is
+    /// forward (or it has none), atomically: for a subscriber that several
+    /// instances run without a lease (an inline projection), where a
+    /// plain save of a slower instance would move it back.
+    fn advance<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Claims `subscriber`'s lease for `owner` until `now + duration`: a
     /// first claim, or a renewal by its owner (same token), or a takeover
     /// when it expired at `now` (token + 1). Atomic: of concurrent
@@ -121,6 +127,13 @@ impl CheckpointStore for MemoryCheckpointStore {
 
     fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
         self.positions.lock().insert(subscriber.to_owned(), position);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn advance<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut positions = self.positions.lock();
+        let stored = positions.entry(subscriber.to_owned()).or_insert(position);
+        *stored = (*stored).max(position);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -200,6 +213,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
     }
     fn save<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
         (**self).save(subscriber, position)
+    }
+    fn advance<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        (**self).advance(subscriber, position)
     }
     fn claim_lease<'a>(
         &'a self,

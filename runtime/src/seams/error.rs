@@ -49,6 +49,17 @@ pub enum StoreError {
         /// The token the save carried.
         token: u64,
     },
+    /// A checkpoint saved in a read model's transaction would not move:
+    /// the stored one is already at or past `position`, so another
+    /// instance applied that event first. The transaction must not commit
+    /// (its rows would apply the event twice).
+    #[error("`{subscriber}` has already processed position {position}")]
+    AlreadyApplied {
+        /// The subscriber.
+        subscriber: String,
+        /// The position the save carried.
+        position: crate::domain::ids::Position,
+    },
     /// The backend cannot be reached; the operation may succeed later.
     #[error("{backend} is unavailable: {source}")]
     Unavailable {

@@ -26,9 +26,17 @@ pub trait ReadModelTransaction: Send + 'static {
     fn inner(&mut self) -> &mut (dyn Any + Send);
 
     /// Saves `subscriber`'s checkpoint at `position` inside the
-    /// transaction; with a lease `token`, only while it holds the
-    /// subscriber's lease ([`StoreError::LeaseLost`] otherwise, and the
-    /// transaction must not commit).
+    /// transaction, only moving it forward; with a lease `token`, only
+    /// while it holds the subscriber's lease.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::LeaseLost`] when the token no longer holds the lease;
+    /// [`StoreError::AlreadyApplied`] when the stored checkpoint is already
+    /// at or past `position` (another instance applied the event: the
+    /// caller rolls back, unless it knowingly re-applies an old event, a
+    /// replayed dead letter). Nothing is saved either way, and the
+    /// transaction stays usable.
     fn save_checkpoint<'a>(
         &'a mut self,
         subscriber: &'a str,

@@ -27,6 +27,35 @@ pub async fn reset_to_start<S: CheckpointStore>(store: S) {
     assert_eq!(store.load(&sub).await.expect("load"), Some(Position::START));
 }
 
+/// `advance` only moves a checkpoint forward, also when 16 callers
+/// advance one at once (the highest wins), and starts one that is missing.
+pub async fn advance_only_moves_forward<S: CheckpointStore>(store: S) {
+    let sub = name("conf.cp_advance");
+    store.advance(&sub, Position(10)).await.expect("advance");
+    assert_eq!(store.load(&sub).await.expect("load"), Some(Position(10)));
+    store.advance(&sub, Position(7)).await.expect("advance");
+    assert_eq!(
+        store.load(&sub).await.expect("load"),
+        Some(Position(10)),
+        "not moved back"
+    );
+    store.advance(&sub, Position(12)).await.expect("advance");
+    assert_eq!(store.load(&sub).await.expect("load"), Some(Position(12)));
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let (store, sub) = (Arc::clone(&store), sub.clone());
+        // 100..=115 in a scrambled order.
+        tasks.push(tokio::spawn(async move {
+            store.advance(&sub, Position(100 + (i * 7) % 16)).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("advance");
+    }
+    assert_eq!(store.load(&sub).await.expect("load"), Some(Position(115)));
+}
+
 /// Subscribers' checkpoints are independent, also under concurrent saves.
 pub async fn subscribers_are_isolated<S: CheckpointStore>(store: S) {
     let store = Arc::new(store);

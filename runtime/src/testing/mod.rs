@@ -166,6 +166,7 @@ macro_rules! checkpoint_store_conformance {
             [
                 save_and_load,
                 reset_to_start,
+                advance_only_moves_forward,
                 subscribers_are_isolated,
                 leases_are_claimed_renewed_and_taken_over,
                 checkpoint_saves_are_fenced_by_the_lease,

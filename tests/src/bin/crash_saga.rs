@@ -183,6 +183,15 @@ impl<S: CheckpointStore> CheckpointStore for Crashing<S> {
             Ok(())
         })
     }
+    fn advance<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.inner.advance(subscriber, position).await?;
+            if subscriber.starts_with("saga:") {
+                self.at(Point::AfterCheckpoint);
+            }
+            Ok(())
+        })
+    }
     fn claim_lease<'a>(
         &'a self,
         subscriber: &'a str,

@@ -38,6 +38,14 @@ impl<D: Driver> CheckpointStore for SqlStore<D> {
         })
     }
 
+    fn advance<'a>(&'a self, subscriber: &'a str, position: Position) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let params = [Text(subscriber), Int(i64_of(position.0))];
+            self.execute(self.queries().checkpoint_advance.clone(), &params).await?;
+            Ok(())
+        })
+    }
+
     fn claim_lease<'a>(
         &'a self,
         subscriber: &'a str,
@@ -144,6 +152,10 @@ impl<D: Driver> SqlStore<D> {
         // Not moved (already at or past `position`) also affects no row:
         // tell the two apart by the lease.
         if saved == 0 {
+            let not_moved = StoreError::AlreadyApplied {
+                subscriber: subscriber.to_owned(),
+                position,
+            };
             let rows = D::fetch_all(&mut **tx, self.queries().lease_load.clone(), &[Text(subscriber)])
                 .await
                 .map_err(Self::error)?;
@@ -157,6 +169,7 @@ impl<D: Driver> SqlStore<D> {
                     token,
                 });
             }
+            return Err(not_moved);
         }
         Ok(())
     }
@@ -165,12 +178,14 @@ impl<D: Driver> SqlStore<D> {
 impl<D: Driver> SqlStore<D> {
     /// Saves a checkpoint inside the caller's transaction, so a SQL read
     /// model and its checkpoint commit together (exactly-once projections
-    /// into the same database). It only moves forward: an event handled
-    /// again out of order (a replayed dead letter) leaves it where it is.
+    /// into the same database). It only moves forward.
     ///
     /// # Errors
     ///
-    /// When the database fails.
+    /// [`StoreError::AlreadyApplied`] when the stored checkpoint is at or
+    /// past `position` (nothing saved; the transaction stays usable: commit
+    /// it anyway for an event knowingly applied again, a replayed dead
+    /// letter, else roll back); a database failure.
     pub async fn save_checkpoint_in(
         &self,
         tx: &mut Transaction<'static, D::Database>,
@@ -178,9 +193,15 @@ impl<D: Driver> SqlStore<D> {
         position: Position,
     ) -> Result<(), StoreError> {
         let params = [Text(subscriber), Int(i64_of(position.0))];
-        D::execute(&mut **tx, self.queries().checkpoint_advance.clone(), &params)
+        let saved = D::execute(&mut **tx, self.queries().checkpoint_advance.clone(), &params)
             .await
             .map_err(Self::error)?;
+        if saved == 0 {
+            return Err(StoreError::AlreadyApplied {
+                subscriber: subscriber.to_owned(),
+                position,
+            });
+        }
         Ok(())
     }
 

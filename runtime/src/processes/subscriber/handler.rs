@@ -66,6 +66,13 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// Handles one event.
     fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>>;
 
+    /// Handles `event` again, knowing it is behind the checkpoint (a
+    /// replayed dead letter): a handler that tells events already applied
+    /// apart by the checkpoint must apply it anyway.
+    fn replay<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>> {
+        self.handle(event)
+    }
+
     /// The handler failed on `event` after all its retries: `Ok(true)` when
     /// it dealt with that itself (a saga compensated), so the event is not
     /// parked; `Ok(false)` (the default) to park it.

@@ -327,7 +327,7 @@ impl Subscriber {
     /// checkpoint reaches `until`.
     pub(crate) async fn catch_up(&self, until: Option<Position>) -> Result<Position, SubscriptionError> {
         let mut progress = self.ready().await?;
-        loop {
+        'pages: loop {
             // Another instance owns it: nothing to do here.
             if !self.hold(&mut progress).await? {
                 return Ok(progress.checkpoint);
@@ -350,7 +350,17 @@ impl Subscriber {
                     progress.checkpoint = event.position;
                     continue;
                 }
-                if let Err(failure) = self.handle_with_retry(event).await
+                let handled = self.handle_with_retry(event).await;
+                if let Err(failure) = &handled
+                    && applied_elsewhere(failure)
+                {
+                    // Another instance applied it (and maybe more): go on
+                    // from the stored checkpoint.
+                    tracing::debug!(subscriber = %self.name, position = %event.position, "applied by another instance; reloading the checkpoint");
+                    self.load(&mut progress).await?;
+                    continue 'pages;
+                }
+                if let Err(failure) = handled
                     && !self.lost_lease(&mut progress, &failure)
                     && let Some(failure) = self.give_up(event, failure).await
                 {
@@ -445,7 +455,8 @@ impl Subscriber {
     }
 
     /// Saves the checkpoint, fenced by the lease when the subscriber is
-    /// owned; a lost lease steps down (the new owner's progress stands).
+    /// owned (a lost lease steps down: the new owner's progress stands),
+    /// else only moving it forward (other instances may run it too).
     async fn save(&self, progress: &mut Progress, position: u64) -> Result<(), SubscriptionError> {
         let saved = match &progress.lease {
             Some((lease, _)) => {
@@ -454,7 +465,7 @@ impl Subscriber {
                     .await
             }
             None if self.ownership.is_some() => return Ok(()),
-            None => self.checkpoints.save(&self.name, Position(position)).await,
+            None => self.checkpoints.advance(&self.name, Position(position)).await,
         };
         match saved {
             Ok(()) => {
@@ -491,8 +502,10 @@ impl Subscriber {
                 .unwrap_or_else(|panic| Err(HandlerFailure::msg(format!("the handler panicked: {panic}"))));
             match outcome {
                 Ok(()) => return Ok(()),
-                // Retrying cannot bring the lease back.
-                Err(failure) if failed_on_lost_lease(&failure) => return Err(failure),
+                // Retrying cannot bring the lease back, nor unapply.
+                Err(failure) if failed_on_lost_lease(&failure) || applied_elsewhere(&failure) => {
+                    return Err(failure);
+                }
                 Err(failure) => {
                     failures += 1;
                     tracing::warn!(
@@ -559,6 +572,7 @@ impl Subscriber {
         if self.filter.matches(event)
             && self.takes(&progress, event)
             && let Err(failure) = self.handle_with_retry(event).await
+            && !applied_elsewhere(&failure)
             && let Some(failure) = self.give_up(event, failure).await
         {
             self.park(event, &failure, self.config.retry.max_attempts.max(1))
@@ -589,7 +603,7 @@ impl Subscriber {
             .map_err(|e| self.store_error(e))?;
         let mut replayed = 0;
         for mut letter in letters {
-            match self.handler.handle(&letter.event).await {
+            match self.handler.replay(&letter.event).await {
                 Ok(()) => {
                     self.dead_letters
                         .remove(&self.name, letter.event.event_id)
@@ -638,7 +652,17 @@ impl Subscriber {
         reset().await;
         progress.stopped = None;
         progress.loaded = true;
-        self.save(&mut progress, 0).await
+        progress.handed.clear();
+        if progress.lease.is_some() {
+            return self.save(&mut progress, 0).await;
+        }
+        // Back to the start: a plain save (`save` only moves forward).
+        self.checkpoints
+            .save(&self.name, Position::START)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        progress.checkpoint = Position::START;
+        Ok(())
     }
 
     pub(crate) async fn status(&self) -> Result<SubscriberStatus, SubscriptionError> {
@@ -742,6 +766,15 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Whether a handler's failure says another instance applied the event
+/// first (its checkpoint, saved with the read model, is already past it).
+fn applied_elsewhere(failure: &HandlerFailure) -> bool {
+    matches!(
+        failure.0.downcast_ref::<StoreError>(),
+        Some(StoreError::AlreadyApplied { .. })
+    )
 }
 
 /// Whether a handler's failure is a checkpoint save refused by the lease.
