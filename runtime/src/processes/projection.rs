@@ -105,37 +105,31 @@ impl<P: Projection> ProjectionHandler<P> {
     /// Applies `event`; in a transaction, with the checkpoint, unless the
     /// checkpoint says it was applied already (by another instance) and
     /// this is no `replay` of a dead letter.
-    fn apply<'a>(
-        &'a self,
-        event: &'a RecordedEvent,
-        replay: bool,
-    ) -> impl std::future::Future<Output = Result<(), HandlerFailure>> + Send + 'a {
-        async move {
-            let decoded = P::Event::decode(&event.name, event.schema_version, &event.payload)
-                .map_err(|e| HandlerFailure::msg(format!("cannot decode `{}`: {e}", event.name)))?;
-            let meta = EventMeta::of(event);
-            let mut model = self.model.write().await;
-            let Some(transactions) = &self.transactions else {
-                return model.handle(decoded, &meta, None).await;
-            };
-            // One transaction per event: the rows and the checkpoint commit
-            // together, or neither does (a failed handler's rows roll back
-            // with the transaction, dropped before its retry).
-            let mut tx = transactions.begin().await?;
-            model.handle(decoded, &meta, Some(tx.inner())).await?;
-            let token = self.token.load(std::sync::atomic::Ordering::Acquire);
-            match tx
-                .save_checkpoint(&self.subscriber, event.position, (token != 0).then_some(token))
-                .await
-            {
-                Ok(()) => {}
-                // A dead letter is behind the checkpoint by nature.
-                Err(StoreError::AlreadyApplied { .. }) if replay => {}
-                // Dropped uncommitted: its rows roll back.
-                Err(e) => return Err(e.into()),
-            }
-            tx.commit().await?;
-            Ok(())
+    async fn apply(&self, event: &RecordedEvent, replay: bool) -> Result<(), HandlerFailure> {
+        let decoded = P::Event::decode(&event.name, event.schema_version, &event.payload)
+            .map_err(|e| HandlerFailure::msg(format!("cannot decode `{}`: {e}", event.name)))?;
+        let meta = EventMeta::of(event);
+        let mut model = self.model.write().await;
+        let Some(transactions) = &self.transactions else {
+            return model.handle(decoded, &meta, None).await;
+        };
+        // One transaction per event: the rows and the checkpoint commit
+        // together, or neither does (a failed handler's rows roll back
+        // with the transaction, dropped before its retry).
+        let mut tx = transactions.begin().await?;
+        model.handle(decoded, &meta, Some(tx.inner())).await?;
+        let token = self.token.load(std::sync::atomic::Ordering::Acquire);
+        match tx
+            .save_checkpoint(&self.subscriber, event.position, (token != 0).then_some(token))
+            .await
+        {
+            Ok(()) => {}
+            // A dead letter is behind the checkpoint by nature.
+            Err(StoreError::AlreadyApplied { .. }) if replay => {}
+            // Dropped uncommitted: its rows roll back.
+            Err(e) => return Err(e.into()),
         }
+        tx.commit().await?;
+        Ok(())
     }
 }
