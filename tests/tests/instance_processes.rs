@@ -3,7 +3,8 @@
 //! projection is SIGKILLed: another process takes over within the lease
 //! plus a renewal; the next owner is SIGSTOPped past its lease, another
 //! takes over, and when it is SIGCONTed its late saves are refused by the
-//! fence. Every deposit reaches the read model exactly once.
+//! fence. Every deposit reaches the read model exactly once, and the
+//! payment saga pays every order placed meanwhile exactly once.
 //!
 //! Then with the ledger split into four segments: they spread over the
 //! three processes (2 + 1 + 1); one is SIGKILLed and its segments move to
@@ -14,9 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use interlock::Ulid;
-use interlock::store::CheckpointStore;
+use interlock::store::{CheckpointStore, EventFilter, EventStore};
 use interlock_sql::{PostgresConfig, PostgresStore};
 use interlock_tests::bank::{Deposit, OpenAccount, bank_builder};
+use interlock_tests::payments;
 
 const SUBSCRIBER: &str = "projection:tests.ledger";
 
@@ -74,8 +76,18 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
         .await
         .expect("open");
     interlock_tests::ledger::create_postgres(&store, &schema).await;
-    // The writer: commands only, no subscribers.
-    let writer = bank_builder().backend(store.clone()).build().await.expect("build");
+    // The writer: commands only, no subscribers. Each deposit places an
+    // order too, which the payment saga (run by one of the processes)
+    // pays by charging a card.
+    let writer = bank_builder()
+        .aggregate::<payments::Order>()
+        .aggregate::<payments::Card>()
+        .backend(store.clone())
+        .build()
+        .await
+        .expect("build");
+    let card = Ulid::new();
+    let mut orders = Vec::new();
     let account = Ulid::new();
     writer
         .dispatch(OpenAccount {
@@ -102,6 +114,12 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
                 .await
                 .expect("deposit");
             total += i64::try_from(amount).expect("small");
+            let order = Ulid::new();
+            writer
+                .dispatch(payments::PlaceOrder { order, card, amount: 1 })
+                .await
+                .expect("order");
+            orders.push(order);
         }
         next += n;
     };
@@ -149,6 +167,18 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
     let seen = interlock_tests::ledger::postgres_counts(&store, &schema)
         .await
         .max(seen);
+    // Every order paid, once.
+    let mut charges = std::collections::BTreeMap::<Ulid, usize>::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        charges = charges_by_order(&store).await;
+        if charges.len() >= orders.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let charges = charges_by_order(&store).await.max(charges);
     for (_, mut child) in children {
         let _ = child.kill();
         let _ = child.wait();
@@ -158,10 +188,33 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
         (expected, expected, total),
         "every deposit once in the read model"
     );
+    assert_eq!(charges.len(), orders.len(), "every order's saga completed");
+    assert!(
+        charges.values().all(|n| *n == 1),
+        "each order charged once: {:?}",
+        charges.values().filter(|n| **n != 1).collect::<Vec<_>>()
+    );
     assert!(
         takeover < lease * 4 + Duration::from_secs(2),
         "takeover after SIGKILL took {takeover:?}"
     );
+}
+
+/// The card charges in the store, by order.
+async fn charges_by_order(store: &PostgresStore) -> std::collections::BTreeMap<Ulid, usize> {
+    let filter = EventFilter::all().event_names(["payments.card_charged"]);
+    let mut charges = std::collections::BTreeMap::new();
+    let mut after = interlock::Position::START;
+    loop {
+        let page = store.read_all(after, 500, &filter).await.expect("read");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for event in &page {
+            let charged: payments::CardCharged = serde_json::from_slice(&event.payload).expect("a charge");
+            *charges.entry(charged.order).or_default() += 1;
+        }
+    }
+    charges
 }
 
 /// Who holds each of the ledger's `count` segments now (unexpired).

@@ -1,6 +1,7 @@
 //! A child process for the several-instances tests: one instance of the
 //! bank application with the exactly-once ledger projection on
-//! PostgreSQL, running its background subscribers until it is killed.
+//! PostgreSQL, and the payment saga, running its background subscribers
+//! until it is killed.
 //!
 //! `instance <url> <schema> <instance id> [segments]`; prints `started`
 //! once built. With `segments`, the ledger is split into that many.
@@ -12,6 +13,7 @@ use interlock::ProjectionConfig;
 use interlock_sql::{PostgresConfig, PostgresStore};
 use interlock_tests::bank::bank_builder;
 use interlock_tests::ledger::PostgresLedger;
+use interlock_tests::payments;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         projection = projection.segments(segments.parse()?);
     }
     let app = bank_builder()
+        .aggregate::<payments::Order>()
+        .aggregate::<payments::Card>()
+        .saga::<payments::Payment>()
         .backend(store.clone())
         .projection_with(PostgresLedger { schema: schema.clone() }, projection)
         .instance_id(id.as_str())
