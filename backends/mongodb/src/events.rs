@@ -1,0 +1,502 @@
+//! The event store: appends in multi-document transactions that allocate
+//! positions from one counter document, reads, scans and rewrites.
+//!
+//! **Gap safety.** Every append increments the counter document inside
+//! its transaction, so two appending transactions always write the same
+//! document: the server lets one commit and aborts the other with a
+//! write conflict (retried here). Positions therefore become visible in
+//! order, and a reader that resumes after the last position it saw never
+//! misses one. The same write serializes the conditions of atomic
+//! appends: a category checked in one transaction cannot gain an event
+//! from another that commits meanwhile.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use interlock::store::{
+    AppendRequest, AtomicAppend, BatchAppend, BoxFuture, Committed, Direction, EventFilter, EventStore,
+    ExpectedVersion, NewEvent, RecordedEvent, RewrittenEvent, Scan, Scope, StoreError,
+};
+use interlock::{Position, StreamId, TenantId, Timestamp, Version};
+use mongodb::ClientSession;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::options::ReturnDocument;
+
+use crate::documents::{event_document, event_of, int, log_event_of, payload_to_bson, stream_filter, stream_key};
+use crate::store::{DUPLICATE_KEY, MongoStore, POSITION_COUNTER, code};
+
+/// Runs of a transaction that keeps conflicting, at most.
+const MAX_ATTEMPTS: u32 = 60;
+/// The code of a write conflict between transactions.
+const WRITE_CONFLICT: i32 = 112;
+
+/// Whether the transaction should run again: the server says so, or it
+/// lost a race for a document (the counter, a stream's version).
+pub(crate) fn transient(error: &mongodb::error::Error) -> bool {
+    error.contains_label(TRANSIENT_TRANSACTION_ERROR) || matches!(code(error), Some(WRITE_CONFLICT | DUPLICATE_KEY))
+}
+
+/// A growing wait between runs of a conflicting transaction, with jitter
+/// so competing writers spread out.
+async fn back_off(attempt: u32) {
+    let base = 2u64.saturating_pow(attempt.min(6));
+    let jitter = u64::from(ulid::Ulid::new().random() as u8 % 8);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+/// Commits, retrying a commit whose result is unknown (committing again
+/// is safe: the server answers with the first outcome).
+pub(crate) async fn commit(session: &mut ClientSession) -> Result<(), mongodb::error::Error> {
+    let mut tries = 0;
+    loop {
+        match session.commit_transaction().await {
+            Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && tries < 5 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// The outcome of one planned transaction: what each request gets, and
+/// the last position written (`None` when nothing was).
+struct Written {
+    outcomes: Vec<Result<Committed, StoreError>>,
+    last: Option<Position>,
+}
+
+impl MongoStore {
+    /// Runs `appends` in one transaction, retrying conflicts between
+    /// transactions. With `atomic`, a request that cannot be applied
+    /// fails the whole transaction (its error is the outcome of all).
+    async fn transact_appends(
+        &self,
+        appends: &[AppendRequest],
+        conditions: &[interlock::store::Unchanged],
+        atomic: bool,
+    ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+        let mut session = self.inner.client.start_session().await.map_err(|e| self.error(e))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session.start_transaction().await.map_err(|e| self.error(e))?;
+            let written = self.write_appends(&mut session, appends, conditions, atomic).await;
+            let result = match written {
+                Ok(Ok(written)) if written.last.is_none() => {
+                    let _ = session.abort_transaction().await;
+                    return Ok(written.outcomes);
+                }
+                Ok(Ok(written)) => commit(&mut session).await.map(|()| written),
+                Ok(Err(refused)) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(refused);
+                }
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Ok(written) => {
+                    if let Some(last) = written.last {
+                        self.inner.head.send_if_modified(|head| {
+                            let moved = last > *head;
+                            if moved {
+                                *head = last;
+                            }
+                            moved
+                        });
+                    }
+                    return Ok(written.outcomes);
+                }
+                Err(e) if transient(&e) && attempt < MAX_ATTEMPTS => back_off(attempt).await,
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+    }
+
+    /// One run of the transaction: checks, then writes. `Ok(Err(_))` is a
+    /// refusal (a failed condition, or a conflict of an atomic append):
+    /// nothing may be committed.
+    async fn write_appends(
+        &self,
+        session: &mut ClientSession,
+        appends: &[AppendRequest],
+        conditions: &[interlock::store::Unchanged],
+        atomic: bool,
+    ) -> Result<Result<Written, StoreError>, mongodb::error::Error> {
+        let c = self.collections();
+        for condition in conditions {
+            let mut filter = scope_filter(&condition.scope);
+            filter.insert("_id", doc! { "$gt": int(condition.since.0) });
+            let later = c
+                .events
+                .find_one(filter)
+                .sort(doc! { "_id": -1 })
+                .projection(doc! { "_id": 1 })
+                .session(&mut *session)
+                .await?;
+            if let Some(later) = later {
+                return Ok(Err(StoreError::ScopeChanged {
+                    scope: condition.scope.clone(),
+                    since: condition.since,
+                    actual: Position(u64::try_from(later.get_i64("_id").unwrap_or(0)).unwrap_or(0)),
+                }));
+            }
+        }
+        // The streams' versions, then each request against them in order.
+        let keys: Vec<String> = appends.iter().map(|a| stream_key(&a.stream)).collect();
+        let mut versions: HashMap<String, Version> = HashMap::new();
+        let mut cursor = c
+            .streams
+            .find(doc! { "_id": { "$in": keys.clone() } })
+            .session(&mut *session)
+            .await?;
+        while let Some(stream) = cursor.next(&mut *session).await {
+            let stream = stream?;
+            if let (Ok(key), Some(version)) = (stream.get_str("_id"), stream.get("version").and_then(as_u64)) {
+                versions.insert(key.to_owned(), Version(version));
+            }
+        }
+        let mut plans = Vec::with_capacity(appends.len());
+        let mut total = 0u64;
+        for (append, key) in appends.iter().zip(&keys) {
+            let actual = versions.get(key).copied().unwrap_or(Version::INITIAL);
+            match append.expected {
+                ExpectedVersion::Exact(expected) if expected != actual => {
+                    let conflict = StoreError::Conflict {
+                        stream: append.stream.clone(),
+                        expected: append.expected,
+                        actual,
+                    };
+                    if atomic {
+                        return Ok(Err(conflict));
+                    }
+                    plans.push(Err(conflict));
+                }
+                _ => {
+                    let count = append.events.len() as u64;
+                    versions.insert(key.clone(), Version(actual.0 + count));
+                    total += count;
+                    plans.push(Ok(actual));
+                }
+            }
+        }
+        if total == 0 {
+            let outcomes = plans
+                .into_iter()
+                .zip(appends)
+                .map(|(plan, append)| {
+                    plan.map(|version| Committed {
+                        stream: append.stream.clone(),
+                        version,
+                        positions: Vec::new(),
+                    })
+                })
+                .collect();
+            return Ok(Ok(Written { outcomes, last: None }));
+        }
+        let counter = c
+            .counters
+            .find_one_and_update(
+                doc! { "_id": POSITION_COUNTER },
+                doc! { "$inc": { "last": int(total) } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .session(&mut *session)
+            .await?;
+        let last = counter
+            .as_ref()
+            .and_then(|d| d.get("last"))
+            .and_then(as_u64)
+            .unwrap_or(total);
+        let mut position = last - total;
+        let mut documents = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut outcomes = Vec::with_capacity(appends.len());
+        let mut touched: Vec<(&StreamId, Version)> = Vec::new();
+        for (plan, append) in plans.into_iter().zip(appends) {
+            let from = match plan {
+                Ok(from) => from,
+                Err(conflict) => {
+                    outcomes.push(Err(conflict));
+                    continue;
+                }
+            };
+            let mut version = from;
+            let mut positions = Vec::with_capacity(append.events.len());
+            for event in &append.events {
+                position += 1;
+                version = Version(version.0 + 1);
+                documents.push(event_document(&append.stream, version, Position(position), event));
+                positions.push(Position(position));
+            }
+            if !append.events.is_empty() {
+                touched.retain(|(s, _)| *s != &append.stream);
+                touched.push((&append.stream, version));
+            }
+            outcomes.push(Ok(Committed {
+                stream: append.stream.clone(),
+                version,
+                positions,
+            }));
+        }
+        c.events.insert_many(documents).session(&mut *session).await?;
+        let now = mongodb::bson::DateTime::from_millis(Timestamp::now().0 / 1000);
+        for (stream, version) in touched {
+            c.streams
+                .update_one(
+                    doc! { "_id": stream_key(stream) },
+                    doc! {
+                        "$set": { "version": int(version.0), "updated_at": now },
+                        "$setOnInsert": {
+                            "tenant": stream.tenant().map_or("", TenantId::as_str),
+                            "aggregate_type": stream.aggregate_type(),
+                            "aggregate_id": stream.aggregate_id(),
+                            "created_at": now,
+                        },
+                    },
+                )
+                .upsert(true)
+                .session(&mut *session)
+                .await?;
+        }
+        Ok(Ok(Written {
+            outcomes,
+            last: Some(Position(last)),
+        }))
+    }
+
+    async fn find_events(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: Option<usize>,
+        log: bool,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut find = self.collections().events.find(filter).sort(sort);
+        if let Some(limit) = limit {
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let documents: Vec<Document> = find
+            .await
+            .map_err(|e| self.error(e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.error(e))?;
+        documents
+            .iter()
+            .map(|d| if log { log_event_of(d) } else { event_of(d) })
+            .collect()
+    }
+}
+
+/// A stored integer as `u64` (`None` for anything else or a negative).
+pub(crate) fn as_u64(value: &Bson) -> Option<u64> {
+    match value {
+        Bson::Int64(v) => u64::try_from(*v).ok(),
+        Bson::Int32(v) => u64::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+/// The filter of the events of `scope`.
+fn scope_filter(scope: &Scope) -> Document {
+    match scope {
+        Scope::Stream(stream) => stream_filter(stream),
+        Scope::Category(category) => doc! { "aggregate_type": category.as_ref() },
+        Scope::Log => Document::new(),
+        Scope::TenantCategory(tenant, category) => {
+            doc! { "tenant": tenant.as_str(), "aggregate_type": category.as_ref() }
+        }
+        Scope::Tenant(tenant) => doc! { "tenant": tenant.as_str() },
+    }
+}
+
+/// The filter of `filter` over the log.
+fn log_filter(after: Position, filter: &EventFilter) -> Document {
+    let mut document = doc! { "_id": { "$gt": int(after.0) } };
+    if let Some(names) = &filter.event_names {
+        document.insert(
+            "name",
+            doc! { "$in": names.iter().map(|n| n.as_ref()).collect::<Vec<_>>() },
+        );
+    }
+    if let Some(types) = &filter.aggregate_types {
+        document.insert(
+            "aggregate_type",
+            doc! { "$in": types.iter().map(|t| t.as_ref()).collect::<Vec<_>>() },
+        );
+    }
+    if let Some(tenant) = &filter.tenant {
+        document.insert("tenant", tenant.as_str());
+    }
+    document
+}
+
+impl BatchAppend for MongoStore {
+    fn append_batch(&self, batch: Vec<AppendRequest>) -> BoxFuture<'_, Vec<Result<Committed, StoreError>>> {
+        Box::pin(async move {
+            match self.transact_appends(&batch, &[], false).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    // The whole transaction failed: every request with it.
+                    let message = e.to_string();
+                    let unavailable = matches!(e, StoreError::Unavailable { .. });
+                    batch
+                        .iter()
+                        .map(|_| {
+                            Err(if unavailable {
+                                StoreError::Unavailable {
+                                    backend: crate::documents::BACKEND,
+                                    source: message.clone().into(),
+                                }
+                            } else {
+                                StoreError::Backend {
+                                    backend: crate::documents::BACKEND,
+                                    source: message.clone().into(),
+                                }
+                            })
+                        })
+                        .collect()
+                }
+            }
+        })
+    }
+}
+
+impl EventStore for MongoStore {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        Box::pin(self.inner.committer.append(stream, expected, events))
+    }
+
+    fn append_atomic(&self, append: AtomicAppend) -> BoxFuture<'_, Result<Vec<Committed>, StoreError>> {
+        Box::pin(async move {
+            self.transact_appends(&append.streams, &append.conditions, true)
+                .await?
+                .into_iter()
+                .collect()
+        })
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        to: Option<Version>,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let mut filter = stream_filter(stream);
+            let mut range = doc! { "$gte": int(from.0) };
+            if let Some(to) = to {
+                range.insert("$lte", int(to.0));
+            }
+            filter.insert("version", range);
+            self.find_events(filter, doc! { "version": 1 }, None, false).await
+        })
+    }
+
+    fn read_all<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        filter: &'a EventFilter,
+    ) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            self.find_events(log_filter(after, filter), doc! { "_id": 1 }, Some(limit), true)
+                .await
+        })
+    }
+
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Version, StoreError>> {
+        Box::pin(async move {
+            let found = self
+                .collections()
+                .streams
+                .find_one(doc! { "_id": stream_key(stream) })
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(found
+                .as_ref()
+                .and_then(|d| d.get("version"))
+                .and_then(as_u64)
+                .map_or(Version::INITIAL, Version))
+        })
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
+        Box::pin(async move {
+            let counter = self
+                .collections()
+                .counters
+                .find_one(doc! { "_id": POSITION_COUNTER })
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(Position(
+                counter
+                    .as_ref()
+                    .and_then(|d| d.get("last"))
+                    .and_then(as_u64)
+                    .unwrap_or(0),
+            ))
+        })
+    }
+
+    fn scan<'a>(&'a self, scan: &'a Scan) -> BoxFuture<'a, Result<Vec<RecordedEvent>, StoreError>> {
+        Box::pin(async move {
+            let mut filter = scope_filter(&scan.scope);
+            let mut range = Document::new();
+            match scan.from {
+                Bound::Included(p) => range.insert("$gte", int(p.0)),
+                Bound::Excluded(p) => range.insert("$gt", int(p.0)),
+                Bound::Unbounded => None,
+            };
+            match scan.to {
+                Bound::Included(p) => range.insert("$lte", int(p.0)),
+                Bound::Excluded(p) => range.insert("$lt", int(p.0)),
+                Bound::Unbounded => None,
+            };
+            if !range.is_empty() {
+                filter.insert("_id", range);
+            }
+            let order = match scan.direction {
+                Direction::Forward => 1,
+                Direction::Backward => -1,
+            };
+            self.find_events(filter, doc! { "_id": order }, Some(scan.limit), false)
+                .await
+        })
+    }
+
+    fn rewrite(&self, position: Position, event: RewrittenEvent) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let updated = self
+                .collections()
+                .events
+                .update_one(
+                    doc! { "_id": int(position.0) },
+                    doc! { "$set": {
+                        "name": event.name.as_ref(),
+                        "schema_version": i64::from(event.schema_version.0),
+                        "payload": payload_to_bson(&event.payload),
+                    } },
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            if updated.matched_count == 0 {
+                return Err(StoreError::NotFound(position));
+            }
+            Ok(())
+        })
+    }
+
+    fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
+        Some(self.inner.head.subscribe())
+    }
+}

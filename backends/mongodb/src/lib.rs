@@ -1,0 +1,48 @@
+//! The MongoDB backend of Interlock, on the official `mongodb` driver.
+//!
+//! [`MongoStore`] keeps the event store, snapshots and checkpoints (with
+//! the ownership leases of several instances) in one database:
+//!
+//! | collection | one document per | `_id` | indexes |
+//! |---|---|---|---|
+//! | `events` | event: `event_id`, `tenant` (`""` for none), `aggregate_type`, `aggregate_id`, `version`, `name`, `schema_version`, `payload`, `metadata`, `recorded_at` | its global position | unique (tenant, type, id, version), unique `event_id`, (`name`, position), (`aggregate_type`, position), (`tenant`, position) |
+//! | `streams` | stream: `tenant`, `aggregate_type`, `aggregate_id`, `version`, `created_at`, `updated_at` | tenant, type and id joined by U+001F | |
+//! | `counters` | the log: `last`, its head | `"position"` | |
+//! | `snapshots` | stream: `version`, `state_version`, `payload`, `taken_at` | as in `streams` | |
+//! | `checkpoints` | subscriber: `position` | its name | |
+//! | `leases` | subscriber: `owner`, `token`, `expires_at` (µs) | its name | |
+//!
+//! Collection names take the configured prefix (`es_events`, ...).
+//! Payloads are stored as the BSON of their JSON, queryable from the
+//! mongo shell (`db.events.find({"payload.amount": {$gt: 100}})`), or as
+//! their raw bytes where BSON cannot hold them losslessly (see
+//! `documents`): a payload always reads back byte for byte.
+//!
+//! Appends run in multi-document transactions that take positions from
+//! the counter document; concurrent appends of one process share a
+//! transaction (the runtime's group committer). See `events` for why the
+//! log is gap-safe. The server must support transactions (a replica set,
+//! or a server that offers them standalone).
+//!
+//! Not yet here (the other seams keep their in-memory or SQL stores):
+//! the idempotency, saga state, dead-letter and outbox stores.
+//!
+//! # The test server
+//!
+//! The tests run against SecantusDB, a MongoDB-wire server from PyPI,
+//! started by `scripts/mongodb.sh` (as a separate process). Where it
+//! differs from MongoDB, this crate relies only on behaviour both share:
+//! transactions on a standalone server, duplicate-key errors (11000) and
+//! write conflicts (112, labelled `TransientTransactionError`), change
+//! streams with resume tokens.
+
+mod checkpoints;
+mod config;
+mod documents;
+mod events;
+mod snapshots;
+mod store;
+mod watch;
+
+pub use self::config::{MongoConfig, MongoConfigError};
+pub use self::store::{MongoOpenError, MongoStore};
