@@ -142,18 +142,34 @@ fn metadata_from_bson(stored: &Bson) -> Result<EventMetadata, String> {
 /// The document of `event`, the `version`-th of `stream`, at `position`.
 pub(crate) fn event_document(stream: &StreamId, version: Version, position: Position, event: &NewEvent) -> Document {
     let mut metadata = event.metadata.clone();
-    let recorded = *metadata.timestamp.get_or_insert_with(Timestamp::now);
+    metadata.timestamp.get_or_insert_with(Timestamp::now);
+    document_of(&RecordedEvent {
+        event_id: event.event_id,
+        stream: stream.clone(),
+        version,
+        position,
+        name: event.name.clone(),
+        schema_version: event.schema_version,
+        payload: event.payload.clone(),
+        metadata,
+    })
+}
+
+/// The document of a recorded event (in `events`, or inside a dead letter).
+pub(crate) fn document_of(event: &RecordedEvent) -> Document {
+    let recorded = event.metadata.timestamp.unwrap_or_else(Timestamp::now);
+    let stream = &event.stream;
     doc! {
-        "_id": int(position.0),
+        "_id": int(event.position.0),
         "event_id": event.event_id.to_string(),
         "tenant": stream.tenant().map_or("", TenantId::as_str),
         "aggregate_type": stream.aggregate_type(),
         "aggregate_id": stream.aggregate_id(),
-        "version": int(version.0),
+        "version": int(event.version.0),
         "name": event.name.as_ref(),
         "schema_version": i64::from(event.schema_version.0),
         "payload": payload_to_bson(&event.payload),
-        "metadata": metadata_to_bson(&metadata),
+        "metadata": metadata_to_bson(&event.metadata),
         "recorded_at": mongodb::bson::DateTime::from_millis(recorded.0 / 1000),
     }
 }

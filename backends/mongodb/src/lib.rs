@@ -1,7 +1,8 @@
 //! The MongoDB backend of Interlock, on the official `mongodb` driver.
 //!
-//! [`MongoStore`] keeps the event store, snapshots and checkpoints (with
-//! the ownership leases of several instances) in one database:
+//! [`MongoStore`] keeps every store of an application in one database:
+//! events, snapshots, idempotency records, checkpoints (with the ownership
+//! leases of several instances), dead letters, saga state and deadlines.
 //!
 //! | collection | one document per | `_id` | indexes |
 //! |---|---|---|---|
@@ -11,6 +12,10 @@
 //! | `snapshots` | stream: `version`, `state_version`, `payload`, `taken_at` | as in `streams` | |
 //! | `checkpoints` | subscriber: `position` | its name | |
 //! | `leases` | subscriber: `owner`, `token`, `expires_at` (µs) | its name | |
+//! | `idempotency` | command: `state` (`claimed`/`done`), `until`, the outcome, `expires_at` (µs) and `expires` (a date) | the command id | TTL on `expires` |
+//! | `dead_letters` | (subscriber, event): `subscriber`, `position`, `event` (as in `events`), `error`, `attempts`, `parked_at` | subscriber and event id joined by U+001F | (`subscriber`, `position`) |
+//! | `sagas` | saga instance: `saga`, `key`, `state`, `version`, `last_position`, `failure` | saga and key joined by U+001F | |
+//! | `deadlines` | deadline: `saga`, `key`, `due` (µs), `name`, `schema_version`, `payload`, `correlation_id` | its id | (`saga`, `due`), (`saga`, `key`) |
 //!
 //! Collection names take the configured prefix (`es_events`, ...).
 //! Payloads are stored as the BSON of their JSON, queryable from the
@@ -24,8 +29,7 @@
 //! log is gap-safe. The server must support transactions (a replica set,
 //! or a server that offers them standalone).
 //!
-//! Not yet here (the other seams keep their in-memory or SQL stores):
-//! the idempotency, saga state, dead-letter and outbox stores.
+//! Not yet here: the transactional outbox (`Outbox`).
 //!
 //! # The test server
 //!
@@ -38,8 +42,11 @@
 
 mod checkpoints;
 mod config;
+mod dead_letters;
 mod documents;
 mod events;
+mod idempotency;
+mod sagas;
 mod snapshots;
 mod store;
 mod watch;

@@ -16,8 +16,9 @@ use tokio::sync::watch;
 use crate::config::{MongoConfig, MongoConfigError, redact};
 use crate::documents::BACKEND;
 
-/// Every Interlock store on one MongoDB database: events, snapshots and
-/// checkpoints with their leases. Cheap to clone (clones share the
+/// Every Interlock store on one MongoDB database: events, snapshots,
+/// idempotency records, checkpoints with their leases, dead letters and
+/// saga state with deadlines. Cheap to clone (clones share the
 /// client and its connection pool).
 #[derive(Clone)]
 pub struct MongoStore {
@@ -43,6 +44,10 @@ pub(crate) struct Collections {
     pub(crate) snapshots: Collection<Document>,
     pub(crate) checkpoints: Collection<Document>,
     pub(crate) leases: Collection<Document>,
+    pub(crate) idempotency: Collection<Document>,
+    pub(crate) dead_letters: Collection<Document>,
+    pub(crate) sagas: Collection<Document>,
+    pub(crate) deadlines: Collection<Document>,
 }
 
 /// The `_id` of the position counter in `counters`.
@@ -196,6 +201,10 @@ impl Collections {
             snapshots: collection("snapshots"),
             checkpoints: collection("checkpoints"),
             leases: collection("leases"),
+            idempotency: collection("idempotency"),
+            dead_letters: collection("dead_letters"),
+            sagas: collection("sagas"),
+            deadlines: collection("deadlines"),
         }
     }
 
@@ -219,6 +228,32 @@ impl Collections {
                 index(doc! { "name": 1, "_id": 1 }, false, "name_position"),
                 index(doc! { "aggregate_type": 1, "_id": 1 }, false, "type_position"),
                 index(doc! { "tenant": 1, "_id": 1 }, false, "tenant_position"),
+            ])
+            .await?;
+        self.idempotency
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "expires": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("expiry".to_owned())
+                            .expire_after(std::time::Duration::ZERO)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await?;
+        self.dead_letters
+            .create_indexes([index(
+                doc! { "subscriber": 1, "position": 1 },
+                false,
+                "subscriber_position",
+            )])
+            .await?;
+        self.deadlines
+            .create_indexes([
+                index(doc! { "saga": 1, "due": 1 }, false, "saga_due"),
+                index(doc! { "saga": 1, "key": 1 }, false, "saga_key"),
             ])
             .await?;
         Ok(())

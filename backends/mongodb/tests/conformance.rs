@@ -30,3 +30,6 @@ async fn mongodb() -> Option<MongoStore> {
 interlock::event_store_conformance!(mongodb_event_store, mongodb);
 interlock::snapshot_store_conformance!(mongodb_snapshot_store, mongodb);
 interlock::checkpoint_store_conformance!(mongodb_checkpoint_store, mongodb);
+interlock::idempotency_store_conformance!(mongodb_idempotency_store, mongodb);
+interlock::dead_letter_store_conformance!(mongodb_dead_letter_store, mongodb);
+interlock::saga_state_store_conformance!(mongodb_saga_state_store, mongodb);
