@@ -57,6 +57,14 @@ pub mod sql {
     pub use interlock_sql::{SqliteConfig, SqliteLocation, SqliteStore, SqliteTransaction};
 }
 
+/// The MongoDB backend (feature `mongodb`).
+#[cfg(feature = "mongodb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
+pub mod mongodb {
+    #[doc(inline)]
+    pub use interlock_mongodb::{MongoConfig, MongoConfigError, MongoOpenError, MongoStore};
+}
+
 /// What generated code reaches through absolute paths. Not public API.
 #[doc(hidden)]
 pub use interlock_core::__private;

@@ -41,7 +41,7 @@ pub enum OpenError {
     },
 }
 
-const KNOWN: &str = "sqlite, postgres, postgresql";
+const KNOWN: &str = "sqlite, postgres, postgresql, mongodb, mongodb+srv";
 
 /// `url` with its password replaced by `***`.
 fn redacted(text: &str) -> String {
@@ -67,6 +67,7 @@ fn redacted(text: &str) -> String {
 /// | `sqlite::memory:` | SQLite in memory | `sqlite` |
 /// | `sqlite:path/to/file.db`, `sqlite://path/to/file.db` | SQLite file (created if missing) | `sqlite` |
 /// | `postgres://user:password@host:port/db`, `postgresql://...` | PostgreSQL | `postgres` |
+/// | `mongodb://user:password@host:port/db?replicaSet=rs0`, `mongodb+srv://...` | MongoDB (database `db`, else `interlock`) | `mongodb` |
 ///
 /// For settings beyond the defaults (table prefix, schema, pool size,
 /// group commit), build the backend's config instead (`interlock::sql`).
@@ -98,6 +99,7 @@ pub async fn open(url: &str) -> Result<StoreSet, OpenError> {
     match scheme.as_str() {
         "sqlite" => open_sqlite(url, rest).await,
         "postgres" | "postgresql" => open_postgres(url).await,
+        "mongodb" | "mongodb+srv" => open_mongodb(url).await,
         _ => Err(OpenError::UnknownScheme { scheme, known: KNOWN }),
     }
 }
@@ -153,6 +155,31 @@ async fn open_postgres(_url: &str) -> Result<StoreSet, OpenError> {
     Err(OpenError::FeatureDisabled {
         scheme: "postgres".into(),
         feature: "postgres",
+    })
+}
+
+#[cfg(feature = "mongodb")]
+async fn open_mongodb(url: &str) -> Result<StoreSet, OpenError> {
+    use interlock_mongodb::{MongoConfig, MongoOpenError, MongoStore};
+    let config = MongoConfig::new(url);
+    match MongoStore::open(config.clone()).await {
+        Ok(store) => Ok(StoreSet::all(store)),
+        Err(MongoOpenError::Unavailable { source, .. }) => Err(OpenError::Store {
+            url: config.redacted_uri(),
+            source,
+        }),
+        Err(e) => Err(OpenError::InvalidUrl {
+            url: config.redacted_uri(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(not(feature = "mongodb"))]
+async fn open_mongodb(_url: &str) -> Result<StoreSet, OpenError> {
+    Err(OpenError::FeatureDisabled {
+        scheme: "mongodb".into(),
+        feature: "mongodb",
     })
 }
 

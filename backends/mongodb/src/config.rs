@@ -52,12 +52,14 @@ impl MongoConfig {
     pub const PREFIX_VAR: &'static str = "INTERLOCK_MONGODB_PREFIX";
 
     /// A store on `uri` (a `mongodb://` or `mongodb+srv://` connection
-    /// string), database `interlock`, no collection prefix, writes
-    /// acknowledged by a majority and journaled, majority reads.
+    /// string), in the database the URI names (`mongodb://host/bank`), else
+    /// `interlock`; no collection prefix, writes acknowledged by a majority
+    /// and journaled, majority reads.
     pub fn new(uri: impl Into<String>) -> Self {
+        let uri = uri.into();
         Self {
-            uri: uri.into(),
-            database: "interlock".into(),
+            database: database_of(&uri).unwrap_or("interlock").to_owned(),
+            uri,
             prefix: String::new(),
             majority: true,
             journal: true,
@@ -176,6 +178,14 @@ impl MongoConfig {
     }
 }
 
+/// The database a URI names in its path (`mongodb://host/db?...`).
+fn database_of(uri: &str) -> Option<&str> {
+    let (_, rest) = uri.split_once("://")?;
+    let (_, path) = rest.split_once('/')?;
+    let name = path.split('?').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
 /// `uri` with the password of its user info replaced by `***`.
 pub(crate) fn redact(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
@@ -264,6 +274,13 @@ mod tests {
             let config = MongoConfig::new(uri);
             assert!(!format!("{config:?}{config}").contains("s3cr"));
         }
+    }
+
+    #[test]
+    fn the_database_comes_from_the_uri() {
+        assert_eq!(MongoConfig::new("mongodb://h:1/bank?w=1").database, "bank");
+        assert_eq!(MongoConfig::new("mongodb://h:1/?w=1").database, "interlock");
+        assert_eq!(MongoConfig::new("mongodb://h:1").database, "interlock");
     }
 
     #[test]

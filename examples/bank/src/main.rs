@@ -1,12 +1,15 @@
 //! Bank accounts on Interlock, stored in a SQLite file:
 //! `cargo run -p bank-example`. Run it twice: the second run finds the
 //! accounts of the first (the file is `bank-example.db` in the system temp
-//! directory, or `INTERLOCK_SQLITE_PATH`).
+//! directory, or `INTERLOCK_SQLITE_PATH`). With `INTERLOCK_MONGODB_URI`
+//! set, the same code runs on MongoDB instead.
 
 use bank_example::domain::{BankAccount, BankError, Deposit, OpenAccount, Withdraw};
 use interlock::AggregateConfig;
+use interlock::mongodb::{MongoConfig, MongoStore};
 use interlock::prelude::*;
 use interlock::store::EventStore;
+use interlock::store::StoreSet;
 use interlock::store::{ExpectedVersion, NewEvent};
 use interlock::{CommandError, EventId, StreamId};
 use interlock_sql::{SqliteConfig, SqliteStore};
@@ -17,15 +20,25 @@ const GRACE: &str = "01JAAAAAAAAAAAAAAAAAAGRACE";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = match SqliteConfig::from_env() {
-        Ok(config) => config,
-        Err(interlock_sql::ConfigError::MissingVariable(_)) => {
-            SqliteConfig::file(std::env::temp_dir().join("bank-example.db"))
+    let stores = match std::env::var("INTERLOCK_MONGODB_URI") {
+        Ok(uri) => {
+            let config = MongoConfig::new(uri).database("bank_example");
+            println!("store: {config}");
+            StoreSet::all(MongoStore::open(config).await?)
         }
-        Err(invalid) => return Err(invalid.into()),
+        Err(_) => {
+            let config = match SqliteConfig::from_env() {
+                Ok(config) => config,
+                Err(interlock_sql::ConfigError::MissingVariable(_)) => {
+                    SqliteConfig::file(std::env::temp_dir().join("bank-example.db"))
+                }
+                Err(invalid) => return Err(invalid.into()),
+            };
+            println!("store: {:?}", config.location);
+            StoreSet::all(SqliteStore::open(config).await?)
+        }
     };
-    println!("store: {:?}", config.location);
-    let store = SqliteStore::open(config).await?;
+    let store = stores.events.clone().ok_or("the backend has no event store")?;
     let (ada, grace) = (ADA.parse::<Ulid>()?, GRACE.parse::<Ulid>()?);
 
     // An account written before deposits had a currency (schema version 1
@@ -46,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = Application::builder()
         .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(10))
-        .backend(store)
+        .backend(stores)
         .build()
         .await?;
 

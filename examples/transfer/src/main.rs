@@ -3,7 +3,8 @@
 //!
 //! Shows a completed transfer, a transfer whose credit is refused and is
 //! compensated by a refund, and a transfer left pending that the saga's
-//! deadline cancels; then the balance projection is queried.
+//! deadline cancels; then the balance projection is queried. In memory,
+//! or on MongoDB when `INTERLOCK_MONGODB_URI` is set (same domain code).
 
 use interlock::DispatchOptions;
 use interlock::ProjectionConfig;
@@ -18,7 +19,12 @@ use transfer_example::transfer::{MoneyTransfer, RequestTransfer, Transfer, Trans
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let app = Application::builder()
+    let mut builder = Application::builder();
+    if let Ok(uri) = std::env::var("INTERLOCK_MONGODB_URI") {
+        let config = interlock::mongodb::MongoConfig::new(uri).database("transfer_example");
+        builder = builder.backend(interlock::mongodb::MongoStore::open(config).await?);
+    }
+    let app = builder
         .aggregate::<Account>()
         .aggregate::<Transfer>()
         .saga::<MoneyTransfer>()
