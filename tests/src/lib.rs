@@ -291,6 +291,16 @@ pub mod services {
         }
     }
 
+    /// The MongoDB URI, or `None` when `INTERLOCK_MONGODB_URI` is unset (a
+    /// loud skip, or a failure under `INTERLOCK_REQUIRE_SERVICES=1`).
+    pub fn mongodb_uri() -> Option<String> {
+        let uri = std::env::var("INTERLOCK_MONGODB_URI").ok().filter(|u| !u.is_empty());
+        if uri.is_none() {
+            interlock::testing::skip_or_fail("MongoDB (set INTERLOCK_MONGODB_URI; scripts/mongodb.sh starts a server)");
+        }
+        uri
+    }
+
     /// A SQLite store in a fresh file under the system temp directory.
     pub async fn sqlite_file() -> Option<SqliteStore> {
         let path = std::env::temp_dir().join(format!("interlock-test-{}.db", ulid::Ulid::new()));

@@ -9,6 +9,14 @@
 //! misses one. The same write serializes the conditions of atomic
 //! appends: a category checked in one transaction cannot gain an event
 //! from another that commits meanwhile.
+//!
+//! **A writer killed mid-append.** The server keeps a transaction whose
+//! client died open until its `transactionLifetimeLimitSeconds` (60 s by
+//! default), and its uncommitted writes (the counter, the events' `_id`s)
+//! make every other append conflict until then. Appends retry conflicts
+//! until the configured operation timeout (30 s by default), then fail
+//! with `StoreError::Unavailable`; lower the server parameter where a
+//! faster recovery matters.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -28,8 +36,6 @@ use mongodb::options::ReturnDocument;
 use crate::documents::{event_document, event_of, int, log_event_of, payload_to_bson, stream_filter, stream_key};
 use crate::store::{DUPLICATE_KEY, MongoStore, POSITION_COUNTER, code};
 
-/// Runs of a transaction that keeps conflicting, at most.
-const MAX_ATTEMPTS: u32 = 60;
 /// The code of a write conflict between transactions.
 const WRITE_CONFLICT: i32 = 112;
 
@@ -39,9 +45,9 @@ pub(crate) fn transient(error: &mongodb::error::Error) -> bool {
     error.contains_label(TRANSIENT_TRANSACTION_ERROR) || matches!(code(error), Some(WRITE_CONFLICT | DUPLICATE_KEY))
 }
 
-/// A growing wait between runs of a conflicting transaction, with jitter
-/// so competing writers spread out.
-async fn back_off(attempt: u32) {
+/// A growing wait between runs of a conflicting transaction (1 ms to
+/// about 70 ms), with jitter so competing writers spread out.
+pub(crate) async fn back_off(attempt: u32) {
     let base = 2u64.saturating_pow(attempt.min(6));
     let jitter = u64::from(ulid::Ulid::new().random() as u8 % 8);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
@@ -77,6 +83,7 @@ impl MongoStore {
         atomic: bool,
     ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
         let mut session = self.inner.client.start_session().await.map_err(|e| self.error(e))?;
+        let deadline = tokio::time::Instant::now() + self.inner.config.operation_timeout;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -110,7 +117,18 @@ impl MongoStore {
                     }
                     return Ok(written.outcomes);
                 }
-                Err(e) if transient(&e) && attempt < MAX_ATTEMPTS => back_off(attempt).await,
+                Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => back_off(attempt).await,
+                Err(e) if transient(&e) => {
+                    return Err(StoreError::Unavailable {
+                        backend: crate::documents::BACKEND,
+                        source: format!(
+                            "appends kept conflicting for {:?} (another writer, or the open transaction of one that died): {}",
+                            self.inner.config.operation_timeout,
+                            self.error(e)
+                        )
+                        .into(),
+                    });
+                }
                 Err(e) => return Err(self.error(e)),
             }
         }

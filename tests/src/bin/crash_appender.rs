@@ -4,7 +4,8 @@
 //! of three events to each of two fresh streams, `pair-<id>-a` and
 //! `pair-<id>-b`, which must be found both whole or not at all.
 //!
-//! `crash_appender sqlite <path>` or `crash_appender postgres <url> <schema>`.
+//! `crash_appender sqlite <path>`, `crash_appender postgres <url> <schema>`
+//! or `crash_appender mongodb <uri> <database>`.
 
 use std::io::Write;
 
@@ -64,6 +65,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (url, schema) = (args.get(2).ok_or("missing url")?, args.get(3).ok_or("missing schema")?);
             run(PostgresStore::open(PostgresConfig::new(url.as_str()).schema(schema.as_str())).await?).await
         }
-        _ => Err("usage: crash_appender sqlite <path> | postgres <url> <schema>".into()),
+        Some("mongodb") => {
+            let (uri, database) = (
+                args.get(2).ok_or("missing uri")?,
+                args.get(3).ok_or("missing database")?,
+            );
+            let config = interlock::mongodb::MongoConfig::new(uri.as_str()).database(database.as_str());
+            run(interlock::mongodb::MongoStore::open(config).await?).await
+        }
+        _ => Err("usage: crash_appender sqlite <path> | postgres <url> <schema> | mongodb <uri> <database>".into()),
     }
 }
