@@ -301,6 +301,23 @@ pub mod services {
         uri
     }
 
+    /// A MongoDB store in a database of its own, or `None` without a URI
+    /// (see [`mongodb_uri`]).
+    pub async fn mongodb() -> Option<interlock::mongodb::MongoStore> {
+        let uri = mongodb_uri()?;
+        let database = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
+        match interlock::mongodb::MongoStore::open(interlock::mongodb::MongoConfig::new(uri).database(database)).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                if interlock::testing::services_required() {
+                    panic!("MongoDB is required but cannot be opened: {e}");
+                }
+                eprintln!("!!!!!!!! MongoDB not reachable: {e}");
+                None
+            }
+        }
+    }
+
     /// A SQLite store in a fresh file under the system temp directory.
     pub async fn sqlite_file() -> Option<SqliteStore> {
         let path = std::env::temp_dir().join(format!("interlock-test-{}.db", ulid::Ulid::new()));

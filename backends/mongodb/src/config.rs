@@ -124,6 +124,12 @@ impl MongoConfig {
         self
     }
 
+    /// The database of the collections.
+    #[must_use]
+    pub fn database_name(&self) -> &str {
+        &self.database
+    }
+
     /// The URI with its password replaced by `***`, for messages.
     #[must_use]
     pub fn redacted_uri(&self) -> String {

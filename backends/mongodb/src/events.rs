@@ -415,7 +415,15 @@ impl EventStore for MongoStore {
             if let Some(to) = to {
                 range.insert("$lte", int(to.0));
             }
-            filter.insert("version", range);
+            // A version that is not a number (a corrupt document) matches
+            // no range: read it too, so it is reported, not skipped.
+            filter.insert(
+                "$or",
+                vec![
+                    doc! { "version": range },
+                    doc! { "version": { "$not": { "$type": "number" } } },
+                ],
+            );
             self.find_events(filter, doc! { "version": 1 }, None, false).await
         })
     }

@@ -1,6 +1,7 @@
-//! SQL backends beyond the conformance suites: gap safety, contention
-//! through the application, corrupt rows, injection attempts, unreachable
-//! servers, live notifications, health and statistics.
+//! The SQL and MongoDB backends beyond the conformance suites: gap safety,
+//! contention through the application, corrupt rows and documents, group
+//! commit and batch outcomes, injection attempts, unreachable servers,
+//! live notifications, health and statistics.
 
 use interlock::AggregateConfig;
 use std::collections::HashSet;
@@ -12,7 +13,7 @@ use interlock::store::{EventStore, StoreError};
 use interlock::{CommandError, EventId, LoadError, Position, StreamId};
 use interlock_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 use interlock_tests::bank::*;
-use interlock_tests::services::{postgres, sqlite_file};
+use interlock_tests::services::{mongodb, postgres, sqlite_file};
 
 fn skip(what: &str) {
     interlock::testing::skip_or_fail(what);
@@ -97,6 +98,109 @@ async fn postgres_gap_safety() {
         return skip("postgres_gap_safety");
     };
     gap_safety(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mongodb_gap_safety() {
+    let Some(store) = mongodb().await else { return };
+    gap_safety(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mongodb_contention_loses_no_update() {
+    let Some(store) = mongodb().await else { return };
+    contention(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mongodb_group_commit_and_batches_keep_every_outcome_exact() {
+    let Some(store) = mongodb().await else { return };
+    group_commit_outcomes(store.clone()).await;
+    batch_outcomes(store).await;
+}
+
+/// Documents written behind the store's back: wrong types, missing
+/// fields, bad ids and metadata are typed errors naming the event; in the
+/// log they are unreadable events with what could be salvaged.
+#[tokio::test]
+async fn mongodb_corrupt_documents_are_typed_errors() {
+    let Some(store) = mongodb().await else { return };
+    corrupt_rows(store.clone()).await;
+    let uri = std::env::var("INTERLOCK_MONGODB_URI").expect("uri");
+    let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+    let events = client
+        .database(&store.config().database_name())
+        .collection::<mongodb::bson::Document>("events");
+    let head = store.head().await.expect("head").0 as i64;
+    let base = |position: i64, id: &str| {
+        mongodb::bson::doc! {
+            "_id": position, "event_id": EventId::new().to_string(), "tenant": "",
+            "aggregate_type": "bank.account", "aggregate_id": id, "version": 1_i64,
+            "name": "bank.account_opened", "schema_version": 1_i64,
+            "payload": { "owner": "o" }, "metadata": {},
+            "recorded_at": mongodb::bson::DateTime::now(),
+        }
+    };
+    let mut broken = Vec::new();
+    for (i, (field, value, says)) in [
+        ("version", mongodb::bson::Bson::String("one".into()), "`version` is a"),
+        (
+            "event_id",
+            mongodb::bson::Bson::String("not-an-id".into()),
+            "event id `not-an-id`",
+        ),
+        ("metadata", mongodb::bson::Bson::Int32(7), "metadata"),
+        (
+            "schema_version",
+            mongodb::bson::Bson::Int64(-3),
+            "`schema_version` is -3",
+        ),
+        ("payload", mongodb::bson::Bson::Null, ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("broken-{i}");
+        let mut document = base(head + 1 + i as i64, &id);
+        if field == "payload" {
+            document.remove("payload");
+        } else {
+            document.insert(field, value);
+        }
+        events.insert_one(document).await.expect("insert");
+        broken.push((
+            id,
+            if field == "payload" {
+                "`payload` is missing"
+            } else {
+                says
+            },
+        ));
+    }
+    for (i, (id, says)) in broken.iter().enumerate() {
+        let stream = StreamId::new("bank.account", id.as_str());
+        match store.read_stream(&stream, Version(1), None).await {
+            Err(StoreError::Corrupt {
+                backend: "mongodb",
+                location,
+                reason,
+            }) => {
+                assert!(location.contains(&format!("bank.account/{id}")), "{location}");
+                assert!(reason.contains(says), "{reason}");
+            }
+            other => panic!("{id}: expected Corrupt, got {other:?}"),
+        }
+        let position = Position(head as u64 + i as u64);
+        match store.read_all(position, 10, &EventFilter::all()).await {
+            Err(StoreError::UnreadableEvent {
+                position: at, salvaged, ..
+            }) => {
+                assert_eq!(at, Position(position.0 + 1));
+                assert_eq!(salvaged.position, at);
+            }
+            other => panic!("{id}: expected UnreadableEvent, got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
