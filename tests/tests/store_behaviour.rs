@@ -129,7 +129,7 @@ async fn mongodb_corrupt_documents_are_typed_errors() {
     let uri = std::env::var("INTERLOCK_MONGODB_URI").expect("uri");
     let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
     let events = client
-        .database(&store.config().database_name())
+        .database(store.config().database_name())
         .collection::<mongodb::bson::Document>("events");
     let head = store.head().await.expect("head").0 as i64;
     let base = |position: i64, id: &str| {
