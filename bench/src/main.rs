@@ -1,6 +1,6 @@
 //! The benchmark harness of BENCHMARKS.md.
 //!
-//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres] [--quick]`
+//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb] [--quick]`
 //!
 //! Prints one line per workload: the framework's figures, the same work
 //! done without the framework in the same process and run (the baseline),
@@ -12,6 +12,7 @@
 
 mod constraints;
 mod domain;
+mod mongo;
 mod report;
 mod w1;
 mod w12;
@@ -25,6 +26,7 @@ pub(crate) enum Backend {
     Memory,
     Sqlite,
     Postgres,
+    Mongodb,
 }
 
 pub(crate) struct Options {
@@ -47,7 +49,7 @@ impl Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W12|all> [--backend memory|sqlite|postgres] [--quick] [--ops N]"
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W12|all> [--backend memory|sqlite|postgres|mongodb] [--quick] [--ops N]"
     );
     ExitCode::from(2)
 }
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
                     Some("memory") => Some(Backend::Memory),
                     Some("sqlite") => Some(Backend::Sqlite),
                     Some("postgres") => Some(Backend::Postgres),
+                    Some("mongodb") => Some(Backend::Mongodb),
                     _ => return usage(),
                 }
             }

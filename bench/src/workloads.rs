@@ -24,6 +24,14 @@ pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> {
     reset_peak_rss();
+    if options.backend == Some(Backend::Mongodb) {
+        return match workload {
+            w @ ("W2" | "W3") => crate::mongo::w2_w3(options, if w == "W2" { "W2" } else { "W3" }).await,
+            "W5" => crate::mongo::w5(options).await,
+            "W7" => crate::mongo::w7(options).await,
+            other => Err(format!("{other} does not run on mongodb (W2, W3, W5, W7 do)").into()),
+        };
+    }
     match workload {
         "W1" => crate::w1::w1(options).await,
         "W1-DISPATCH" => crate::w1::w1_dispatch_only(options).await,
@@ -80,7 +88,7 @@ fn remove_sqlite(path: &std::path::Path) {
     }
 }
 
-async fn app_with<B>(backend: B) -> Result<Application, Error>
+pub(crate) async fn app_with<B>(backend: B) -> Result<Application, Error>
 where
     B: interlock::store::EventStore
         + interlock::store::SnapshotStore
@@ -107,7 +115,7 @@ pub(crate) async fn open_accounts(app: &Application, accounts: u64) -> Result<()
 
 /// Runs `ops` deposits from `tasks` tasks; task `t` uses the accounts
 /// `accounts(t, i)` returns. Returns (seconds, latencies, conflict retries).
-async fn deposits(
+pub(crate) async fn deposits(
     app: &Application,
     tasks: u64,
     ops: u64,
@@ -396,7 +404,7 @@ async fn w4(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-fn deposit_events(n: usize) -> Vec<NewEvent> {
+pub(crate) fn deposit_events(n: usize) -> Vec<NewEvent> {
     (0..n)
         .map(|_| NewEvent {
             event_id: EventId::new(),

@@ -62,7 +62,9 @@ pub mod sql {
 #[cfg_attr(docsrs, doc(cfg(feature = "mongodb")))]
 pub mod mongodb {
     #[doc(inline)]
-    pub use interlock_mongodb::{MongoConfig, MongoConfigError, MongoOpenError, MongoStore};
+    pub use interlock_mongodb::{
+        MongoConfig, MongoConfigError, MongoHealth, MongoOpenError, MongoStatistics, MongoStore,
+    };
 }
 
 /// What generated code reaches through absolute paths. Not public API.

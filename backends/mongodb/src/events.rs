@@ -163,26 +163,70 @@ impl MongoStore {
                 }));
             }
         }
-        // The streams' versions, then each request against them in order.
+        // The versions of the streams appended to with `Any` or as new
+        // (`Exact(0)`) are read; a stream whose first append expects a
+        // version above 0 is instead moved by an update guarded by that
+        // version (one round trip, not a read and a write: the common
+        // command on an existing aggregate).
         let keys: Vec<String> = appends.iter().map(|a| stream_key(&a.stream)).collect();
+        let mut first_seen: HashMap<&str, ExpectedVersion> = HashMap::new();
+        for (append, key) in appends.iter().zip(&keys) {
+            first_seen.entry(key.as_str()).or_insert(append.expected);
+        }
+        let to_read: Vec<&str> = first_seen
+            .iter()
+            .filter(|(_, expected)| !matches!(expected, ExpectedVersion::Exact(v) if *v != Version::INITIAL))
+            .map(|(key, _)| *key)
+            .collect();
         let mut versions: HashMap<String, Version> = HashMap::new();
-        let mut cursor = c
-            .streams
-            .find(doc! { "_id": { "$in": keys.clone() } })
-            .session(&mut *session)
-            .await?;
-        while let Some(stream) = cursor.next(&mut *session).await {
-            let stream = stream?;
-            if let (Ok(key), Some(version)) = (stream.get_str("_id"), stream.get("version").and_then(as_u64)) {
-                versions.insert(key.to_owned(), Version(version));
+        if !to_read.is_empty() {
+            let mut cursor = c
+                .streams
+                .find(doc! { "_id": { "$in": to_read } })
+                .session(&mut *session)
+                .await?;
+            while let Some(stream) = cursor.next(&mut *session).await {
+                let stream = stream?;
+                if let (Ok(key), Some(version)) = (stream.get_str("_id"), stream.get("version").and_then(as_u64)) {
+                    versions.insert(key.to_owned(), Version(version));
+                }
             }
         }
+        let now = mongodb::bson::DateTime::from_millis(Timestamp::now().0 / 1000);
+        // The version each guarded update left a stream at.
+        let mut written: HashMap<&str, Version> = HashMap::new();
         let mut plans = Vec::with_capacity(appends.len());
         let mut total = 0u64;
         for (append, key) in appends.iter().zip(&keys) {
-            let actual = versions.get(key).copied().unwrap_or(Version::INITIAL);
+            let count = append.events.len() as u64;
+            let actual = match (versions.get(key), append.expected) {
+                (Some(known), _) => *known,
+                (None, ExpectedVersion::Exact(expected)) if expected != Version::INITIAL => {
+                    let moved = c
+                        .streams
+                        .update_one(
+                            doc! { "_id": key, "version": int(expected.0) },
+                            doc! { "$set": { "version": int(expected.0 + count), "updated_at": now } },
+                        )
+                        .session(&mut *session)
+                        .await?;
+                    if moved.matched_count == 1 {
+                        written.insert(key.as_str(), Version(expected.0 + count));
+                        expected
+                    } else {
+                        let found = c.streams.find_one(doc! { "_id": key }).session(&mut *session).await?;
+                        found
+                            .as_ref()
+                            .and_then(|d| d.get("version"))
+                            .and_then(as_u64)
+                            .map_or(Version::INITIAL, Version)
+                    }
+                }
+                (None, _) => Version::INITIAL,
+            };
             match append.expected {
                 ExpectedVersion::Exact(expected) if expected != actual => {
+                    versions.insert(key.clone(), actual);
                     let conflict = StoreError::Conflict {
                         stream: append.stream.clone(),
                         expected: append.expected,
@@ -194,7 +238,6 @@ impl MongoStore {
                     plans.push(Err(conflict));
                 }
                 _ => {
-                    let count = append.events.len() as u64;
                     versions.insert(key.clone(), Version(actual.0 + count));
                     total += count;
                     plans.push(Ok(actual));
@@ -261,11 +304,14 @@ impl MongoStore {
             }));
         }
         c.events.insert_many(documents).session(&mut *session).await?;
-        let now = mongodb::bson::DateTime::from_millis(Timestamp::now().0 / 1000);
         for (stream, version) in touched {
+            let key = stream_key(stream);
+            if written.get(key.as_str()) == Some(&version) {
+                continue; // moved by its guarded update already
+            }
             c.streams
                 .update_one(
-                    doc! { "_id": stream_key(stream) },
+                    doc! { "_id": key },
                     doc! {
                         "$set": { "version": int(version.0), "updated_at": now },
                         "$setOnInsert": {

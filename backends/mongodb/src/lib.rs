@@ -45,6 +45,7 @@ mod config;
 mod dead_letters;
 mod documents;
 mod events;
+mod health;
 mod idempotency;
 mod sagas;
 mod snapshots;
@@ -52,4 +53,5 @@ mod store;
 mod watch;
 
 pub use self::config::{MongoConfig, MongoConfigError};
+pub use self::health::{MongoHealth, MongoStatistics};
 pub use self::store::{MongoOpenError, MongoStore};
