@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use interlock::Position;
 use mongodb::bson::doc;
 use mongodb::change_stream::event::ResumeToken;
-use mongodb::options::FullDocumentType;
 
 use crate::events::as_u64;
 use crate::store::{MongoStore, POSITION_COUNTER, WeakStore};
@@ -50,7 +49,6 @@ async fn follow(weak: WeakStore, mut alive: tokio::sync::watch::Receiver<Positio
             .counters
             .watch()
             .pipeline([doc! { "$match": { "documentKey._id": POSITION_COUNTER } }])
-            .full_document(FullDocumentType::UpdateLookup)
             .resume_after(token.clone())
             .await;
         drop(store);
@@ -74,7 +72,14 @@ async fn follow(weak: WeakStore, mut alive: tokio::sync::watch::Receiver<Positio
                 next = stream.next() => match next {
                     Some(Ok(change)) => {
                         token = stream.resume_token();
-                        let last = change.full_document.as_ref().and_then(|d| d.get("last")).and_then(as_u64);
+                        // An update carries the new value (no lookup of the
+                        // document); the insert of the counter carries it.
+                        let last = change
+                            .update_description
+                            .as_ref()
+                            .and_then(|u| u.updated_fields.get("last"))
+                            .or_else(|| change.full_document.as_ref().and_then(|d| d.get("last")))
+                            .and_then(as_u64);
                         match (weak.upgrade(), last) {
                             (None, _) => return,
                             (Some(store), Some(last)) => publish(&store, Position(last)),

@@ -66,14 +66,20 @@ async fn the_store_fails_fast_while_the_server_is_gone_and_recovers_when_it_is_b
     let storage = std::env::temp_dir().join(format!("interlock-mongo-restart-{}", ulid::Ulid::new()));
     let storage = storage.to_string_lossy().to_string();
     let uri = script(&["start", &port, &storage]);
-    let store = MongoStore::open(MongoConfig::new(uri).timeouts(Duration::from_secs(1), Duration::from_secs(2)))
-        .await
-        .expect("open");
+    let config = MongoConfig::new(uri).timeouts(Duration::from_secs(1), Duration::from_secs(2));
+    let store = MongoStore::open(config.clone()).await.expect("open");
+    // Another instance on the same database: it learns of the appends
+    // through its change stream only.
+    let observer = MongoStore::open(config).await.expect("open");
+    let mut watched = observer.watch_head().expect("a head watch");
     let stream = StreamId::new("faults.stream", "one");
     store
         .append(&stream, ExpectedVersion::Exact(Version(0)), vec![event(1), event(2)])
         .await
         .expect("append");
+
+    let seen = tokio::time::timeout(Duration::from_secs(10), watched.wait_for(|head| head.0 >= 2)).await;
+    assert!(seen.is_ok_and(|s| s.is_ok()), "the other instance saw the append");
 
     script(&["stop", &port]);
     let started = Instant::now();
@@ -102,6 +108,12 @@ async fn the_store_fails_fast_while_the_server_is_gone_and_recovers_when_it_is_b
     assert_eq!(events.len(), 3);
     assert!(events.iter().enumerate().all(|(i, e)| e.position.0 == i as u64 + 1));
     assert_eq!(store.head().await.expect("head").0, 3);
+    // The other instance's change stream resumed after the restart.
+    let seen = tokio::time::timeout(Duration::from_secs(15), watched.wait_for(|head| head.0 >= 3)).await;
+    assert!(
+        seen.is_ok_and(|s| s.is_ok()),
+        "the other instance saw the append after the restart"
+    );
     script(&["stop", &port]);
     let _ = std::fs::remove_dir_all(&storage);
 }
