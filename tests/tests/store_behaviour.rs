@@ -106,6 +106,14 @@ async fn mongodb_gap_safety() {
     gap_safety(store).await;
 }
 
+#[tokio::test]
+async fn mongodb_outbox_is_written_with_the_events_and_relayed() {
+    let Some(store) = mongodb().await else { return };
+    let config = store.config().clone().outbox(true);
+    let store = interlock::mongodb::MongoStore::open(config).await.expect("open");
+    outbox_relay(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mongodb_contention_loses_no_update() {
     let Some(store) = mongodb().await else { return };

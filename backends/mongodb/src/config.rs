@@ -24,6 +24,7 @@ pub struct MongoConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) operation_timeout: Duration,
     pub(crate) max_batch: usize,
+    pub(crate) outbox: bool,
 }
 
 /// Why a configuration cannot be used.
@@ -66,6 +67,7 @@ impl MongoConfig {
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Duration::from_secs(30),
             max_batch: 64,
+            outbox: false,
         }
     }
 
@@ -128,6 +130,14 @@ impl MongoConfig {
     #[must_use]
     pub fn database_name(&self) -> &str {
         &self.database
+    }
+
+    /// Records every appended event in the `outbox` collection, in the
+    /// append's transaction, for a relay to publish
+    /// (`ApplicationBuilder::publish_outbox_to`): off by default.
+    pub fn outbox(mut self, enabled: bool) -> Self {
+        self.outbox = enabled;
+        self
     }
 
     /// The URI with its password replaced by `***`, for messages.
@@ -245,6 +255,7 @@ impl fmt::Debug for MongoConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("max_batch", &self.max_batch)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }

@@ -303,6 +303,11 @@ impl MongoStore {
                 positions,
             }));
         }
+        if self.inner.config.outbox {
+            let first = last - total;
+            let pending: Vec<Document> = (first + 1..=last).map(|p| doc! { "_id": int(p) }).collect();
+            c.outbox.insert_many(pending).session(&mut *session).await?;
+        }
         c.events.insert_many(documents).session(&mut *session).await?;
         for (stream, version) in touched {
             let key = stream_key(stream);

@@ -15,6 +15,7 @@
 //! | `idempotency` | command: `state` (`claimed`/`done`), `until`, the outcome, `expires_at` (µs) and `expires` (a date) | the command id | TTL on `expires` |
 //! | `dead_letters` | (subscriber, event): `subscriber`, `position`, `event` (as in `events`), `error`, `attempts`, `parked_at` | subscriber and event id joined by U+001F | (`subscriber`, `position`) |
 //! | `sagas` | saga instance: `saga`, `key`, `state`, `version`, `last_position`, `failure` | saga and key joined by U+001F | |
+//! | `outbox` | event not yet published (with the outbox on) | its position | |
 //! | `deadlines` | deadline: `saga`, `key`, `due` (µs), `name`, `schema_version`, `payload`, `correlation_id` | its id | (`saga`, `due`), (`saga`, `key`) |
 //!
 //! Collection names take the configured prefix (`es_events`, ...).
@@ -29,7 +30,8 @@
 //! log is gap-safe. The server must support transactions (a replica set,
 //! or a server that offers them standalone).
 //!
-//! Not yet here: the transactional outbox (`Outbox`).
+//! With `MongoConfig::outbox(true)` it is also a transactional `Outbox`
+//! (`outbox`: the positions of the events not yet published).
 //!
 //! # The test server
 //!
@@ -47,6 +49,7 @@ mod documents;
 mod events;
 mod health;
 mod idempotency;
+mod outbox;
 mod sagas;
 mod snapshots;
 mod store;

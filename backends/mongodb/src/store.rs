@@ -48,6 +48,8 @@ pub(crate) struct Collections {
     pub(crate) dead_letters: Collection<Document>,
     pub(crate) sagas: Collection<Document>,
     pub(crate) deadlines: Collection<Document>,
+    /// `{_id: position}` of each event not yet published (with the outbox on).
+    pub(crate) outbox: Collection<Document>,
 }
 
 /// The `_id` of the position counter in `counters`.
@@ -205,6 +207,7 @@ impl Collections {
             dead_letters: collection("dead_letters"),
             sagas: collection("sagas"),
             deadlines: collection("deadlines"),
+            outbox: collection("outbox"),
         }
     }
 
