@@ -65,11 +65,28 @@ async fn postgres_urls_open_the_server_and_never_show_a_password() {
 
 #[tokio::test]
 async fn unknown_schemes_are_refused_with_the_known_ones() {
-    let err = open("mongodb://localhost/db")
-        .await
-        .expect_err("no mongodb backend yet");
+    let err = open("redis://localhost/0").await.expect_err("no redis backend yet");
     assert!(
-        matches!(&err, OpenError::UnknownScheme { scheme, known } if scheme == "mongodb" && known.contains("sqlite")),
+        matches!(&err, OpenError::UnknownScheme { scheme, known }
+            if scheme == "redis" && known.contains("sqlite") && known.contains("mongodb")),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn mongodb_urls_open_the_mongodb_backend() {
+    // Nothing listens on port 1: the error names the redacted URL.
+    let err = open("mongodb://app:hunter2@127.0.0.1:1/bank?directConnection=true&serverSelectionTimeoutMS=300")
+        .await
+        .expect_err("no server");
+    assert!(
+        matches!(&err, OpenError::Store { url, .. } if url.contains("app:***@127.0.0.1:1/bank")),
+        "{err}"
+    );
+    assert!(!format!("{err}{err:?}").contains("hunter2"));
+    let Some(uri) = interlock_tests::services::mongodb_uri() else {
+        return;
+    };
+    let stores = open(&uri).await.expect("open");
+    assert!(stores.events.is_some() && stores.sagas.is_some() && stores.checkpoints.is_some());
 }

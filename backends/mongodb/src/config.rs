@@ -112,7 +112,9 @@ impl MongoConfig {
         self
     }
 
-    /// How long to wait for a server at start and for each operation.
+    /// How long to wait for a server (at start, and before each operation
+    /// while none answers: unless the URI sets `connectTimeoutMS` or
+    /// `serverSelectionTimeoutMS`), and how long appends retry conflicts.
     pub fn timeouts(mut self, connect: Duration, operation: Duration) -> Self {
         self.connect_timeout = connect;
         self.operation_timeout = operation;

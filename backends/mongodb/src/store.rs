@@ -126,8 +126,9 @@ impl MongoStore {
             .await
             .map_err(|e| unavailable(store_error(&config, e)))?;
         options.app_name = Some("interlock".into());
-        options.connect_timeout = Some(config.connect_timeout);
-        options.server_selection_timeout = Some(config.connect_timeout);
+        // The URI's own `connectTimeoutMS` / `serverSelectionTimeoutMS` win.
+        options.connect_timeout.get_or_insert(config.connect_timeout);
+        options.server_selection_timeout.get_or_insert(config.connect_timeout);
         let mut write = WriteConcern::builder().journal(config.journal).build();
         if config.majority {
             write.w = Some(Acknowledgment::Majority);

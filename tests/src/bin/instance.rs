@@ -35,7 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = bank_builder()
         .aggregate::<payments::Order>()
         .aggregate::<payments::Card>()
-        .saga::<payments::Payment>()
+        // A step whose command a stopped owner had claimed waits for the
+        // claim's lease to end (0.5 s) within its retries, instead of
+        // compensating an order it would have charged.
+        .saga_with::<payments::Payment>(interlock::SubscriberConfig::new().retry(
+            50,
+            Duration::from_millis(10),
+            Duration::from_millis(200),
+        ))
+        .idempotency_lease(Duration::from_millis(500))
         .backend(store.clone())
         .projection_with(PostgresLedger { schema: schema.clone() }, projection)
         .instance_id(id.as_str())
