@@ -182,7 +182,11 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let charges = charges_by_order(&store).await.max(charges);
-    eprintln!("{} orders paid {:?} after the last deposit", charges.len(), paying.elapsed());
+    eprintln!(
+        "{} orders paid {:?} after the last deposit",
+        charges.len(),
+        paying.elapsed()
+    );
     for (_, mut child) in children {
         let _ = child.kill();
         let _ = child.wait();
