@@ -21,7 +21,10 @@ use transfer_example::transfer::{MoneyTransfer, RequestTransfer, Transfer, Trans
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Application::builder();
     if let Ok(uri) = std::env::var("INTERLOCK_MONGODB_URI") {
-        let config = interlock::mongodb::MongoConfig::new(uri).database("transfer_example");
+        // A database of its own per run, as a fresh store in memory is:
+        // the balance projection (a model in memory) replays the whole log.
+        let database = format!("transfer_example_{}", Ulid::new().to_string().to_lowercase());
+        let config = interlock::mongodb::MongoConfig::new(uri).database(database);
         builder = builder.backend(interlock::mongodb::MongoStore::open(config).await?);
     }
     let app = builder
