@@ -265,7 +265,7 @@ impl Dispatcher {
                     let after = Version(version.0 + new_events.len() as u64);
                     let snapshot = repository.snapshot_if_due(registration, &stream, &*state, version, after);
                     repository.cache.put(stream.clone(), state, after);
-                    let outcome = self.combiner.join(
+                    let joined = self.combiner.join(
                         &repository.store,
                         &repository.snapshots,
                         &stream,
@@ -275,7 +275,7 @@ impl Dispatcher {
                         fresh,
                     );
                     drop(turn);
-                    let committed = outcome.await.unwrap_or_else(|_| {
+                    let committed = joined.await.unwrap_or_else(|_| {
                         Err(StoreError::Backend {
                             backend: "combined append",
                             source: "the append's task ended without an outcome".into(),
@@ -293,6 +293,9 @@ impl Dispatcher {
                             // commit: reload from the store, in turn.
                             turn = self.turns.wait(&stream).await;
                             repository.cache.invalidate(&stream);
+                            if outcome.is_some() && self.committed_since(&stream, version, command_id).await? {
+                                return Err(CommandError::InProgress(command_id));
+                            }
                             (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
                             continue;
                         }
@@ -328,6 +331,9 @@ impl Dispatcher {
                     repository.cache.invalidate(&stream);
                     last_conflict = (version, actual);
                     back_off(attempt, &mut conflict_waits, || CONFLICT_BACKOFF.delays()).await;
+                    if outcome.is_some() && self.committed_since(&stream, version, command_id).await? {
+                        return Err(CommandError::InProgress(command_id));
+                    }
                     (state, version) = repository.load_forward(registration, &stream, *state, version).await?;
                     fresh = true;
                 }
@@ -347,6 +353,26 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// Whether events of `command_id` were committed to `stream` after
+    /// `version`: another instance took the command's idempotency claim
+    /// over (this one was paused past its lease) and ran it. Running it
+    /// again on the newer state would apply it twice; the caller answers
+    /// `InProgress`, and the id's recorded outcome is replayed from then on.
+    async fn committed_since<E>(
+        &self,
+        stream: &StreamId,
+        version: Version,
+        command_id: CommandId,
+    ) -> Result<bool, CommandError<E>> {
+        let newer = self
+            .repository
+            .store
+            .read_stream(stream, Version(version.0 + 1), None)
+            .await
+            .map_err(CommandError::Store)?;
+        Ok(newer.iter().any(|e| e.metadata.command_id == Some(command_id)))
+    }
+
     /// A command whose events are committed: the after-commit hooks, then
     /// its outcome.
     pub(super) async fn committed<O>(

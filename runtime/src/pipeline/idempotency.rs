@@ -166,6 +166,9 @@ where
                 tracing::warn!(%command_id, error = %e, "command output cannot be recorded for idempotency");
             }
         },
+        // Another instance took the claim over and ran the command: the
+        // claim is its own now, not to be released.
+        Err(CommandError::InProgress(_)) => {}
         Err(_) => store.release(command_id).await.map_err(CommandError::Store)?,
     }
     result
