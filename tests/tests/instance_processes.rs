@@ -156,19 +156,7 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
 
     // Every deposit once.
     let expected = i64::try_from(next - 1).expect("small");
-    let mut seen = (0, 0, 0);
-    let until = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < until {
-        seen = interlock_tests::ledger::postgres_counts(&store, &schema).await;
-        if seen.0 >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let seen = interlock_tests::ledger::postgres_counts(&store, &schema)
-        .await
-        .max(seen);
+    let seen = ledger_when_caught_up(&store, &schema, expected).await;
     // Every order paid, once.
     let mut charges = std::collections::BTreeMap::<Ulid, usize>::new();
     let paying = Instant::now();
@@ -206,6 +194,22 @@ async fn three_processes_fail_over_on_sigkill_and_sigstop_applying_each_event_on
         takeover < lease * 4 + Duration::from_secs(2),
         "takeover after SIGKILL took {takeover:?}"
     );
+}
+
+/// The ledger's counts once it holds `expected` rows (or after 20 s),
+/// and half a second later: anything applied twice shows by then.
+async fn ledger_when_caught_up(store: &PostgresStore, schema: &str, expected: i64) -> (i64, i64, i64) {
+    let mut seen = (0, 0, 0);
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        seen = interlock_tests::ledger::postgres_counts(store, schema).await;
+        if seen.0 >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    interlock_tests::ledger::postgres_counts(store, schema).await.max(seen)
 }
 
 /// The card charges in the store, by order.
@@ -327,19 +331,7 @@ async fn four_segments_spread_over_three_processes_and_rebalance_when_one_is_kil
     deposit(60).await;
 
     let expected = i64::try_from(next - 1).expect("small");
-    let mut seen = (0, 0, 0);
-    let until = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < until {
-        seen = interlock_tests::ledger::postgres_counts(&store, &schema).await;
-        if seen.0 >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let seen = interlock_tests::ledger::postgres_counts(&store, &schema)
-        .await
-        .max(seen);
+    let seen = ledger_when_caught_up(&store, &schema, expected).await;
     let out_of_order = interlock_tests::ledger::postgres_out_of_order(&store, &schema).await;
     for (_, mut child) in children {
         let _ = child.kill();
