@@ -1287,6 +1287,14 @@ async fn forty_race_one_hostile<S>(store: S)
 where
     S: interlock::store::EventStore + Clone,
 {
+    forty_race_one_hostile_with(store, "hostile deposit").await;
+}
+
+/// [`forty_race_one_hostile`] with the database's message for the refusal.
+async fn forty_race_one_hostile_with<S>(store: S, cause: &str)
+where
+    S: interlock::store::EventStore + Clone,
+{
     let app = bank_builder().event_store(store).build().await.expect("build");
     let mut accounts = Vec::new();
     for _ in 0..41 {
@@ -1320,7 +1328,7 @@ where
             Ok(()) => ok += 1,
             Err(e) => {
                 assert_eq!(i, 20, "a valid command failed: {e}");
-                assert!(e.to_string().contains("hostile deposit"), "the database's cause: {e}");
+                assert!(e.to_string().contains(cause), "the database's cause: {e}");
             }
         }
     }
@@ -1329,6 +1337,24 @@ where
         let balance = app.load::<BankAccount>(account).await.expect("load").state.balance;
         assert_eq!(balance, if i == 20 { 0 } else { 5 });
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_forty_commands_race_one_the_database_refuses() {
+    let Some(store) = mongodb().await else { return };
+    // A validator on `events` refuses a deposit of 666.
+    let uri = std::env::var("INTERLOCK_MONGODB_URI").expect("uri");
+    let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+    client
+        .database(store.config().database_name())
+        .run_command(mongodb::bson::doc! {
+            "collMod": "events",
+            "validator": { "payload.amount": { "$ne": 666 } },
+            "validationAction": "error",
+        })
+        .await
+        .expect("validator");
+    forty_race_one_hostile_with(store, "failed validation").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -409,6 +409,26 @@ impl BatchAppend for MongoStore {
         Box::pin(async move {
             match self.transact_appends(&batch, &[], false).await {
                 Ok(outcomes) => outcomes,
+                // Refused by the server (a validator, a limit): the request
+                // that caused it must fail alone, so each is committed on
+                // its own, with its own outcome.
+                Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable { .. }) => {
+                    tracing::debug!(error = %e, appends = batch.len(), "a batch was refused; committing its appends one by one");
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    for request in &batch {
+                        let alone = self.transact_appends(std::slice::from_ref(request), &[], false).await;
+                        outcomes.push(match alone {
+                            Ok(mut one) => one.pop().unwrap_or_else(|| {
+                                Err(StoreError::Backend {
+                                    backend: crate::documents::BACKEND,
+                                    source: "an append had no outcome".into(),
+                                })
+                            }),
+                            Err(e) => Err(e),
+                        });
+                    }
+                    outcomes
+                }
                 Err(e) => {
                     // The whole transaction failed: every request with it.
                     let message = e.to_string();
