@@ -14,8 +14,8 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 
 use crate::documents::{BACKEND, int};
-use crate::events::{as_u64, commit};
-use crate::store::{DUPLICATE_KEY, MongoStore, code};
+use crate::driver::{DUPLICATE_KEY, as_u64, back_off, code, commit, transient};
+use crate::store::MongoStore;
 
 fn lease_of(subscriber: &str, document: &Document) -> Result<Lease, StoreError> {
     let corrupt = |reason: &str| StoreError::Corrupt {
@@ -236,9 +236,7 @@ impl CheckpointStore for MongoStore {
                 };
                 match outcome {
                     Ok(_) => return Ok(()),
-                    Err(e) if crate::events::transient(&e) && attempt < 20 => {
-                        tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
-                    }
+                    Err(e) if transient(&e) && attempt < 20 => back_off(attempt).await,
                     Err(e) => return Err(self.error(e)),
                 }
             }

@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::ops::Bound;
-use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use interlock::store::{
@@ -29,41 +28,12 @@ use interlock::store::{
 };
 use interlock::{Position, StreamId, TenantId, Timestamp, Version};
 use mongodb::ClientSession;
-use mongodb::bson::{Bson, Document, doc};
-use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 
 use crate::documents::{event_document, event_of, int, log_event_of, payload_to_bson, stream_filter, stream_key};
-use crate::store::{DUPLICATE_KEY, MongoStore, POSITION_COUNTER, code};
-
-/// The code of a write conflict between transactions.
-const WRITE_CONFLICT: i32 = 112;
-
-/// Whether the transaction should run again: the server says so, or it
-/// lost a race for a document (the counter, a stream's version).
-pub(crate) fn transient(error: &mongodb::error::Error) -> bool {
-    error.contains_label(TRANSIENT_TRANSACTION_ERROR) || matches!(code(error), Some(WRITE_CONFLICT | DUPLICATE_KEY))
-}
-
-/// A growing wait between runs of a conflicting transaction (1 ms to
-/// about 70 ms), with jitter so competing writers spread out.
-pub(crate) async fn back_off(attempt: u32) {
-    let base = 2u64.saturating_pow(attempt.min(6));
-    let jitter = u64::from(ulid::Ulid::new().random() as u8 % 8);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-}
-
-/// Commits, retrying a commit whose result is unknown (committing again
-/// is safe: the server answers with the first outcome).
-pub(crate) async fn commit(session: &mut ClientSession) -> Result<(), mongodb::error::Error> {
-    let mut tries = 0;
-    loop {
-        match session.commit_transaction().await {
-            Err(e) if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && tries < 5 => tries += 1,
-            other => return other,
-        }
-    }
-}
+use crate::driver::{as_u64, back_off, commit, transient};
+use crate::store::{MongoStore, POSITION_COUNTER};
 
 /// The outcome of one planned transaction: what each request gets, and
 /// the last position written (`None` when nothing was).
@@ -107,13 +77,7 @@ impl MongoStore {
             match result {
                 Ok(written) => {
                     if let Some(last) = written.last {
-                        self.inner.head.send_if_modified(|head| {
-                            let moved = last > *head;
-                            if moved {
-                                *head = last;
-                            }
-                            moved
-                        });
+                        self.publish_head(last);
                     }
                     return Ok(written.outcomes);
                 }
@@ -358,15 +322,6 @@ impl MongoStore {
             .iter()
             .map(|d| if log { log_event_of(d) } else { event_of(d) })
             .collect()
-    }
-}
-
-/// A stored integer as `u64` (`None` for anything else or a negative).
-pub(crate) fn as_u64(value: &Bson) -> Option<u64> {
-    match value {
-        Bson::Int64(v) => u64::try_from(*v).ok(),
-        Bson::Int32(v) => u64::try_from(*v).ok(),
-        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@ use futures_util::TryStreamExt;
 use interlock::store::StoreError;
 use mongodb::bson::{Document, doc};
 
+use crate::driver::as_u64;
 use crate::store::MongoStore;
 
 /// Whether the server answers, and how fast.
@@ -92,11 +93,7 @@ impl MongoStore {
                 .map_err(|e| self.error(e))?;
             let mut out = BTreeMap::new();
             for group in groups {
-                let n = match group.get("n") {
-                    Some(mongodb::bson::Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
-                    Some(mongodb::bson::Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
-                    _ => 0,
-                };
+                let n = group.get("n").and_then(as_u64).unwrap_or(0);
                 out.insert(group.get_str("_id").unwrap_or("?").to_owned(), n);
             }
             Ok::<_, StoreError>(out)

@@ -12,8 +12,8 @@ use interlock::{CommandId, StreamId, TenantId, Timestamp, Version};
 use mongodb::bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
 
 use crate::documents::{BACKEND, int};
-use crate::events::as_u64;
-use crate::store::{DUPLICATE_KEY, MongoStore, code};
+use crate::driver::{DUPLICATE_KEY, as_u64, code};
+use crate::store::MongoStore;
 
 fn record_of(command_id: CommandId, document: &Document) -> Result<IdempotencyRecord, StoreError> {
     let corrupt = |reason: &str| StoreError::Corrupt {

@@ -46,9 +46,11 @@ mod checkpoints;
 mod config;
 mod dead_letters;
 mod documents;
+mod driver;
 mod events;
 mod health;
 mod idempotency;
+mod open;
 mod outbox;
 mod sagas;
 mod snapshots;
@@ -57,4 +59,5 @@ mod watch;
 
 pub use self::config::{MongoConfig, MongoConfigError};
 pub use self::health::{MongoHealth, MongoStatistics};
-pub use self::store::{MongoOpenError, MongoStore};
+pub use self::open::MongoOpenError;
+pub use self::store::MongoStore;

@@ -9,7 +9,7 @@ use interlock::store::{BoxFuture, Outbox, RecordedEvent, StoreError};
 use mongodb::bson::{Document, doc};
 
 use crate::documents::{event_of, int};
-use crate::events::as_u64;
+use crate::driver::as_u64;
 use crate::store::MongoStore;
 
 impl Outbox for MongoStore {

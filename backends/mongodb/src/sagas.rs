@@ -4,8 +4,6 @@
 //! state and its deadlines commit in one transaction; a version that moved
 //! meanwhile is a conflict, and nothing is written.
 
-use std::time::Duration;
-
 use futures_util::TryStreamExt;
 use interlock::store::{
     BoxFuture, SagaChange, SagaFailure, SagaInstance, SagaStateStore, ScheduledDeadline, StoreError,
@@ -16,8 +14,8 @@ use mongodb::bson::{Bson, Document, doc};
 use ulid::Ulid;
 
 use crate::documents::{BACKEND, int, payload_from_bson, payload_to_bson};
-use crate::events::{as_u64, commit, transient};
-use crate::store::{DUPLICATE_KEY, MongoStore, code};
+use crate::driver::{DUPLICATE_KEY, as_u64, back_off, code, commit, transient};
+use crate::store::MongoStore;
 
 fn key_of(saga: &str, key: &str) -> String {
     format!("{saga}\u{1f}{key}")
@@ -267,7 +265,7 @@ impl SagaStateStore for MongoStore {
                     // A write conflict: the other writer's change may have
                     // moved the version; the next run sees it.
                     Err(e) if transient(&e) && code(&e) != Some(DUPLICATE_KEY) && attempt < 20 => {
-                        tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+                        back_off(attempt).await
                     }
                     Err(e) => return Err(self.error(e)),
                 }

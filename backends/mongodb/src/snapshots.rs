@@ -6,8 +6,8 @@ use interlock::{StreamId, Timestamp, Version};
 use mongodb::bson::doc;
 
 use crate::documents::{BACKEND, int, payload_from_bson, payload_to_bson, stream_key};
-use crate::events::as_u64;
-use crate::store::{DUPLICATE_KEY, MongoStore, code};
+use crate::driver::{DUPLICATE_KEY, as_u64, code};
+use crate::store::MongoStore;
 
 impl SnapshotStore for MongoStore {
     fn load<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, StoreError>> {

@@ -1,20 +1,18 @@
-//! The store: the client, the collections and their indexes, the group
-//! committer, and the mapping of driver errors to store errors.
+//! The store: the client, the collections and their indexes, and the
+//! group committer; opened in `open`.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use interlock::Position;
-use interlock::store::{GroupCommit, GroupCommitter, StoreError};
+use interlock::store::{GroupCommitter, StoreError};
 use mongodb::bson::{Document, doc};
-use mongodb::options::{
-    Acknowledgment, ClientOptions, IndexOptions, ReadConcern, ReadPreference, SelectionCriteria, WriteConcern,
-};
+use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::watch;
 
-use crate::config::{MongoConfig, MongoConfigError, redact};
-use crate::documents::BACKEND;
+use crate::config::MongoConfig;
+use crate::driver::store_error;
 
 /// Every Interlock store on one MongoDB database: events, snapshots,
 /// idempotency records, checkpoints with their leases, dead letters and
@@ -63,24 +61,6 @@ impl fmt::Debug for MongoStore {
     }
 }
 
-/// Why a store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MongoOpenError {
-    /// The configuration cannot work.
-    #[error(transparent)]
-    Config(#[from] MongoConfigError),
-    /// The server could not be reached, or refused the setup.
-    #[error("cannot open the MongoDB store at {uri}: {source}")]
-    Unavailable {
-        /// The URI, password redacted.
-        uri: String,
-        /// What failed.
-        #[source]
-        source: StoreError,
-    },
-}
-
 /// A store that does not keep the client open (for background tasks).
 #[derive(Clone)]
 pub(crate) struct WeakStore(Weak<Inner>);
@@ -92,89 +72,6 @@ impl WeakStore {
 }
 
 impl MongoStore {
-    /// Connects, creates the collections' indexes and the position
-    /// counter when missing, and starts the group committer and the
-    /// change-stream follower of the head.
-    ///
-    /// # Errors
-    ///
-    /// [`MongoOpenError::Config`] for an invalid configuration;
-    /// [`MongoOpenError::Unavailable`] when no server answers within the
-    /// connect timeout (the message names the redacted URI), or it refuses
-    /// the indexes.
-    pub async fn open(config: MongoConfig) -> Result<Self, MongoOpenError> {
-        config.validate()?;
-        let uri = config.redacted_uri();
-        let unavailable = |source: StoreError| MongoOpenError::Unavailable {
-            uri: uri.clone(),
-            source,
-        };
-        let store_cell: Arc<OnceLock<WeakStore>> = Arc::default();
-        let committer = {
-            let cell = Arc::clone(&store_cell);
-            GroupCommitter::start(
-                BACKEND,
-                GroupCommit {
-                    max_batch: config.max_batch,
-                    max_wait: std::time::Duration::ZERO,
-                },
-                move || cell.get().and_then(WeakStore::upgrade),
-            )
-            .map_err(unavailable)?
-        };
-        let mut options = ClientOptions::parse(&config.uri)
-            .await
-            .map_err(|e| unavailable(store_error(&config, e)))?;
-        options.app_name = Some("interlock".into());
-        // The URI's own `connectTimeoutMS` / `serverSelectionTimeoutMS` win.
-        options.connect_timeout.get_or_insert(config.connect_timeout);
-        options.server_selection_timeout.get_or_insert(config.connect_timeout);
-        let mut write = WriteConcern::builder().journal(config.journal).build();
-        if config.majority {
-            write.w = Some(Acknowledgment::Majority);
-        }
-        options.write_concern = Some(write);
-        options.read_concern = Some(if config.majority {
-            ReadConcern::majority()
-        } else {
-            ReadConcern::local()
-        });
-        options.selection_criteria = Some(SelectionCriteria::ReadPreference(ReadPreference::Primary));
-        let client = Client::with_options(options).map_err(|e| unavailable(store_error(&config, e)))?;
-        let database = client.database(&config.database);
-        let collections = Collections::of(&database, &config.prefix);
-        database
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map_err(|e| unavailable(store_error(&config, e)))?;
-        collections
-            .create_indexes()
-            .await
-            .map_err(|e| unavailable(store_error(&config, e)))?;
-        // The counter starts at 0; an existing one stays as it is.
-        collections
-            .counters
-            .update_one(
-                doc! { "_id": POSITION_COUNTER },
-                doc! { "$setOnInsert": { "last": 0_i64 } },
-            )
-            .upsert(true)
-            .await
-            .map_err(|e| unavailable(store_error(&config, e)))?;
-        let store = Self {
-            inner: Arc::new(Inner {
-                config,
-                client,
-                collections,
-                committer,
-                head: watch::channel(Position::START).0,
-            }),
-        };
-        let _ = store_cell.set(store.downgrade());
-        crate::watch::follow_head(&store);
-        Ok(store)
-    }
-
     /// The settings the store was opened with.
     pub fn config(&self) -> &MongoConfig {
         &self.inner.config
@@ -192,10 +89,21 @@ impl MongoStore {
     pub(crate) fn error(&self, error: mongodb::error::Error) -> StoreError {
         store_error(&self.inner.config, error)
     }
+
+    /// Moves the head watch to `last`, if that is forward.
+    pub(crate) fn publish_head(&self, last: Position) {
+        self.inner.head.send_if_modified(|head| {
+            let moved = last > *head;
+            if moved {
+                *head = last;
+            }
+            moved
+        });
+    }
 }
 
 impl Collections {
-    fn of(database: &Database, prefix: &str) -> Self {
+    pub(crate) fn of(database: &Database, prefix: &str) -> Self {
         let collection = |name: &str| database.collection::<Document>(&format!("{prefix}{name}"));
         Self {
             events: collection("events"),
@@ -214,7 +122,7 @@ impl Collections {
 
     /// The indexes every query of the store relies on (`_id` is the
     /// position of an event, the key of the other documents).
-    async fn create_indexes(&self) -> Result<(), mongodb::error::Error> {
+    pub(crate) async fn create_indexes(&self) -> Result<(), mongodb::error::Error> {
         let index = |keys: Document, unique: bool, name: &str| {
             IndexModel::builder()
                 .keys(keys)
@@ -261,43 +169,5 @@ impl Collections {
             ])
             .await?;
         Ok(())
-    }
-}
-
-/// The code of a duplicate key.
-pub(crate) const DUPLICATE_KEY: i32 = 11000;
-
-/// The server's code of an error, if it has one (a write error, a
-/// command error, the first write error of a bulk insert).
-pub(crate) fn code(error: &mongodb::error::Error) -> Option<i32> {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match error.kind.as_ref() {
-        ErrorKind::Command(e) => Some(e.code),
-        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
-        ErrorKind::InsertMany(e) => e.write_errors.as_ref().and_then(|w| w.first()).map(|w| w.code),
-        _ => None,
-    }
-}
-
-/// A driver error as a store error: unreachable servers are
-/// `Unavailable` (retry later), the rest `Backend`; the URI is redacted
-/// from every message.
-pub(crate) fn store_error(config: &MongoConfig, error: mongodb::error::Error) -> StoreError {
-    use mongodb::error::ErrorKind;
-    let message = error.to_string().replace(&config.uri, &redact(&config.uri));
-    let unreachable = matches!(
-        error.kind.as_ref(),
-        ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. }
-    ) || error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR) && code(&error).is_none();
-    if unreachable {
-        StoreError::Unavailable {
-            backend: BACKEND,
-            source: message.into(),
-        }
-    } else {
-        StoreError::Backend {
-            backend: BACKEND,
-            source: message.into(),
-        }
     }
 }

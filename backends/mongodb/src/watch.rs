@@ -11,7 +11,7 @@ use interlock::Position;
 use mongodb::bson::doc;
 use mongodb::change_stream::event::ResumeToken;
 
-use crate::events::as_u64;
+use crate::driver::as_u64;
 use crate::store::{MongoStore, POSITION_COUNTER, WeakStore};
 use interlock::store::EventStore;
 
@@ -25,16 +25,6 @@ pub(crate) fn follow_head(store: &MongoStore) {
     tokio::spawn(follow(weak, alive));
 }
 
-fn publish(store: &MongoStore, last: Position) {
-    store.inner.head.send_if_modified(|head| {
-        let moved = last > *head;
-        if moved {
-            *head = last;
-        }
-        moved
-    });
-}
-
 async fn follow(weak: WeakStore, mut alive: tokio::sync::watch::Receiver<Position>) {
     let mut token: Option<ResumeToken> = None;
     let mut failures = 0u32;
@@ -42,7 +32,7 @@ async fn follow(weak: WeakStore, mut alive: tokio::sync::watch::Receiver<Positio
         let Some(store) = weak.upgrade() else { return };
         // Catch up on what committed while not watching.
         if let Ok(head) = store.head().await {
-            publish(&store, head);
+            store.publish_head(head);
         }
         let opened = store
             .collections()
@@ -82,7 +72,7 @@ async fn follow(weak: WeakStore, mut alive: tokio::sync::watch::Receiver<Positio
                             .and_then(as_u64);
                         match (weak.upgrade(), last) {
                             (None, _) => return,
-                            (Some(store), Some(last)) => publish(&store, Position(last)),
+                            (Some(store), Some(last)) => store.publish_head(Position(last)),
                             (Some(_), None) => {}
                         }
                     }
