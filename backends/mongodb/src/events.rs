@@ -31,7 +31,9 @@ use mongodb::ClientSession;
 use mongodb::bson::{Document, doc};
 use mongodb::options::ReturnDocument;
 
-use crate::documents::{event_document, event_of, int, log_event_of, payload_to_bson, stream_filter, stream_key};
+use crate::documents::{
+    BACKEND, event_document, event_of, int, log_event_of, payload_to_bson, stream_filter, stream_key,
+};
 use crate::driver::{as_u64, back_off, commit, transient};
 use crate::store::{MongoStore, POSITION_COUNTER};
 
@@ -84,7 +86,7 @@ impl MongoStore {
                 Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => back_off(attempt).await,
                 Err(e) if transient(&e) => {
                     return Err(StoreError::Unavailable {
-                        backend: crate::documents::BACKEND,
+                        backend: BACKEND,
                         source: format!(
                             "appends kept conflicting for {:?} (another writer, or the open transaction of one that died): {}",
                             self.inner.config.operation_timeout,
@@ -364,46 +366,34 @@ impl BatchAppend for MongoStore {
         Box::pin(async move {
             match self.transact_appends(&batch, &[], false).await {
                 Ok(outcomes) => outcomes,
+                Err(e) if batch.len() == 1 => vec![Err(e)],
+                // Unreachable: every request fails with it.
+                Err(StoreError::Unavailable { source, .. }) => {
+                    let message = source.to_string();
+                    let unavailable = || StoreError::Unavailable {
+                        backend: BACKEND,
+                        source: message.clone().into(),
+                    };
+                    batch.iter().map(|_| Err(unavailable())).collect()
+                }
                 // Refused by the server (a validator, a limit): the request
                 // that caused it must fail alone, so each is committed on
                 // its own, with its own outcome.
-                Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable { .. }) => {
+                Err(e) => {
                     tracing::debug!(error = %e, appends = batch.len(), "a batch was refused; committing its appends one by one");
                     let mut outcomes = Vec::with_capacity(batch.len());
                     for request in &batch {
                         let alone = self.transact_appends(std::slice::from_ref(request), &[], false).await;
-                        outcomes.push(match alone {
-                            Ok(mut one) => one.pop().unwrap_or_else(|| {
+                        outcomes.push(alone.and_then(|mut one| {
+                            one.pop().unwrap_or_else(|| {
                                 Err(StoreError::Backend {
-                                    backend: crate::documents::BACKEND,
+                                    backend: BACKEND,
                                     source: "an append had no outcome".into(),
                                 })
-                            }),
-                            Err(e) => Err(e),
-                        });
+                            })
+                        }));
                     }
                     outcomes
-                }
-                Err(e) => {
-                    // The whole transaction failed: every request with it.
-                    let message = e.to_string();
-                    let unavailable = matches!(e, StoreError::Unavailable { .. });
-                    batch
-                        .iter()
-                        .map(|_| {
-                            Err(if unavailable {
-                                StoreError::Unavailable {
-                                    backend: crate::documents::BACKEND,
-                                    source: message.clone().into(),
-                                }
-                            } else {
-                                StoreError::Backend {
-                                    backend: crate::documents::BACKEND,
-                                    source: message.clone().into(),
-                                }
-                            })
-                        })
-                        .collect()
                 }
             }
         })
