@@ -7,50 +7,34 @@
 //! dead-letter store, and saves the checkpoint. A background follower calls
 //! it whenever the head moves (or on a poll interval); an *inline*
 //! projection is also caught up by `dispatch` before it returns.
+//!
+//! Beside this file: `ownership` (leases, when several instances share
+//! the store), `segment` (splitting by stream), `parking` (dead letters),
+//! `status`, `config`, `handler` and `error`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::domain::ids::{Position, Timestamp};
+use crate::domain::ids::Position;
 use crate::domain::unwind::catch_panic;
 mod config;
 mod error;
 mod handler;
+mod ownership;
+mod parking;
 mod segment;
+mod status;
 
 pub(crate) use self::config::Own;
 pub use self::config::{FailurePolicy, SubscriberConfig, SubscriberStatus};
 pub use self::error::SubscriptionError;
 pub(crate) use self::handler::ErasedHandler;
 pub use self::handler::{EventHandlerResult, HandlerFailure};
+pub(crate) use self::ownership::Ownership;
+use self::ownership::failed_on_lost_lease;
 pub(crate) use self::segment::{Balance, MAX_SEGMENTS, Segment, segment_name};
-use crate::store::{
-    CheckpointStore, DeadLetter, DeadLetterStore, EventFilter, EventStore, Lease, LeaseClaim, RecordedEvent, StoreError,
-};
-
-/// How a subscriber shares the store with other instances of the
-/// application: it runs only while it holds its lease.
-#[derive(Clone, Debug)]
-pub(crate) struct Ownership {
-    /// This instance's id.
-    pub(crate) instance: Arc<str>,
-    /// How long a claim holds.
-    pub(crate) lease: Duration,
-    /// How often the owner renews.
-    pub(crate) renew_every: Duration,
-}
-
-impl Ownership {
-    /// Instance `instance` with the default leases: 10 s, renewed every 3 s.
-    pub(crate) fn of(instance: Arc<str>) -> Self {
-        Self {
-            instance,
-            lease: Duration::from_secs(10),
-            renew_every: Duration::from_secs(3),
-        }
-    }
-}
+use crate::store::{CheckpointStore, DeadLetterStore, EventFilter, EventStore, Lease, RecordedEvent, StoreError};
 
 struct Progress {
     checkpoint: Position,
@@ -172,130 +156,6 @@ impl Subscriber {
             Some(segment) => {
                 segment.covers(&event.stream)
                     && !segment.handled_before(&progress.handed, &event.stream, event.position)
-            }
-        }
-    }
-
-    /// Runs only while this instance holds the subscriber's lease; `token`
-    /// is the cell the handler reads the lease's token from.
-    pub(crate) fn owned(mut self, ownership: Ownership, token: Arc<AtomicU64>) -> Self {
-        self.ownership = Some(ownership);
-        self.token = token;
-        self
-    }
-
-    /// Whether this instance may process now: without ownership always;
-    /// with it, when it holds the lease (claiming or renewing it when due).
-    /// A lease newly held reloads the checkpoint the previous owner left.
-    async fn hold(&self, progress: &mut Progress) -> Result<bool, SubscriptionError> {
-        let Some(own) = &self.ownership else {
-            return Ok(true);
-        };
-        if let Some((_, renewed)) = &progress.lease
-            && renewed.elapsed() < own.renew_every
-        {
-            return Ok(true);
-        }
-        if let Some(segment) = &self.segment {
-            let share = segment
-                .balance
-                .share(self.checkpoints.as_ref(), own)
-                .await
-                .map_err(|e| self.store_error(e))?;
-            if progress.lease.is_some() && segment.balance.release_if_over(segment.index, share) {
-                tracing::info!(subscriber = %self.name, share, "more segments held than this instance's share; handing one over");
-                self.release_held(progress).await;
-                return Ok(false);
-            }
-            if progress.lease.is_none() && !segment.balance.has_room(share) {
-                return Ok(false);
-            }
-        }
-        let claim = self
-            .checkpoints
-            .claim_lease(&self.name, &own.instance, Timestamp::now(), own.lease)
-            .await
-            .map_err(|e| self.store_error(e))?;
-        match claim {
-            LeaseClaim::Held(lease) => {
-                let held_before = progress.lease.as_ref().map(|(l, _)| l.token);
-                if held_before != Some(lease.token) {
-                    tracing::info_span!("subscriber_takeover", subscriber = %self.name).in_scope(|| {
-                        tracing::info!(
-                            instance = %own.instance,
-                            token = lease.token,
-                            "this instance owns the subscriber now"
-                        );
-                    });
-                    metrics::counter!(
-                        "interlock_subscriber_takeovers_total",
-                        "subscriber" => self.name.clone(),
-                        "instance" => own.instance.to_string()
-                    )
-                    .increment(1);
-                    self.load(progress).await?;
-                    if let Some(segment) = &self.segment {
-                        segment.balance.claimed(segment.index);
-                    }
-                }
-                self.token.store(lease.token, Ordering::Release);
-                progress.lease = Some((lease, std::time::Instant::now()));
-                Ok(true)
-            }
-            LeaseClaim::Taken(lease) => {
-                if progress.lease.is_some() {
-                    tracing::info!(subscriber = %self.name, owner = %lease.owner, "lost the subscriber to another instance");
-                }
-                self.step_down(progress);
-                Ok(false)
-            }
-        }
-    }
-
-    /// Whether this instance runs the subscriber now (always, without
-    /// ownership; else when it holds the lease, claiming or renewing it).
-    pub(crate) async fn owns(&self) -> Result<bool, SubscriptionError> {
-        let mut progress = self.progress.lock().await;
-        self.hold(&mut progress).await
-    }
-
-    /// No longer the owner: nothing is processed until a claim holds again
-    /// (which reloads the checkpoint).
-    fn step_down(&self, progress: &mut Progress) {
-        if progress.lease.is_some()
-            && let Some(own) = &self.ownership
-        {
-            metrics::counter!(
-                "interlock_subscriber_step_downs_total",
-                "subscriber" => self.name.clone(),
-                "instance" => own.instance.to_string()
-            )
-            .increment(1);
-        }
-        progress.lease = None;
-        progress.loaded = false;
-        self.token.store(0, Ordering::Release);
-        if let Some(segment) = &self.segment {
-            segment.balance.dropped(segment.index);
-        }
-    }
-
-    /// Gives the lease up (at shutdown), so another instance takes over at
-    /// once instead of after it expires.
-    pub(crate) async fn release(&self) {
-        let mut progress = self.progress.lock().await;
-        self.release_held(&mut progress).await;
-        if let (Some(segment), Some(own)) = (&self.segment, &self.ownership) {
-            segment.balance.leave(self.checkpoints.as_ref(), own).await;
-        }
-    }
-
-    /// Gives up the lease held, if any, and steps down.
-    async fn release_held(&self, progress: &mut Progress) {
-        if let Some((lease, _)) = progress.lease.take() {
-            self.step_down(progress);
-            if let Err(e) = self.checkpoints.release_lease(&self.name, lease.token).await {
-                tracing::warn!(subscriber = %self.name, error = %e, "cannot release the lease; it expires by itself");
             }
         }
     }
@@ -431,29 +291,6 @@ impl Subscriber {
         }
     }
 
-    /// Parks an event that cannot be read as a dead letter of its
-    /// position, with what could be salvaged of it, then applies the
-    /// failure policy: go on past it, or stop before it.
-    async fn park_unreadable(
-        &self,
-        progress: &mut Progress,
-        position: Position,
-        reason: String,
-        salvaged: Box<RecordedEvent>,
-    ) -> Result<(), SubscriptionError> {
-        let error = format!("the stored event at position {position} cannot be read: {reason}");
-        tracing::error!(subscriber = %self.name, %position, %reason, "unreadable event parked");
-        self.park(&salvaged, &HandlerFailure::msg(error.clone()), 0).await?;
-        if self.config.on_failure == FailurePolicy::ParkAndStop {
-            progress.stopped = Some(error.clone());
-            return Err(SubscriptionError::Stopped {
-                subscriber: self.name.clone(),
-                reason: error,
-            });
-        }
-        self.save(progress, position.0).await
-    }
-
     /// Saves the checkpoint, fenced by the lease when the subscriber is
     /// owned (a lost lease steps down: the new owner's progress stands),
     /// else only moving it forward (other instances may run it too).
@@ -479,18 +316,6 @@ impl Subscriber {
             }
             Err(e) => Err(self.store_error(e)),
         }
-    }
-
-    /// Whether a handler failed because the lease it saved under is lost
-    /// (a transactional read model's fenced checkpoint): the subscriber
-    /// steps down instead of retrying or parking the event.
-    fn lost_lease(&self, progress: &mut Progress, failure: &HandlerFailure) -> bool {
-        let lost = failed_on_lost_lease(failure);
-        if lost {
-            tracing::info!(subscriber = %self.name, "the lease was taken over; stepping down");
-            self.step_down(progress);
-        }
-        lost
     }
 
     async fn handle_with_retry(&self, event: &RecordedEvent) -> Result<(), HandlerFailure> {
@@ -543,24 +368,6 @@ impl Subscriber {
         &self.config.retry
     }
 
-    /// Parks `event` as a dead letter of this subscriber after `attempts`
-    /// runs that ended in `failure`.
-    pub(crate) async fn park(
-        &self,
-        event: &RecordedEvent,
-        failure: &HandlerFailure,
-        attempts: u32,
-    ) -> Result<(), SubscriptionError> {
-        let letter = DeadLetter {
-            subscriber: self.name.clone(),
-            event: event.clone(),
-            error: failure.to_string(),
-            attempts,
-            parked_at: Timestamp::now(),
-        };
-        self.dead_letters.park(letter).await.map_err(|e| self.store_error(e))
-    }
-
     /// Handles one event delivered from a transport, unless the checkpoint
     /// is already past it; then moves the checkpoint to it. Events the
     /// filter does not select only move the checkpoint.
@@ -590,36 +397,6 @@ impl Subscriber {
             }
         }
         self.save(&mut progress, event.position.0).await
-    }
-
-    /// Runs the handler again on every parked event; removes those that now
-    /// succeed. Returns how many succeeded.
-    pub(crate) async fn replay_dead_letters(&self) -> Result<usize, SubscriptionError> {
-        let _progress = self.progress.lock().await;
-        let letters = self
-            .dead_letters
-            .list(&self.name)
-            .await
-            .map_err(|e| self.store_error(e))?;
-        let mut replayed = 0;
-        for mut letter in letters {
-            match self.handler.replay(&letter.event).await {
-                Ok(()) => {
-                    self.dead_letters
-                        .remove(&self.name, letter.event.event_id)
-                        .await
-                        .map_err(|e| self.store_error(e))?;
-                    replayed += 1;
-                }
-                Err(failure) => {
-                    letter.attempts += 1;
-                    letter.error = failure.to_string();
-                    letter.parked_at = Timestamp::now();
-                    self.dead_letters.park(letter).await.map_err(|e| self.store_error(e))?;
-                }
-            }
-        }
-        Ok(replayed)
     }
 
     /// Clears a stop, so the next catch-up retries the failing event.
@@ -663,68 +440,6 @@ impl Subscriber {
             .map_err(|e| self.store_error(e))?;
         progress.checkpoint = Position::START;
         Ok(())
-    }
-
-    pub(crate) async fn status(&self) -> Result<SubscriberStatus, SubscriptionError> {
-        let (checkpoint, stopped) = {
-            let progress = self.progress.lock().await;
-            let checkpoint = if progress.loaded {
-                progress.checkpoint
-            } else {
-                self.stored().await?.0
-            };
-            (checkpoint, progress.stopped.clone())
-        };
-        let head = self.store.head().await.map_err(|e| self.store_error(e))?;
-        let oldest = match self.store.read_all(checkpoint, 1, &self.filter).await {
-            Err(StoreError::UnreadableEvent { salvaged, .. }) => vec![*salvaged],
-            read => read.map_err(|e| self.store_error(e))?,
-        };
-        let now = Timestamp::now();
-        let oldest_unprocessed_age = oldest
-            .first()
-            .and_then(|e| e.metadata.timestamp)
-            .map(|t| Duration::from_micros(u64::try_from(now.0.saturating_sub(t.0)).unwrap_or(0)));
-        let dead_letters = self
-            .dead_letters
-            .list(&self.name)
-            .await
-            .map_err(|e| self.store_error(e))?
-            .len();
-        let lease = match &self.ownership {
-            None => None,
-            Some(_) => self
-                .checkpoints
-                .leases()
-                .await
-                .map_err(|e| self.store_error(e))?
-                .into_iter()
-                .find(|l| l.subscriber == self.name),
-        };
-        Ok(SubscriberStatus {
-            owner: lease.as_ref().map(|l| l.owner.clone()),
-            lease_expires_at: lease.as_ref().map(|l| l.expires_at),
-            owned_here: match (&self.ownership, &lease) {
-                (None, _) => true,
-                (Some(own), Some(lease)) => *lease.owner == *own.instance,
-                (Some(_), None) => false,
-            },
-            name: self.name.clone(),
-            checkpoint,
-            head,
-            events_behind: head.0.saturating_sub(checkpoint.0),
-            oldest_unprocessed_age,
-            dead_letters,
-            stopped,
-            segments: Vec::new(),
-        })
-    }
-
-    pub(crate) async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SubscriptionError> {
-        self.dead_letters
-            .list(&self.name)
-            .await
-            .map_err(|e| self.store_error(e))
     }
 
     /// Follows the log until `shutdown` fires: catch up, then wait for the
@@ -774,13 +489,5 @@ fn applied_elsewhere(failure: &HandlerFailure) -> bool {
     matches!(
         failure.0.downcast_ref::<StoreError>(),
         Some(StoreError::AlreadyApplied { .. })
-    )
-}
-
-/// Whether a handler's failure is a checkpoint save refused by the lease.
-fn failed_on_lost_lease(failure: &HandlerFailure) -> bool {
-    matches!(
-        failure.0.downcast_ref::<StoreError>(),
-        Some(StoreError::LeaseLost { .. })
     )
 }
