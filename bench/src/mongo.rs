@@ -17,9 +17,9 @@ use interlock::{EventId, StreamId, Timestamp};
 use mongodb::bson::{Document, doc};
 
 use crate::Options;
-use crate::domain::{Account, MoneyDeposited, Total, Totals};
+use crate::domain::{MoneyDeposited, Total, Totals};
 use crate::report::Line;
-use crate::workloads::{Error, app_with, deposit_events, deposits, open_accounts};
+use crate::workloads::{Error, app_with, deposit_events, deposits, open_accounts, w5_account, w5_loads};
 
 /// Round trips of one dispatch in the common case (cached aggregate at a
 /// version above 0, one event, no other append in flight), read off the
@@ -180,32 +180,9 @@ pub(crate) async fn w5(options: &Options) -> Result<(), Error> {
     let events = options.ops(10_000) as usize;
     let loads = if options.quick { 5 } else { 20 };
     let fresh = Fresh::open().await?;
-    let stream = StreamId::new("bench.account", "7");
-    for chunk in 0..events.div_ceil(500) {
-        let n = 500.min(events - chunk * 500);
-        fresh
-            .store
-            .append(&stream, ExpectedVersion::Any, deposit_events(n))
-            .await?;
-    }
+    w5_account(&fresh.store, events).await?;
     warm_up(&fresh).await?;
-    let plain = Application::builder()
-        .aggregate::<Account>()
-        .backend(fresh.store.clone())
-        .cache_capacity(0)
-        .build()
-        .await?;
-    let mut latencies = Vec::with_capacity(loads);
-    let started = Instant::now();
-    for _ in 0..loads {
-        let began = Instant::now();
-        let loaded = plain.load::<Account>(&7u64).await?;
-        latencies.push(began.elapsed());
-        if loaded.state.balance != events as u64 {
-            return Err("wrong balance".into());
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, latencies) = w5_loads(fresh.store.clone(), events, loads).await?;
     let began = Instant::now();
     for _ in 0..loads {
         let filter = doc! { "tenant": "", "aggregate_type": "bench.account", "aggregate_id": "7" };

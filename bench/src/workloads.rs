@@ -88,16 +88,7 @@ fn remove_sqlite(path: &std::path::Path) {
     }
 }
 
-pub(crate) async fn app_with<B>(backend: B) -> Result<Application, Error>
-where
-    B: interlock::store::EventStore
-        + interlock::store::SnapshotStore
-        + interlock::store::IdempotencyStore
-        + interlock::store::CheckpointStore
-        + interlock::store::DeadLetterStore
-        + interlock::store::SagaStateStore
-        + Clone,
-{
+pub(crate) async fn app_with(backend: impl interlock::store::Backend) -> Result<Application, Error> {
     Ok(Application::builder()
         .aggregate::<Account>()
         .backend(backend)
@@ -416,20 +407,26 @@ pub(crate) fn deposit_events(n: usize) -> Vec<NewEvent> {
         .collect()
 }
 
-/// W5: rehydrate one account with 10 000 events, without cache or
-/// snapshot, then from a snapshot (PostgreSQL).
-async fn w5(options: &Options) -> Result<(), Error> {
-    let events = options.ops(10_000) as usize;
-    let loads = if options.quick { 5 } else { 20 };
-    let (store, schema) = postgres().await?;
+/// W5's account 7: `events` deposits, appended 500 at a time.
+pub(crate) async fn w5_account(store: &impl EventStore, events: usize) -> Result<(), Error> {
     let stream = StreamId::new("bench.account", "7");
     for chunk in 0..events.div_ceil(500) {
         let n = 500.min(events - chunk * 500);
         store.append(&stream, ExpectedVersion::Any, deposit_events(n)).await?;
     }
+    Ok(())
+}
+
+/// Loads W5's account `loads` times without cache or snapshot: the
+/// seconds it took and each load's latency.
+pub(crate) async fn w5_loads(
+    backend: impl interlock::store::Backend,
+    events: usize,
+    loads: usize,
+) -> Result<(f64, Vec<Duration>), Error> {
     let plain = Application::builder()
         .aggregate::<Account>()
-        .backend(store.clone())
+        .backend(backend)
         .cache_capacity(0)
         .build()
         .await?;
@@ -443,7 +440,18 @@ async fn w5(options: &Options) -> Result<(), Error> {
             return Err("wrong balance".into());
         }
     }
-    let secs = started.elapsed().as_secs_f64();
+    Ok((started.elapsed().as_secs_f64(), latencies))
+}
+
+/// W5: rehydrate one account with 10 000 events, without cache or
+/// snapshot, then from a snapshot (PostgreSQL).
+async fn w5(options: &Options) -> Result<(), Error> {
+    let events = options.ops(10_000) as usize;
+    let loads = if options.quick { 5 } else { 20 };
+    let (store, schema) = postgres().await?;
+    let stream = StreamId::new("bench.account", "7");
+    w5_account(&store, events).await?;
+    let (secs, latencies) = w5_loads(store.clone(), events, loads).await?;
     // Baseline: the same rows fetched with plain sqlx, payloads decoded.
     let sql = format!(
         "SELECT payload FROM \"{schema}\".interlock_events WHERE aggregate_type = 'bench.account' AND aggregate_id = '7' ORDER BY version"

@@ -220,13 +220,7 @@ async fn sqlite_gap_safety() {
 /// 16 tasks on 4 accounts through the application, with conflict retry.
 async fn contention<B>(backend: B)
 where
-    B: interlock::store::EventStore
-        + interlock::store::SnapshotStore
-        + interlock::store::IdempotencyStore
-        + interlock::store::CheckpointStore
-        + interlock::store::DeadLetterStore
-        + interlock::store::SagaStateStore
-        + Clone,
+    B: interlock::store::Backend + Clone,
 {
     const EACH: u64 = 60;
     let app = Application::builder()
@@ -648,14 +642,7 @@ impl interlock::store::EventTransport for Down {
 /// publishes them in order and marks them; a failed publish leaves them.
 async fn outbox_relay<S>(store: S)
 where
-    S: interlock::store::Outbox
-        + interlock::store::EventStore
-        + interlock::store::SnapshotStore
-        + interlock::store::IdempotencyStore
-        + interlock::store::CheckpointStore
-        + interlock::store::DeadLetterStore
-        + interlock::store::SagaStateStore
-        + Clone,
+    S: interlock::store::Outbox + interlock::store::EventStore + interlock::store::Backend + Clone,
 {
     use interlock::store::{EventTransport, MemoryTransport};
     let writer = Application::builder()
@@ -1401,13 +1388,7 @@ async fn postgres_forty_commands_race_one_the_database_refuses() {
 /// and every stream's versions are 1..n.
 async fn contention_across_instances<B>(backend: B)
 where
-    B: interlock::store::EventStore
-        + interlock::store::SnapshotStore
-        + interlock::store::IdempotencyStore
-        + interlock::store::CheckpointStore
-        + interlock::store::DeadLetterStore
-        + interlock::store::SagaStateStore
-        + Clone,
+    B: interlock::store::Backend + Clone,
 {
     const EACH: u64 = 40;
     let app = || {
