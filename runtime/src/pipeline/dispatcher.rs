@@ -4,9 +4,7 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use ulid::Ulid;
+use std::time::Duration;
 
 use super::combine::Combiner;
 use super::config::{Registration, Settings};
@@ -22,6 +20,7 @@ use crate::domain::command::{HandledCommand, HandlerError};
 use crate::domain::fingerprint::CommandFingerprint;
 use crate::domain::ids::{
     AggregateId, CausationId, CommandId, CorrelationId, EventId, Position, StreamId, TenantId, Timestamp, Version,
+    next_ulid,
 };
 use crate::domain::services::Services;
 use crate::domain::unwind::{catch_panic, catch_panic_sync};
@@ -93,8 +92,10 @@ impl Dispatcher {
         let stream = self.stream_of(registration, command.aggregate_id(), options.tenant.as_ref());
         match options.command_id.or_else(|| command.command_id()) {
             None => {
-                let id = CommandId(Ulid::from_datetime(SystemTime::now()));
-                self.run(registration, stream, command, id, options, None).await
+                // One clock read for the command id and the events' time.
+                let now = Timestamp::now();
+                let id = CommandId(next_ulid(now.as_millis()));
+                self.run(registration, stream, command, id, now, options, None).await
             }
             // Boxed: the idempotent path's future holds a second command
             // loop, which would double the size (and the copies) of every
@@ -110,7 +111,17 @@ impl Dispatcher {
                     &target,
                     id,
                     identity,
-                    || self.run(registration, stream, command, id, options, Some(fingerprint)),
+                    || {
+                        self.run(
+                            registration,
+                            stream,
+                            command,
+                            id,
+                            Timestamp::now(),
+                            options,
+                            Some(fingerprint),
+                        )
+                    },
                 ))
                 .await
             }
@@ -158,13 +169,14 @@ impl Dispatcher {
         stream: StreamId,
         command: C,
         command_id: CommandId,
+        now: Timestamp,
         options: DispatchOptions,
         outcome: Option<CommandFingerprint>,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let repository = &self.repository;
         let settings = &self.settings;
         let metadata = EventMetadata {
-            timestamp: None,
+            timestamp: Some(now),
             correlation_id: Some(options.correlation_id.unwrap_or(CorrelationId(command_id.0))),
             causation_id: Some(options.causation_id.unwrap_or(CausationId::Command(command_id))),
             command_id: Some(command_id),
@@ -442,15 +454,13 @@ pub(super) fn carry_outcome<O: serde::Serialize>(events: &mut [NewEvent], output
 }
 
 /// Encodes a decision's events for the store, each stamped with the
-/// command's metadata and one timestamp.
+/// command's metadata (its time, read once when the command came in).
 pub(super) fn encode<E: crate::domain::event::EventSet, X>(
     events: &[E],
     metadata: &EventMetadata,
     max_event_bytes: usize,
 ) -> Result<Vec<NewEvent>, CommandError<X>> {
-    // One clock read for the timestamps and the ids of the batch.
-    let clock = SystemTime::now();
-    let now = Timestamp::from(clock);
+    let ms = metadata.timestamp.unwrap_or_else(Timestamp::now).as_millis();
     let mut new_events = Vec::with_capacity(events.len());
     for event in events {
         let encoded = event.encode().map_err(|source| CommandError::Encode {
@@ -464,14 +474,12 @@ pub(super) fn encode<E: crate::domain::event::EventSet, X>(
                 limit: max_event_bytes,
             });
         }
-        let mut metadata = metadata.clone();
-        metadata.timestamp = Some(now);
         new_events.push(NewEvent {
-            event_id: EventId(Ulid::from_datetime(clock)),
+            event_id: EventId(next_ulid(ms)),
             name: encoded.name.into(),
             schema_version: encoded.version,
             payload: encoded.payload,
-            metadata,
+            metadata: metadata.clone(),
         });
     }
     Ok(new_events)

@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::idempotency::Idempotent;
 use super::request::CommandRequest;
 use crate::domain::command::HandledCommand;
-use crate::domain::ids::{CommandId, StreamId};
+use crate::domain::ids::{CommandId, StreamId, Timestamp};
 use crate::future::BoxFuture;
 use crate::pipeline::dispatcher::Dispatcher;
 use crate::pipeline::error::CommandError;
@@ -73,6 +73,7 @@ impl<C: HandledCommand> Service<CommandRequest<C>> for CommandService<C> {
                     stream,
                     command,
                     command_id,
+                    Timestamp::now(),
                     context.options,
                     context.fingerprint,
                 )
