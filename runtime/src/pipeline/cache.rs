@@ -26,7 +26,9 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// entry (used again since, or gone) is skipped on eviction, and the queue
 /// is compacted when it outgrows the entries. A checked-out entry stays in
 /// the map without its state, so putting it back is an update in place,
-/// not a removal and an insertion (measured in W1 with callgrind).
+/// not a removal and an insertion (measured in W1 with callgrind). The
+/// `lru` crate's `LruCache` (entries linked in order of use) measured
+/// slower here: 5 096 instructions a W1 command against 5 070.
 #[derive(Default)]
 struct Lru {
     tick: u64,
