@@ -206,10 +206,12 @@ pub mod __private {
         Neither as FingerprintNeither,
     };
     pub use crate::domain::ids::{AggregateId, CommandId, SchemaVersion};
+    pub use crate::domain::key::{Key, KeyByDisplay, KeyDirect};
     pub use crate::processes::projection::{EventMeta, HandledQuery, ModelStorage, Projection};
     pub use crate::processes::saga::{DeadlineOf, Saga, SagaContext, SagaResult, SagaRoute, StepKind};
     pub use crate::processes::subscriber::{EventHandlerResult, HandlerFailure};
     pub use crate::store::SagaFailure;
+    pub use smol_str::SmolStr;
 
     /// The transaction a transactional projection's handler takes, as its
     /// type.

@@ -81,6 +81,12 @@ pub(crate) fn expand(input: &CommandInput<'_>) -> TokenStream {
                 &self.#id_member
             }
 
+            fn stream_key(&self) -> #p::SmolStr {
+                #[allow(unused_imports)]
+                use #p::{KeyByDisplay as _, KeyDirect as _};
+                (&#p::Key(self, &self.#id_member)).stream_key()
+            }
+
             #command_id
 
             #peer

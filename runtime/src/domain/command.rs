@@ -31,6 +31,13 @@ pub trait Command: Clone + Send + 'static {
     /// The id of the aggregate instance this command targets.
     fn aggregate_id(&self) -> &Self::Id;
 
+    /// The id as its stream's key. Support for the runtime:
+    /// `#[derive(Command)]` encodes integer, string and ULID ids directly.
+    #[doc(hidden)]
+    fn stream_key(&self) -> smol_str::SmolStr {
+        self.aggregate_id().to_shared_key()
+    }
+
     /// Whether the command names a peer (a `#[peer_id]` field): another
     /// instance of its aggregate that its handler also reads and emits
     /// events to, committed atomically with its own.

@@ -404,10 +404,15 @@ impl std::hash::Hash for StreamId {
     }
 }
 
-/// Equal parts; the hashes first (different hashes, different ids).
+/// Equal parts; the hashes first (different hashes, different ids), and
+/// the aggregate types by pointer first (the streams of one registered
+/// aggregate share its name).
 impl PartialEq for StreamId {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.parts() == other.parts()
+        self.hash == other.hash
+            && self.aggregate_id == other.aggregate_id
+            && (Arc::ptr_eq(&self.aggregate_type, &other.aggregate_type) || self.aggregate_type == other.aggregate_type)
+            && self.tenant == other.tenant
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod command;
 pub(crate) mod event;
 pub(crate) mod fingerprint;
 pub(crate) mod ids;
+pub(crate) mod key;
 pub(crate) mod meta;
 pub(crate) mod services;
 pub(crate) mod unwind;

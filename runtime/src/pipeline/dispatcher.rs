@@ -74,7 +74,17 @@ impl Dispatcher {
         id: &(impl AggregateId + ?Sized),
         tenant: Option<&TenantId>,
     ) -> StreamId {
-        let stream = StreamId::new(Arc::clone(&registration.shared_name), id.to_shared_key());
+        self.stream_keyed(registration, id.to_shared_key(), tenant)
+    }
+
+    /// The stream of the registered aggregate whose id has key `key`.
+    pub(crate) fn stream_keyed(
+        &self,
+        registration: &Registration,
+        key: smol_str::SmolStr,
+        tenant: Option<&TenantId>,
+    ) -> StreamId {
+        let stream = StreamId::new(Arc::clone(&registration.shared_name), key);
         match tenant {
             None => stream,
             Some(tenant) => stream.in_tenant(Some(tenant.clone())),
@@ -89,7 +99,7 @@ impl Dispatcher {
         options: DispatchOptions,
     ) -> Result<Dispatched<C::Output>, CommandError<C::Error>> {
         let registration = self.registration::<C::Aggregate>()?;
-        let stream = self.stream_of(registration, command.aggregate_id(), options.tenant.as_ref());
+        let stream = self.stream_keyed(registration, command.stream_key(), options.tenant.as_ref());
         match options.command_id.or_else(|| command.command_id()) {
             None => {
                 // One clock read for the command id and the events' time.

@@ -71,7 +71,7 @@ where
             let identity = Identity::of(&request.command, tenant.as_ref());
             request.context.fingerprint = Some(identity.fingerprint());
             let registration = dispatcher.registration::<C::Aggregate>()?;
-            let stream = dispatcher.stream_of(registration, request.command.aggregate_id(), tenant.as_ref());
+            let stream = dispatcher.stream_keyed(registration, request.command.stream_key(), tenant.as_ref());
             idempotent(
                 dispatcher.idempotency.as_ref(),
                 dispatcher.repository.store.as_ref(),
