@@ -746,19 +746,19 @@ async fn batch_outcomes(store: impl BatchAppend + EventStore) {
     let p = |i: u64| Position(start.0 + i);
     let first = next("a from 0").expect("a from 0");
     assert_eq!(
-        (first.stream.clone(), first.version, first.positions),
+        (first.stream.clone(), first.version, first.positions.to_vec()),
         (a.clone(), Version(2), vec![p(1), p(2)])
     );
     let second = next("b any").expect("b any");
-    assert_eq!((second.version, second.positions), (Version(1), vec![p(3)]));
+    assert_eq!((second.version, second.positions.to_vec()), (Version(1), vec![p(3)]));
     match next("a from 0 again") {
         Err(StoreError::Conflict { stream, actual, .. }) => assert_eq!((stream, actual), (a.clone(), Version(2))),
         other => panic!("expected a conflict, got {other:?}"),
     }
     let fourth = next("a from 2").expect("a from 2");
-    assert_eq!((fourth.version, fourth.positions), (Version(3), vec![p(4)]));
+    assert_eq!((fourth.version, fourth.positions.to_vec()), (Version(3), vec![p(4)]));
     let fifth = next("b empty").expect("b empty");
-    assert_eq!((fifth.version, fifth.positions), (Version(1), vec![]));
+    assert_eq!((fifth.version, fifth.positions.to_vec()), (Version(1), vec![]));
     let stored = store.read_stream(&a, Version(1), None).await.expect("read");
     assert_eq!(
         stored.iter().map(|e| e.version).collect::<Vec<_>>(),

@@ -218,7 +218,7 @@ impl MongoStore {
                     plan.map(|version| Committed {
                         stream: append.stream.clone(),
                         version,
-                        positions: Vec::new(),
+                        positions: Default::default(),
                     })
                 })
                 .collect();
@@ -266,7 +266,7 @@ impl MongoStore {
             outcomes.push(Ok(Committed {
                 stream: append.stream.clone(),
                 version,
-                positions,
+                positions: positions.into(),
             }));
         }
         if self.inner.config.outbox {

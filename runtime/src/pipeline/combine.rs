@@ -283,7 +283,9 @@ impl Flusher {
                     }
                     let mut offset = 0usize;
                     for (n, reply) in members {
-                        let positions = committed.positions.get(offset..offset + n).unwrap_or_default().to_vec();
+                        let positions = crate::store::Positions::from_slice(
+                            committed.positions.get(offset..offset + n).unwrap_or_default(),
+                        );
                         offset += n;
                         let version = Version(expected.0 + offset as u64);
                         let _ = reply.send(Ok(Committed {

@@ -258,7 +258,7 @@ impl Dispatcher {
                     command_id,
                     stream,
                     version,
-                    positions: Vec::new(),
+                    positions: crate::store::Positions::new(),
                     replayed: false,
                     attempts: attempt,
                 });

@@ -203,7 +203,7 @@ async fn replay<O: DeserializeOwned, E>(
         command_id,
         stream,
         version,
-        positions: Vec::new(),
+        positions: crate::store::Positions::new(),
         replayed: true,
         attempts: 0,
     })

@@ -1,6 +1,6 @@
 //! What a caller passes with a command, and what it gets back.
 
-use crate::domain::ids::{CausationId, CommandId, CorrelationId, Position, StreamId, TenantId, Timestamp, Version};
+use crate::domain::ids::{CausationId, CommandId, CorrelationId, StreamId, TenantId, Timestamp, Version};
 use crate::store::Headers;
 
 /// Per-dispatch options: ids, correlation and headers.
@@ -70,7 +70,7 @@ pub struct Dispatched<O> {
     /// The stream's version after the command.
     pub version: Version,
     /// Global positions of the appended events (empty for a replayed outcome).
-    pub positions: Vec<Position>,
+    pub positions: crate::store::Positions,
     /// Whether this is the recorded outcome of an earlier dispatch with the same id.
     pub replayed: bool,
     /// How many times the handler ran (more than 1 after conflicts).

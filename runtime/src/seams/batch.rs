@@ -193,7 +193,7 @@ mod tests {
                     _ => Ok(Committed {
                         stream: r.stream,
                         version: Version(1),
-                        positions: vec![Position(1)],
+                        positions: [Position(1)].into_iter().collect(),
                     }),
                 })
                 .collect();

@@ -24,7 +24,8 @@ pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;
 pub use self::event_store::{
     AppendRequest, AtomicAppend, Committed, Direction, EventFilter, EventMetadata, EventStore, ExpectedVersion,
-    Headers, MemoryEventStore, NewEvent, RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope, TenantStore, Unchanged,
+    Headers, MemoryEventStore, NewEvent, Positions, RecordedEvent, RewrittenEvent, Scan, ScanPages, Scope, TenantStore,
+    Unchanged,
 };
 pub use self::idempotency::{
     Claim, FINGERPRINT_HEADER, IdempotencyRecord, IdempotencyStore, MemoryIdempotencyStore, OUTCOME_HEADER,

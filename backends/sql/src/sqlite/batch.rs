@@ -103,7 +103,7 @@ async fn commit(store: &SqliteStore, batch: &[AppendRequest], outcomes: &mut Out
             let unchanged = Committed {
                 stream: request.stream.clone(),
                 version: actual,
-                positions: Vec::new(),
+                positions: Default::default(),
             };
             outcomes.set(index, Ok(unchanged));
             continue;

@@ -123,7 +123,7 @@ impl<D: DriverBatch> SqlStore<D> {
             committed.push(Committed {
                 stream: part.stream.clone(),
                 version,
-                positions,
+                positions: positions.into(),
             });
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {

@@ -91,7 +91,7 @@ impl<D: Driver> SqlStore<D> {
                 let unchanged = Committed {
                     stream,
                     version: actual,
-                    positions: Vec::new(),
+                    positions: Default::default(),
                 };
                 outcomes.set(index, Ok(unchanged));
                 continue;
@@ -110,7 +110,7 @@ impl<D: Driver> SqlStore<D> {
                     let done = Committed {
                         stream,
                         version,
-                        positions,
+                        positions: positions.into(),
                     };
                     written.committed.push((index, done));
                 }

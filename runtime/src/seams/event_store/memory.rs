@@ -262,7 +262,7 @@ impl Inner {
             }
         };
         let mut version = actual;
-        let mut positions = Vec::with_capacity(events.len());
+        let mut positions = super::Positions::with_capacity(events.len());
         for (offset, e) in events.into_iter().enumerate() {
             let timestamp = match e.metadata.timestamp {
                 Some(t) => t,

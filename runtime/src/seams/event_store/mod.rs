@@ -92,6 +92,13 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+/// The global positions of one append's events, in order: inline up to
+/// two (most appends hold one or two events), so an append allocates no
+/// list for them (an allocation, where stored events are kept, was about
+/// 300 instructions a command: measured in W1 with callgrind). Build one
+/// with `Positions::new()` and `push`, `collect()`, or `Positions::from_vec`.
+pub type Positions = smallvec::SmallVec<[Position; 2]>;
+
 /// The result of a successful append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -100,7 +107,7 @@ pub struct Committed {
     /// The stream's version after the append.
     pub version: Version,
     /// The global positions of the appended events, in order.
-    pub positions: Vec<Position>,
+    pub positions: Positions,
 }
 
 /// Which events a read of the global log returns.
