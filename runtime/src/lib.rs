@@ -274,26 +274,34 @@ pub mod __private {
     pub use std::boxed::Box;
     pub use std::vec::Vec;
 
-    /// Encodes an event's payload as JSON into a reused per-thread buffer
-    /// and copies it out once (one allocation; `serde_json::to_vec` plus
-    /// `Bytes::from` make two: measured in W1 with callgrind).
+    /// Encodes an event's payload as JSON into this thread's arena: payloads
+    /// are cut from shared 8 KiB chunks (`BytesMut::split`), so encoding
+    /// one allocates nothing (a chunk is freed when its last payload is;
+    /// a payload kept alone keeps its chunk). Measured in W1 with callgrind:
+    /// an allocation and a copy per payload were about 200 instructions.
     ///
     /// # Errors
     ///
     /// What serde_json says.
     pub fn encode_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
+        use bytes::BufMut as _;
+        const CHUNK: usize = 8 * 1024;
+        const ROOM: usize = 256;
         thread_local! {
-            static BUFFER: ::core::cell::RefCell<Vec<u8>> = ::core::cell::RefCell::new(Vec::with_capacity(256));
+            static ARENA: ::core::cell::RefCell<bytes::BytesMut> = ::core::cell::RefCell::new(bytes::BytesMut::new());
         }
-        BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => {
-                buffer.clear();
-                serde_json::to_writer(&mut *buffer, value)?;
-                let payload = Bytes::copy_from_slice(&buffer);
-                if buffer.capacity() > 64 * 1024 {
-                    *buffer = Vec::with_capacity(256);
+        ARENA.with(|arena| match arena.try_borrow_mut() {
+            Ok(mut arena) => {
+                if arena.capacity() < ROOM {
+                    *arena = bytes::BytesMut::with_capacity(CHUNK);
                 }
-                Ok(payload)
+                match serde_json::to_writer((&mut *arena).writer(), value) {
+                    Ok(()) => Ok(arena.split().freeze()),
+                    Err(e) => {
+                        arena.clear();
+                        Err(e)
+                    }
+                }
             }
             // A payload whose `Serialize` encodes another event.
             Err(_) => serde_json::to_vec(value).map(Bytes::from),
@@ -334,6 +342,42 @@ pub mod __private {
     impl IntoCommandId for Option<CommandId> {
         fn to_command_id(&self) -> Option<CommandId> {
             *self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::__private::encode_json;
+
+    /// A value that fails to encode after writing part of itself.
+    struct HalfWay;
+
+    impl serde::Serialize for HalfWay {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeSeq};
+            let mut seq = serializer.serialize_seq(None)?;
+            seq.serialize_element("written")?;
+            Err(S::Error::custom("refused half way"))
+        }
+    }
+
+    /// Payloads cut from one chunk are each their own JSON, a failed
+    /// encoding leaves nothing behind, and payloads larger than a chunk
+    /// come out whole.
+    #[test]
+    fn payloads_from_the_arena_are_whole_and_apart() {
+        let first = encode_json(&serde_json::json!({"a": 1})).unwrap_or_default();
+        assert!(encode_json(&HalfWay).is_err());
+        let second = encode_json(&[1, 2, 3]).unwrap_or_default();
+        let big = "x".repeat(20_000);
+        let third = encode_json(&big).unwrap_or_default();
+        let many: Vec<bytes::Bytes> = (0..200).map(|i| encode_json(&i).unwrap_or_default()).collect();
+        assert_eq!(&first[..], br#"{"a":1}"#);
+        assert_eq!(&second[..], b"[1,2,3]");
+        assert_eq!(third.len(), 20_002);
+        for (i, payload) in many.iter().enumerate() {
+            assert_eq!(payload[..], *i.to_string().as_bytes());
         }
     }
 }
