@@ -173,6 +173,8 @@ impl Dispatcher {
     /// forward and re-run. With `outcome` (an idempotent command's
     /// fingerprint), the last event carries the command's output and
     /// fingerprint, so its outcome survives a crash before it is recorded.
+    // The command and what came with it, each used by the loop.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run<C: HandledCommand>(
         &self,
         registration: &Registration,
