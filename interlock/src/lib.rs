@@ -67,6 +67,15 @@ pub mod mongodb {
     };
 }
 
+/// The Redis backend (feature `redis`): idempotency, saga state,
+/// snapshots and checkpoints beside a durable event store.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis {
+    #[doc(inline)]
+    pub use interlock_redis::{RedisConfig, RedisConfigError, RedisHealth, RedisOpenError, RedisStatistics, RedisStore};
+}
+
 /// What generated code reaches through absolute paths. Not public API.
 #[doc(hidden)]
 pub use interlock_core::__private;
