@@ -73,7 +73,9 @@ pub mod mongodb {
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
     #[doc(inline)]
-    pub use interlock_redis::{RedisConfig, RedisConfigError, RedisHealth, RedisOpenError, RedisStatistics, RedisStore};
+    pub use interlock_redis::{
+        RedisConfig, RedisConfigError, RedisHealth, RedisOpenError, RedisStatistics, RedisStore,
+    };
 }
 
 /// What generated code reaches through absolute paths. Not public API.

@@ -812,3 +812,90 @@ pub mod idempotency {
         }
     }
 }
+
+pub mod redis_server {
+    //! Redis for tests: the machine's server from `INTERLOCK_REDIS_URL`,
+    //! and throwaway `redis-server`s on free loopback ports that fault tests
+    //! stop and start (never the machine's).
+
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The machine's Redis URL, or `None` when `INTERLOCK_REDIS_URL` is
+    /// unset (a loud skip, or a failure under `INTERLOCK_REQUIRE_SERVICES=1`).
+    pub fn redis_url() -> Option<String> {
+        let url = std::env::var("INTERLOCK_REDIS_URL").ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            interlock::testing::skip_or_fail("Redis (set INTERLOCK_REDIS_URL, e.g. redis://127.0.0.1:6379)");
+        }
+        url
+    }
+
+    /// A `redis-server` of the test's own, in memory, killed on drop.
+    pub struct Server {
+        port: u16,
+        child: Option<Child>,
+    }
+
+    impl Server {
+        /// A free loopback port.
+        pub fn free_port() -> u16 {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port")
+        }
+
+        /// Starts a server on `port` and waits until it accepts
+        /// connections; `None` when `redis-server` cannot be run.
+        pub async fn start(port: u16) -> Option<Self> {
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let mut server = Self {
+                port,
+                child: Some(child),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    server.stop();
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Some(server)
+        }
+
+        /// Its URL.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// Kills it (its data is gone).
+        pub fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+}
