@@ -39,7 +39,7 @@ pub use interlock_core::testing;
 #[cfg(feature = "testing")]
 #[doc(inline)]
 pub use interlock_core::{
-    checkpoint_store_conformance, dead_letter_store_conformance, event_store_conformance,
+    aggregate_cache_conformance, checkpoint_store_conformance, dead_letter_store_conformance, event_store_conformance,
     idempotency_store_conformance, saga_state_store_conformance, snapshot_store_conformance,
 };
 

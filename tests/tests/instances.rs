@@ -340,3 +340,49 @@ async fn an_inline_sql_read_model_is_applied_once_by_two_dispatching_instances()
     assert_eq!(rows, (120, 120, total), "every deposit once in the read model");
     assert_eq!(interlock_tests::ledger::postgres_out_of_order(&admin, &schema).await, 0);
 }
+
+/// An instance whose cached state is behind another instance's appends
+/// does not refuse a command on it: before an answer without an append,
+/// the stream is checked for newer events, and the command decides again
+/// on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_never_rests_on_a_state_another_instance_appended_past() {
+    use interlock_tests::bank::Withdraw;
+    let events = Arc::new(interlock::store::MemoryEventStore::new());
+    let a = bank_builder()
+        .shared_event_store(events.clone())
+        .build()
+        .await
+        .expect("build");
+    let b = bank_builder()
+        .shared_event_store(events.clone())
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    a.dispatch(OpenAccount {
+        account,
+        owner: "behind".into(),
+    })
+    .await
+    .expect("open");
+    // A caches the account empty; B deposits behind its back.
+    b.dispatch(Deposit {
+        account,
+        amount: 10,
+        id: None,
+    })
+    .await
+    .expect("deposit through B");
+    a.dispatch(Withdraw { account, amount: 5 })
+        .await
+        .expect("A decides on the deposit it did not see, not on its empty cached state");
+    // And a refusal on the latest state is still a refusal.
+    match a.dispatch(Withdraw { account, amount: 50 }).await {
+        Err(interlock::CommandError::Domain(interlock_tests::bank::BankError::InsufficientFunds {
+            balance: 5,
+            ..
+        })) => {}
+        other => panic!("expected a refusal on the balance of 5, got {other:?}"),
+    }
+}

@@ -1,7 +1,8 @@
 //! Redis beside a durable event store, as applications run it: two
-//! instances sharing command ids in Redis apply each command once, and a
-//! Redis that stops mid-run fails what needs it promptly with a typed
-//! error while the rest of dispatch goes on, then serves again once it is
+//! instances sharing command ids in Redis apply each command once; two
+//! sharing the aggregate cache keep balances exact; a Redis that stops
+//! mid-run fails what needs it promptly with a typed error while the rest
+//! of dispatch goes on (the cache bypassed), then serves again once it is
 //! back, without restarting the application. The server that stops is a
 //! throwaway `redis-server` on a free loopback port, never the machine's.
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use interlock::prelude::*;
 use interlock::redis::{RedisConfig, RedisStore};
 use interlock::store::{CheckpointStore, IdempotencyStore, MemoryEventStore, StoreError};
-use interlock::{CommandError, Position, Timestamp};
+use interlock::{AggregateConfig, CommandError, Position, Timestamp};
 use interlock_tests::bank::*;
 use interlock_tests::redis_server::{Server, redis_url};
 
@@ -168,4 +169,193 @@ async fn a_stopped_redis_fails_promptly_and_serves_again_when_back() {
         Some(Position(4))
     );
     assert_eq!(balance(&app, account).await, 5 + 5 + 5);
+}
+
+/// The bank with snapshots configured (which gives its state an encoding,
+/// so a shared cache can hold it).
+fn cached_bank(events: Arc<MemoryEventStore>, cache: RedisStore) -> interlock::ApplicationBuilder {
+    Application::builder()
+        .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(1_000))
+        .service(FeePolicy { fee: 0 })
+        .shared_event_store(events)
+        .aggregate_cache(cache)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_the_redis_cache_lose_no_update() {
+    let Some(redis) = shared_redis().await else { return };
+    let events = Arc::new(MemoryEventStore::new());
+    let a = cached_bank(events.clone(), redis.clone()).build().await.expect("build");
+    let b = cached_bank(events.clone(), redis.clone()).build().await.expect("build");
+    let accounts: Vec<Ulid> = (0..3).map(|_| Ulid::new()).collect();
+    for account in &accounts {
+        a.dispatch(OpenAccount {
+            account: *account,
+            owner: "cached".into(),
+        })
+        .await
+        .expect("open");
+        a.dispatch(Deposit {
+            account: *account,
+            amount: 100,
+            id: None,
+        })
+        .await
+        .expect("first deposit");
+    }
+    // 120 deposits and 30 withdrawals over 3 accounts, half through each
+    // instance, all at once: each instance decides on states the other
+    // cached, some stale.
+    let mut tasks = Vec::new();
+    for i in 0..150u64 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let account = accounts[(i % 3) as usize];
+        tasks.push(tokio::spawn(async move {
+            if i % 5 == 4 {
+                app.dispatch(Withdraw { account, amount: 1 }).await.map(|_| ())
+            } else {
+                app.dispatch(Deposit {
+                    account,
+                    amount: 3,
+                    id: None,
+                })
+                .await
+                .map(|_| ())
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("join").expect("every command succeeds");
+    }
+    for account in &accounts {
+        // 100, then 40 deposits of 3 and 10 withdrawals of 1 each.
+        assert_eq!(balance(&a, *account).await, 100 + 40 * 3 - 10);
+    }
+    let statistics = redis.statistics().await.expect("statistics");
+    assert!(
+        statistics.keys_by_kind.get("cache").copied().unwrap_or(0) >= 1,
+        "states were cached in Redis: {statistics:?}"
+    );
+    redis.clear().await.expect("clean up");
+}
+
+/// The cache is read: an entry at the stream's version is what a command
+/// decides on (here a doctored one, saying the account is closed); an
+/// entry that is not a state is a miss, and the store decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_state_at_the_stream_s_version_is_what_commands_decide_on() {
+    let Some(redis) = shared_redis().await else { return };
+    let events = Arc::new(MemoryEventStore::new());
+    let app = cached_bank(events, redis.clone()).build().await.expect("build");
+    let account = Ulid::new();
+    app.dispatch(OpenAccount {
+        account,
+        owner: "read".into(),
+    })
+    .await
+    .expect("open");
+    let stream = interlock::StreamId::new("bank.account", account.to_string());
+    let closed = BankAccount::default();
+    let entry = interlock::store::CacheEntry {
+        version: interlock::Version(1),
+        state_version: <BankAccount as interlock::Aggregate>::STATE_VERSION,
+        state: interlock::store::CachedState::Encoded(serde_json::to_vec(&closed).expect("encode").into()),
+    };
+    // After the application's own write of version 1, in the same queue.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    interlock::store::AggregateCache::invalidate(&redis, &stream);
+    interlock::store::AggregateCache::put(&redis, stream.clone(), entry);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deposit = Deposit {
+        account,
+        amount: 5,
+        id: None,
+    };
+    match app.dispatch(deposit.clone()).await {
+        Err(CommandError::Domain(BankError::NotOpen)) => {}
+        other => panic!("expected the cached (closed) state to decide, got {other:?}"),
+    }
+    write_junk(&redis, &stream).await;
+    app.dispatch(deposit).await.expect("the store's state (open) decides");
+    assert_eq!(balance(&app, account).await, 5);
+    redis.clear().await.expect("clean up");
+}
+
+/// Overwrites the stream's cache entry with something that is not a state.
+async fn write_junk(redis: &RedisStore, stream: &interlock::StreamId) {
+    let url = redis_url().expect("checked");
+    let mut connection = redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection");
+    let key = format!(
+        "{}cache::{}:{}",
+        redis.config().key_prefix(),
+        stream.aggregate_type(),
+        stream.aggregate_id()
+    );
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("version")
+        .arg("9")
+        .arg("state_version")
+        .arg(<BankAccount as interlock::Aggregate>::STATE_VERSION)
+        .arg("state")
+        .arg("[not, a state")
+        .query_async(&mut connection)
+        .await
+        .expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_cache_is_bypassed() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = Server::free_port();
+    let Some(mut server) = Server::start(port).await else {
+        interlock::testing::skip_or_fail("a throwaway redis-server (is redis-server installed?)");
+        return;
+    };
+    let timeout = Duration::from_millis(300);
+    let redis = RedisStore::open(RedisConfig::new(server.url()).timeouts(timeout, timeout))
+        .await
+        .expect("open");
+    let app = cached_bank(Arc::new(MemoryEventStore::new()), redis.clone())
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    app.dispatch(OpenAccount {
+        account,
+        owner: "bypassed".into(),
+    })
+    .await
+    .expect("open");
+    let deposit = Deposit {
+        account,
+        amount: 2,
+        id: None,
+    };
+    app.dispatch(deposit.clone()).await.expect("Redis up");
+    server.stop();
+    let started = Instant::now();
+    for _ in 0..5 {
+        app.dispatch(deposit.clone())
+            .await
+            .expect("dispatch goes on from the event store");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let _server = Server::start(port).await.expect("the server starts again");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !redis.health_check().await.reachable && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.dispatch(deposit).await.expect("Redis back");
+    assert_eq!(balance(&app, account).await, 7 * 2);
 }

@@ -1,10 +1,14 @@
 //! The exported conformance suites against the in-memory backends.
 
+use interlock::store::MemoryAggregateCache;
 use interlock::store::MemoryEventStore;
 use interlock::store::MemoryIdempotencyStore;
 use interlock::store::MemorySnapshotStore;
 
 interlock::event_store_conformance!(memory_event_store, || async { Some(MemoryEventStore::new()) });
+interlock::aggregate_cache_conformance!(memory_aggregate_cache, || async {
+    Some(MemoryAggregateCache::new(100))
+});
 interlock::snapshot_store_conformance!(memory_snapshot_store, || async { Some(MemorySnapshotStore::new()) });
 interlock::idempotency_store_conformance!(memory_idempotency_store, || async {
     Some(MemoryIdempotencyStore::new())

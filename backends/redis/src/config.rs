@@ -20,6 +20,7 @@ pub struct RedisConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) operation_timeout: Duration,
     pub(crate) snapshot_ttl: Option<Duration>,
+    pub(crate) cache_ttl: Duration,
     pub(crate) claim_retention: Duration,
 }
 
@@ -50,8 +51,8 @@ impl RedisConfig {
 
     /// A store on `url` (`redis://[user][:password]@host:port[/db]`, or
     /// `rediss://` for TLS), keys under `interlock:`, 2 s to connect and
-    /// 2 s per operation, snapshots kept until replaced, expired claims
-    /// kept 7 days.
+    /// 2 s per operation, snapshots kept until replaced, cached states
+    /// for an hour, expired claims kept 7 days.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -59,6 +60,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(2),
             operation_timeout: Duration::from_secs(2),
             snapshot_ttl: None,
+            cache_ttl: Duration::from_secs(3600),
             claim_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -107,6 +109,13 @@ impl RedisConfig {
     /// cache of the event store: an expired one costs a longer load).
     pub fn snapshot_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.snapshot_ttl = ttl;
+        self
+    }
+
+    /// How long a cached aggregate state is kept after it was last put
+    /// (1 hour by default).
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
         self
     }
 
@@ -162,6 +171,9 @@ impl RedisConfig {
         if self.snapshot_ttl.is_some_and(|t| t.as_millis() == 0) {
             return invalid("snapshot_ttl", "must be at least a millisecond");
         }
+        if self.cache_ttl.as_millis() == 0 {
+            return invalid("cache_ttl", "must be at least a millisecond");
+        }
         if self.claim_retention < Duration::from_secs(1) {
             return invalid("claim_retention", "must be at least a second");
         }
@@ -201,6 +213,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("snapshot_ttl", &self.snapshot_ttl)
+            .field("cache_ttl", &self.cache_ttl)
             .field("claim_retention", &self.claim_retention)
             .finish()
     }

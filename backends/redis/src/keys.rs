@@ -66,6 +66,11 @@ impl Keys {
         format!("{}snap:{}", self.prefix, stream(s))
     }
 
+    /// `cache:<stream>`: a hash, a cached aggregate state.
+    pub(crate) fn cache(&self, s: &StreamId) -> String {
+        format!("{}cache:{}", self.prefix, stream(s))
+    }
+
     /// `ckpt:<subscriber>`: a string, the position.
     pub(crate) fn checkpoint(&self, subscriber: &str) -> String {
         format!("{}ckpt:{}", self.prefix, part(subscriber))

@@ -1,7 +1,8 @@
 //! The Redis backend of Interlock: the stores that suit a fast shared
 //! memory with expiry, for several instances of an application.
 //!
-//! [`RedisStore`] implements `IdempotencyStore` (claims with a lease,
+//! [`RedisStore`] implements `AggregateCache` (hot aggregate states shared
+//! by every instance, for aggregates with snapshots), `IdempotencyStore` (claims with a lease,
 //! outcomes that expire by themselves), `SagaStateStore` (optimistic
 //! versions as compare-and-set, deadlines in a sorted set),
 //! `SnapshotStore` (with an optional TTL) and `CheckpointStore` (with the
@@ -15,6 +16,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
+//! | `cache:<tenant>:<type>:<id>` | hash | `version`, `state_version`, `state` (encoded as its snapshot); expires after the cache TTL |
 //! | `idem:<command id>` | hash | `state` `claimed` + `until` (µs), or `done` + `stream` (JSON), `version`, `output`, `recorded_at`, `expires_at`, `fingerprint`; expires by itself |
 //! | `snap:<tenant>:<type>:<id>` | hash | `version`, `state_version`, `payload`, `taken_at` |
 //! | `ckpt:<subscriber>` | string | the position |
@@ -33,6 +35,7 @@
 //! One Redis server (or a primary with replicas); the scripts touch keys
 //! of several hash slots, so Redis Cluster is not supported.
 
+mod cache;
 mod checkpoints;
 mod config;
 mod health;

@@ -23,6 +23,8 @@ pub struct RedisStore {
     pub(crate) connection: ConnectionManager,
     pub(crate) keys: Keys,
     pub(crate) config: RedisConfig,
+    /// The queue of the aggregate cache's background writer.
+    pub(crate) cache_writer: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::cache::Write>>>,
 }
 
 /// Why a store could not be opened.
@@ -83,6 +85,7 @@ impl RedisStore {
             connection,
             keys: Keys::new(&config.prefix),
             config,
+            cache_writer: std::sync::Arc::default(),
         })
     }
 

@@ -32,6 +32,7 @@ async fn redis() -> Option<RedisStore> {
     }
 }
 
+interlock::aggregate_cache_conformance!(redis_aggregate_cache, redis);
 interlock::snapshot_store_conformance!(redis_snapshot_store, redis);
 interlock::checkpoint_store_conformance!(redis_checkpoint_store, redis);
 interlock::idempotency_store_conformance!(redis_idempotency_store, redis);

@@ -43,6 +43,7 @@ pub struct ApplicationBuilder<L = Identity> {
 pub(super) struct Parts {
     pub(super) store: Option<Arc<dyn EventStore>>,
     pub(super) snapshots: Option<Arc<dyn SnapshotStore>>,
+    pub(super) cache: Option<Arc<dyn crate::store::AggregateCache>>,
     pub(super) idempotency: Option<Arc<dyn IdempotencyStore>>,
     pub(super) checkpoints: Option<Arc<dyn CheckpointStore>>,
     pub(super) dead_letters: Option<Arc<dyn DeadLetterStore>>,
@@ -157,6 +158,7 @@ impl ApplicationBuilder {
             parts: Parts {
                 store: None,
                 snapshots: None,
+                cache: None,
                 idempotency: None,
                 checkpoints: None,
                 dead_letters: None,
@@ -484,6 +486,14 @@ impl<L> ApplicationBuilder<L> {
     /// at least 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.parts.settings.max_attempts = attempts;
+        self
+    }
+
+    /// The aggregate cache (the in-process LRU of `cache_capacity` when not
+    /// set): e.g. one shared by every instance of the application. See
+    /// `interlock::store::AggregateCache` for its consistency rules.
+    pub fn aggregate_cache(mut self, cache: impl crate::store::AggregateCache) -> Self {
+        self.parts.cache = Some(Arc::new(cache));
         self
     }
 

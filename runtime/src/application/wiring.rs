@@ -9,7 +9,6 @@ use super::error::BuildError;
 use super::{Application, Inner, ProjectionEntry};
 use crate::domain::event::EventType;
 use crate::pipeline::bus::CommandBus;
-use crate::pipeline::cache::AggregateCache;
 use crate::pipeline::config::Settings;
 use crate::pipeline::dispatcher::{AfterCommit, Dispatcher};
 use crate::pipeline::repository::Repository;
@@ -20,6 +19,7 @@ use crate::processes::inline::InlineProjections;
 use crate::processes::projection::ModelStorage;
 use crate::processes::relay::RelayHandler;
 use crate::processes::subscriber::{MAX_SEGMENTS, Ownership, Subscriber, SubscriberConfig};
+use crate::store::MemoryAggregateCache;
 use crate::store::{
     EventFilter, MemoryCheckpointStore, MemoryDeadLetterStore, MemoryEventStore, MemoryIdempotencyStore,
     MemorySagaStateStore, MemorySnapshotStore,
@@ -264,7 +264,9 @@ impl<L> ApplicationBuilder<L> {
             repository: Repository {
                 store: Arc::clone(&deps.store),
                 snapshots: parts.snapshots.unwrap_or_else(|| Arc::new(MemorySnapshotStore::new())),
-                cache: AggregateCache::new(parts.settings.cache_capacity),
+                cache: parts
+                    .cache
+                    .unwrap_or_else(|| Arc::new(MemoryAggregateCache::new(parts.settings.cache_capacity))),
             },
             idempotency: parts
                 .idempotency

@@ -145,7 +145,7 @@ impl Dispatcher {
         registration: &Registration,
         stream: &StreamId,
     ) -> Result<(Box<A>, Version, bool), LoadError> {
-        if let Some((state, version)) = self.repository.take_cached::<A>(stream) {
+        if let Some((state, version)) = self.repository.take_cached::<A>(registration, stream).await {
             return Ok((state, version, false));
         }
         self.load_fresh::<A>(registration, stream).await
@@ -219,7 +219,7 @@ impl Dispatcher {
             let handled = match handled {
                 Ok(handled) => handled,
                 Err(message) => {
-                    repository.cache.put(stream, state, version);
+                    repository.cache_put(registration, stream, state, version);
                     return Err(CommandError::HandlerPanicked {
                         command: C::NAME,
                         message,
@@ -230,13 +230,14 @@ impl Dispatcher {
                 Ok(d) => d,
                 Err(HandlerError::Domain(e)) => {
                     // An answer without an append must not rest on events
-                    // that never commit.
-                    if !fresh && self.stale(&stream).await {
+                    // that never commit, nor on a cached state another
+                    // instance has appended past.
+                    if !fresh && (self.stale(&stream).await || self.moved_on(&stream, version).await?) {
                         repository.cache.invalidate(&stream);
                         (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
                         continue;
                     }
-                    repository.cache.put(stream, state, version);
+                    repository.cache_put(registration, stream, state, version);
                     return Err(CommandError::Domain(e));
                 }
                 Err(HandlerError::MissingService(m)) => {
@@ -245,16 +246,16 @@ impl Dispatcher {
                 Err(HandlerError::NoPeer) => return Err(CommandError::NoPeer { command: C::NAME }),
             };
             if !decision.peer_events.is_empty() {
-                repository.cache.put(stream, state, version);
+                repository.cache_put(registration, stream, state, version);
                 return Err(CommandError::NoPeer { command: C::NAME });
             }
             if decision.events.is_empty() {
-                if !fresh && self.stale(&stream).await {
+                if !fresh && (self.stale(&stream).await || self.moved_on(&stream, version).await?) {
                     repository.cache.invalidate(&stream);
                     (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
                     continue;
                 }
-                repository.cache.put(stream.clone(), state, version);
+                repository.cache_put(registration, stream.clone(), state, version);
                 return Ok(Dispatched {
                     output: decision.output,
                     command_id,
@@ -288,7 +289,7 @@ impl Dispatcher {
                     }
                     let after = Version(version.0 + new_events.len() as u64);
                     let snapshot = repository.snapshot_if_due(registration, &stream, &*state, version, after);
-                    repository.cache.put(stream.clone(), state, after);
+                    let shared = repository.cache_put_uncommitted(registration, &stream, state, after);
                     let joined = self.combiner.join(
                         &repository.store,
                         &repository.snapshots,
@@ -307,6 +308,9 @@ impl Dispatcher {
                     });
                     match committed {
                         Ok(committed) => {
+                            if let Some(entry) = shared {
+                                repository.cache.put(stream.clone(), entry);
+                            }
                             return Ok(self.committed(committed, decision.output, command_id, attempt).await);
                         }
                         Err(StoreError::Conflict { actual, .. }) => {
@@ -337,7 +341,7 @@ impl Dispatcher {
                             repository
                                 .maybe_snapshot(registration, &stream, &*state, version, committed.version)
                                 .await;
-                            repository.cache.put(stream, state, committed.version);
+                            repository.cache_put(registration, stream, state, committed.version);
                         }
                         // The events are committed: the command succeeded. The
                         // half-applied state is dropped, not cached; the next
@@ -395,6 +399,20 @@ impl Dispatcher {
             .await
             .map_err(CommandError::Store)?;
         Ok(newer.iter().any(|e| e.metadata.command_id == Some(command_id)))
+    }
+
+    /// Whether `stream` holds events after `version`: a cached state is
+    /// behind what another instance (sharing the store, and maybe the
+    /// cache) appended. Asked only before an answer without an append; an
+    /// append finds out by its expected version.
+    async fn moved_on<E>(&self, stream: &StreamId, version: Version) -> Result<bool, CommandError<E>> {
+        let newer = self
+            .repository
+            .store
+            .read_stream(stream, version.next(), Some(version.next()))
+            .await
+            .map_err(CommandError::Store)?;
+        Ok(!newer.is_empty())
     }
 
     /// A command whose events are committed: the after-commit hooks, then

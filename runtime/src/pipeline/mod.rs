@@ -3,7 +3,6 @@
 //! tower `Service` stack. Depends on the domain and the seams only.
 
 pub(crate) mod bus;
-pub(crate) mod cache;
 pub(crate) mod combine;
 pub(crate) mod config;
 pub(crate) mod dispatcher;

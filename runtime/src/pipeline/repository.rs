@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cache::AggregateCache;
 use super::config::Registration;
 use super::error::LoadError;
 use super::options::AsOf;
@@ -14,13 +13,15 @@ use crate::domain::aggregate::{Aggregate, Loaded};
 use crate::domain::event::{EventDecodeError, EventSet};
 use crate::domain::ids::{StreamId, Timestamp, Version};
 use crate::domain::unwind::catch_panic_sync;
-use crate::store::{EventStore, RecordedEvent, Snapshot, SnapshotStore};
+use crate::store::{
+    AggregateCache, CacheEntry, CacheRead, CachedState, EventStore, RecordedEvent, Snapshot, SnapshotStore, StoreError,
+};
 
 /// Where aggregates come from and go back to.
 pub(crate) struct Repository {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) snapshots: Arc<dyn SnapshotStore>,
-    pub(crate) cache: AggregateCache,
+    pub(crate) cache: Arc<dyn AggregateCache>,
 }
 
 impl Repository {
@@ -33,10 +34,7 @@ impl Repository {
         stream: &StreamId,
         use_cache: bool,
     ) -> Result<(Box<A>, Version, bool), LoadError> {
-        if use_cache
-            && let Some((state, version)) = self.cache.take(stream)
-            && let Ok(state) = state.downcast::<A>()
-        {
+        if use_cache && let Some((state, version)) = self.take_cached::<A>(registration, stream).await {
             return Ok((state, version, false));
         }
         let (state, version) = self.load_snapshot::<A>(registration, stream, None).await;
@@ -45,10 +43,110 @@ impl Repository {
         Ok((Box::new(state), version, true))
     }
 
-    /// The cached state of `stream`, checked out.
-    pub(crate) fn take_cached<A: Aggregate>(&self, stream: &StreamId) -> Option<(Box<A>, Version)> {
-        let (state, version) = self.cache.take(stream)?;
-        state.downcast::<A>().ok().map(|state| (state, version))
+    /// The cached state of `stream`, checked out: `None` on a miss, for
+    /// an entry of another state version, and when the cache fails (with
+    /// a warning and `interlock_cache_errors_total`: the caller loads from
+    /// the store).
+    pub(crate) async fn take_cached<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+    ) -> Option<(Box<A>, Version)> {
+        let entry = match self.cache.take(stream) {
+            CacheRead::Ready(entry) => entry?,
+            CacheRead::Pending(read) => match read.await {
+                Ok(entry) => entry?,
+                Err(e) => {
+                    cache_failed(stream, "read", &e);
+                    return None;
+                }
+            },
+        };
+        if entry.state_version != A::STATE_VERSION {
+            return None;
+        }
+        match entry.state {
+            CachedState::Live(state) => state.downcast::<A>().ok().map(|state| (state, entry.version)),
+            CachedState::Encoded(bytes) => {
+                let codec = registration.snapshot.as_ref()?;
+                match (codec.decode)(&bytes).map(|state| state.downcast::<A>()) {
+                    Ok(Ok(state)) => Some((state, entry.version)),
+                    Ok(Err(_)) => None,
+                    Err(e) => {
+                        let e = StoreError::Corrupt {
+                            backend: "aggregate cache",
+                            location: stream.to_string(),
+                            reason: e.to_string(),
+                        };
+                        cache_failed(stream, "decode", &e);
+                        self.cache.invalidate(stream);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a state back in the cache at `version`: live, or encoded as
+    /// its snapshot for a shared cache (an aggregate without snapshots is
+    /// not cached there).
+    pub(crate) fn cache_put<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: StreamId,
+        state: Box<A>,
+        version: Version,
+    ) {
+        if let Some(entry) = self.cache_entry(registration, &stream, state, version) {
+            self.cache.put(stream, entry);
+        }
+    }
+
+    /// [`Repository::cache_put`] for a state whose events are still being
+    /// committed: a cache in this process takes it now (the next command
+    /// goes on from it; `combine.rs` tells it if the commit fails); for a
+    /// shared cache the entry is returned, to be put once the commit
+    /// succeeded: another instance must never decide on events that may
+    /// not commit.
+    pub(crate) fn cache_put_uncommitted<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        state: Box<A>,
+        version: Version,
+    ) -> Option<CacheEntry> {
+        let entry = self.cache_entry(registration, stream, state, version)?;
+        if self.cache.encoded() {
+            return Some(entry);
+        }
+        self.cache.put(stream.clone(), entry);
+        None
+    }
+
+    fn cache_entry<A: Aggregate>(
+        &self,
+        registration: &Registration,
+        stream: &StreamId,
+        state: Box<A>,
+        version: Version,
+    ) -> Option<CacheEntry> {
+        let state = if self.cache.encoded() {
+            let codec = registration.snapshot.as_ref()?;
+            match (codec.encode)(&*state as &(dyn Any + Send))? {
+                Ok(bytes) => CachedState::Encoded(Bytes::from(bytes)),
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "state not cached: cannot encode it");
+                    return None;
+                }
+            }
+        } else {
+            CachedState::Live(state)
+        };
+        Some(CacheEntry {
+            version,
+            state_version: A::STATE_VERSION,
+            state,
+        })
     }
 
     /// Brings a state known to be right at `version` forward with the
@@ -232,4 +330,10 @@ fn fold<A: Aggregate>(
         version = recorded.version;
     }
     Ok((state, version))
+}
+
+/// A cache that failed: bypassed, with a warning and a metric.
+fn cache_failed(stream: &StreamId, operation: &'static str, error: &StoreError) {
+    tracing::warn!(%stream, operation, %error, "aggregate cache bypassed");
+    metrics::counter!("interlock_cache_errors_total", "operation" => operation).increment(1);
 }

@@ -122,9 +122,9 @@ impl Dispatcher {
             )))
             .await;
             let put_back = |state, peer: Option<(Box<C::Aggregate>, Version, bool)>| {
-                repository.cache.put(stream.clone(), state, version);
+                repository.cache_put(registration, stream.clone(), state, version);
                 if let (Some(peer_stream), Some((peer_state, peer_version, _))) = (&peer_stream, peer) {
-                    repository.cache.put(peer_stream.clone(), peer_state, peer_version);
+                    repository.cache_put(registration, peer_stream.clone(), peer_state, peer_version);
                 }
             };
             let decision = match handled {
@@ -318,7 +318,7 @@ impl Dispatcher {
                 repository
                     .maybe_snapshot(registration, stream, &*state, version, committed.version)
                     .await;
-                repository.cache.put(stream.clone(), state, committed.version);
+                repository.cache_put(registration, stream.clone(), state, committed.version);
             }
             Err(message) => {
                 tracing::error!(%stream, %message, "an event applier panicked after the commit");

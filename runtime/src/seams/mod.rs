@@ -7,6 +7,7 @@
 
 mod backend;
 mod batch;
+mod cache;
 mod checkpoint;
 mod dead_letter;
 mod error;
@@ -19,6 +20,7 @@ mod transport;
 
 pub use self::backend::{Backend, StoreSet};
 pub use self::batch::{BatchAppend, GroupCommit, GroupCommitter};
+pub use self::cache::{AggregateCache, CacheEntry, CacheRead, CachedState, MemoryAggregateCache};
 pub use self::checkpoint::{CheckpointStore, Lease, LeaseClaim, MemoryCheckpointStore};
 pub use self::dead_letter::{DeadLetter, DeadLetterStore, MemoryDeadLetterStore};
 pub use self::error::StoreError;

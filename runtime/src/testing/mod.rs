@@ -13,6 +13,7 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // assertions are the point
 
+pub mod aggregate_cache;
 pub mod checkpoint_store;
 pub mod dead_letter_store;
 pub mod event_store;
@@ -112,6 +113,20 @@ macro_rules! event_store_conformance {
                 log_counter_under_contention,
                 tenants_are_isolated,
             ]
+        );
+    };
+}
+
+/// Runs the [`AggregateCache`](crate::store::AggregateCache) conformance
+/// suite as tests in module `$name`.
+#[macro_export]
+macro_rules! aggregate_cache_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            aggregate_cache,
+            $name,
+            $factory,
+            [put_then_take, later_version_wins, invalidate_drops_one_stream]
         );
     };
 }
