@@ -2,12 +2,18 @@
 //! `cargo run -p bank-example`. Run it twice: the second run finds the
 //! accounts of the first (the file is `bank-example.db` in the system temp
 //! directory, or `INTERLOCK_SQLITE_PATH`). With `INTERLOCK_MONGODB_URI`
-//! set, the same code runs on MongoDB instead.
+//! set, the same code runs on MongoDB instead. With `INTERLOCK_REDIS_URL`
+//! set, Redis holds the aggregate cache, the command ids, the snapshots and
+//! the checkpoints beside that event store (keys under
+//! `INTERLOCK_REDIS_PREFIX`, default `bank-example:`). Redis keeps states
+//! derived from the events: give each event store its own prefix, and
+//! clear the prefix when the event store is replaced.
 
 use bank_example::domain::{BankAccount, BankError, Deposit, OpenAccount, Withdraw};
 use interlock::AggregateConfig;
 use interlock::mongodb::{MongoConfig, MongoStore};
 use interlock::prelude::*;
+use interlock::redis::{RedisConfig, RedisStore};
 use interlock::store::EventStore;
 use interlock::store::StoreSet;
 use interlock::store::{ExpectedVersion, NewEvent};
@@ -57,11 +63,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
 
-    let app = Application::builder()
+    let mut builder = Application::builder()
         .aggregate_with(AggregateConfig::<BankAccount>::new().snapshot_every(10))
-        .backend(stores)
-        .build()
-        .await?;
+        .backend(stores);
+    if std::env::var(RedisConfig::URL_VAR).is_ok() {
+        let mut config = RedisConfig::from_env()?;
+        if std::env::var(RedisConfig::PREFIX_VAR).is_err() {
+            config = config.prefix("bank-example:");
+        }
+        let redis = RedisStore::open(config).await?;
+        println!("redis: {:?} (aggregate cache, command ids, snapshots, checkpoints)", redis.config());
+        builder = builder
+            .aggregate_cache(redis.clone())
+            .idempotency_store(redis.clone())
+            .snapshot_store(redis.clone())
+            .checkpoint_store(redis);
+    }
+    let app = builder.build().await?;
 
     let before = app.load::<BankAccount>(&ada).await?;
     if before.state.open {
