@@ -1,6 +1,6 @@
 //! The benchmark harness of BENCHMARKS.md.
 //!
-//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb] [--quick]`
+//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb|redis] [--quick]`
 //!
 //! Prints one line per workload: the framework's figures, the same work
 //! done without the framework in the same process and run (the baseline),
@@ -13,6 +13,7 @@
 mod constraints;
 mod domain;
 mod mongo;
+mod redis;
 mod report;
 mod w1;
 mod w12;
@@ -27,6 +28,7 @@ pub(crate) enum Backend {
     Sqlite,
     Postgres,
     Mongodb,
+    Redis,
 }
 
 pub(crate) struct Options {
@@ -49,7 +51,7 @@ impl Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W12|all> [--backend memory|sqlite|postgres|mongodb] [--quick] [--ops N]"
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W12|all> [--backend memory|sqlite|postgres|mongodb|redis] [--quick] [--ops N]"
     );
     ExitCode::from(2)
 }
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
                     Some("sqlite") => Some(Backend::Sqlite),
                     Some("postgres") => Some(Backend::Postgres),
                     Some("mongodb") => Some(Backend::Mongodb),
+                    Some("redis") => Some(Backend::Redis),
                     _ => return usage(),
                 }
             }

@@ -32,6 +32,13 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
             other => Err(format!("{other} does not run on mongodb (W2, W3, W5, W7 do)").into()),
         };
     }
+    if options.backend == Some(Backend::Redis) {
+        return match workload {
+            "W1" => crate::redis::w1(options).await,
+            "W5" => crate::redis::w5(options).await,
+            other => Err(format!("{other} does not run on redis (W1, W5 do)").into()),
+        };
+    }
     match workload {
         "W1" => crate::w1::w1(options).await,
         "W1-DISPATCH" => crate::w1::w1_dispatch_only(options).await,

@@ -72,7 +72,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             config = config.prefix("bank-example:");
         }
         let redis = RedisStore::open(config).await?;
-        println!("redis: {:?} (aggregate cache, command ids, snapshots, checkpoints)", redis.config());
+        println!(
+            "redis: {:?} (aggregate cache, command ids, snapshots, checkpoints)",
+            redis.config()
+        );
         builder = builder
             .aggregate_cache(redis.clone())
             .idempotency_store(redis.clone())
