@@ -26,6 +26,22 @@ async fn shared_redis() -> Option<RedisStore> {
     )
 }
 
+/// A throwaway server of the test's own and a store on it with
+/// `timeout`; `None` (a loud skip, or a failure when services are
+/// required) without the machine's Redis or `redis-server`.
+async fn throwaway(timeout: Duration) -> Option<(u16, Server, RedisStore)> {
+    redis_url()?;
+    let port = Server::free_port();
+    let Some(server) = Server::start(port).await else {
+        interlock::testing::skip_or_fail("a throwaway redis-server (is redis-server installed?)");
+        return None;
+    };
+    let redis = RedisStore::open(RedisConfig::new(server.url()).timeouts(timeout, timeout))
+        .await
+        .expect("open");
+    Some((port, server, redis))
+}
+
 async fn balance(app: &Application, account: Ulid) -> u64 {
     app.load::<BankAccount>(&account).await.expect("load").state.balance
 }
@@ -93,18 +109,10 @@ async fn two_instances_sharing_redis_apply_each_command_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_redis_fails_promptly_and_serves_again_when_back() {
-    if redis_url().is_none() {
-        return;
-    }
-    let port = Server::free_port();
-    let Some(mut server) = Server::start(port).await else {
-        interlock::testing::skip_or_fail("a throwaway redis-server (is redis-server installed?)");
+    let Some((port, mut server, redis)) = throwaway(Duration::from_millis(500)).await else {
         return;
     };
     let timeout = Duration::from_millis(500);
-    let redis = RedisStore::open(RedisConfig::new(server.url()).timeouts(timeout, timeout))
-        .await
-        .expect("open");
     let app = bank_builder()
         .event_store(MemoryEventStore::new())
         .idempotency_store(redis.clone())
@@ -310,18 +318,9 @@ async fn write_junk(redis: &RedisStore, stream: &interlock::StreamId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_redis_cache_is_bypassed() {
-    if redis_url().is_none() {
-        return;
-    }
-    let port = Server::free_port();
-    let Some(mut server) = Server::start(port).await else {
-        interlock::testing::skip_or_fail("a throwaway redis-server (is redis-server installed?)");
+    let Some((port, mut server, redis)) = throwaway(Duration::from_millis(300)).await else {
         return;
     };
-    let timeout = Duration::from_millis(300);
-    let redis = RedisStore::open(RedisConfig::new(server.url()).timeouts(timeout, timeout))
-        .await
-        .expect("open");
     let app = cached_bank(Arc::new(MemoryEventStore::new()), redis.clone())
         .build()
         .await
