@@ -358,3 +358,65 @@ async fn a_stopped_redis_cache_is_bypassed() {
     app.dispatch(deposit).await.expect("Redis back");
     assert_eq!(balance(&app, account).await, 7 * 2);
 }
+
+/// A saga whose state is in Redis, with Redis stopped: its step fails
+/// within the timeout, typed, and is not lost; once Redis is back the same
+/// application runs it, and the card is charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_step_waits_out_a_stopped_redis_and_runs_once_it_is_back() {
+    use interlock_tests::payments::{Card, Payment, PlaceOrder, builder};
+    let Some((port, mut server, redis)) = throwaway(Duration::from_millis(300)).await else {
+        return;
+    };
+    let app = builder()
+        .event_store(MemoryEventStore::new())
+        .saga_state_store(redis.clone())
+        .build()
+        .await
+        .expect("build");
+    server.stop();
+    let (order, card) = (Ulid::new(), Ulid::new());
+    app.dispatch(PlaceOrder {
+        order,
+        card,
+        amount: 30,
+    })
+    .await
+    .expect("the order needs no Redis");
+    let handle = app.saga_handle::<Payment>().expect("saga");
+    let started = Instant::now();
+    match handle.catch_up().await {
+        Err(interlock::SubscriptionError::Store {
+            source: StoreError::Unavailable { backend: "redis", .. },
+            ..
+        }) => {}
+        other => panic!("expected the step to stop on Redis unavailable, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let status = handle.status().await.expect("status");
+    assert_eq!(app.load::<Card>(&card).await.expect("load").state.charged, 0);
+    assert_eq!(
+        status.dead_letters, 0,
+        "nothing parked while Redis was down: {status:?}"
+    );
+
+    let _server = Server::start(port).await.expect("the server starts again");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let _ = handle.catch_up().await;
+        if app.load::<Card>(&card).await.expect("load").state.charged == 30 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.load::<Card>(&card).await.expect("load").state.charged,
+        30,
+        "charged once, after Redis came back"
+    );
+    let _ = redis;
+}

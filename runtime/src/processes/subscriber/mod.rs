@@ -211,6 +211,27 @@ impl Subscriber {
                     continue;
                 }
                 let handled = self.handle_with_retry(event).await;
+                // A store the handler needs is unreachable: the event is not
+                // at fault, so it is not parked. The catch-up stops here
+                // with the store's error, the event still to do; the
+                // follower (or the next `catch_up`) tries again.
+                let handled = match handled {
+                    Err(failure) if store_unavailable(&failure) => {
+                        let source = failure.0.downcast::<StoreError>().map_or_else(
+                            |other| StoreError::Backend {
+                                backend: "handler",
+                                source: other,
+                            },
+                            |e| *e,
+                        );
+                        tracing::warn!(subscriber = %self.name, position = %event.position, error = %source, "a store is unavailable; the event waits");
+                        return Err(SubscriptionError::Store {
+                            subscriber: self.name.clone(),
+                            source,
+                        });
+                    }
+                    handled => handled,
+                };
                 if let Err(failure) = &handled
                     && applied_elsewhere(failure)
                 {
@@ -327,8 +348,11 @@ impl Subscriber {
                 .unwrap_or_else(|panic| Err(HandlerFailure::msg(format!("the handler panicked: {panic}"))));
             match outcome {
                 Ok(()) => return Ok(()),
-                // Retrying cannot bring the lease back, nor unapply.
-                Err(failure) if failed_on_lost_lease(&failure) || applied_elsewhere(&failure) => {
+                // Retrying cannot bring the lease back, nor unapply; an
+                // unreachable store is waited out by the caller, not here.
+                Err(failure)
+                    if failed_on_lost_lease(&failure) || applied_elsewhere(&failure) || store_unavailable(&failure) =>
+                {
                     return Err(failure);
                 }
                 Err(failure) => {
@@ -485,6 +509,14 @@ impl Subscriber {
 
 /// Whether a handler's failure says another instance applied the event
 /// first (its checkpoint, saved with the read model, is already past it).
+/// Whether a handler failed on a store it could not reach.
+fn store_unavailable(failure: &HandlerFailure) -> bool {
+    matches!(
+        failure.0.downcast_ref::<StoreError>(),
+        Some(StoreError::Unavailable { .. })
+    )
+}
+
 fn applied_elsewhere(failure: &HandlerFailure) -> bool {
     matches!(
         failure.0.downcast_ref::<StoreError>(),
