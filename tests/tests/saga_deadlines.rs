@@ -125,9 +125,20 @@ where
         + interlock::store::IdempotencyStore
         + Clone,
 {
+    two_instances_fire_once_on(std::sync::Arc::new(store.clone()), store).await;
+}
+
+/// The same, with the events in `events` and the rest in `store`.
+async fn two_instances_fire_once_on<S>(events: std::sync::Arc<dyn interlock::store::EventStore>, store: S)
+where
+    S: interlock::store::SagaStateStore
+        + interlock::store::CheckpointStore
+        + interlock::store::IdempotencyStore
+        + Clone,
+{
     let app = || async {
         builder()
-            .event_store(store.clone())
+            .shared_event_store(events.clone())
             .saga_state_store(store.clone())
             .checkpoint_store(store.clone())
             .idempotency_store(store.clone())
@@ -172,6 +183,21 @@ async fn two_applications_on_one_postgres_store_fire_a_deadline_once() {
         return;
     };
     two_instances_fire_once(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applications_sharing_redis_fire_a_deadline_once() {
+    use interlock::redis::{RedisConfig, RedisStore};
+    let Some(url) = interlock_tests::redis_server::redis_url() else {
+        return;
+    };
+    let prefix = format!("itest:{}:", Ulid::new());
+    let redis = RedisStore::open(RedisConfig::new(url).prefix(prefix))
+        .await
+        .expect("the machine's Redis");
+    let events = std::sync::Arc::new(interlock::store::MemoryEventStore::new());
+    two_instances_fire_once_on(events, redis.clone()).await;
+    redis.clear().await.expect("clean up");
 }
 
 /// A saga state store counting the deadline polls made through it.
