@@ -15,8 +15,8 @@ use interlock::Version;
 use interlock::store::{AggregateCache, CacheEntry, CacheRead, CachedState};
 use redis::{AsyncCommands, Script};
 
-use crate::idempotency::millis;
-use crate::store::{Fields, RedisStore};
+use crate::replies::{Fields, millis};
+use crate::store::{CacheWrite, RedisStore};
 
 const PUT: &str = r"
 local stored = redis.call('HGET', KEYS[1], 'version')
@@ -27,18 +27,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 ";
 
-/// A cache write waiting for the background writer.
-pub(crate) enum Write {
-    Put {
-        key: String,
-        entry: CacheEntry,
-        state: Bytes,
-    },
-    Invalidate {
-        key: String,
-    },
-}
-
 /// Writes waiting at most; past them a write is dropped (an entry missing
 /// or stale: a reload or a conflict, never a wrong state).
 const QUEUE: usize = 4096;
@@ -47,7 +35,7 @@ impl RedisStore {
     /// Queues a cache write for this store's writer task (started on the
     /// first write), which applies them one at a time in order: a put and
     /// a later invalidation of one stream never swap.
-    fn queue(&self, write: Write) {
+    fn queue(&self, write: CacheWrite) {
         let sender = self.cache_writer.get_or_init(|| {
             let (sender, receiver) = tokio::sync::mpsc::channel(QUEUE);
             match tokio::runtime::Handle::try_current() {
@@ -65,24 +53,29 @@ impl RedisStore {
     }
 
     /// The writer: each queued write in order, until the store is dropped.
-    async fn write_cache(self, mut writes: tokio::sync::mpsc::Receiver<Write>) {
+    async fn write_cache(self, mut writes: tokio::sync::mpsc::Receiver<CacheWrite>) {
         let ttl = millis(self.config.cache_ttl);
         let put = Script::new(PUT);
         while let Some(write) = writes.recv().await {
             let mut connection = self.connection();
             let (operation, key, done) = match write {
-                Write::Put { key, entry, state } => {
+                CacheWrite::Put {
+                    key,
+                    version,
+                    state_version,
+                    state,
+                } => {
                     let done: Result<i64, _> = put
                         .key(&key)
-                        .arg(entry.version.0)
-                        .arg(entry.state_version)
+                        .arg(version.0)
+                        .arg(state_version)
                         .arg(state.as_ref())
                         .arg(ttl)
                         .invoke_async(&mut connection)
                         .await;
                     ("put", key, done.map(|_| ()))
                 }
-                Write::Invalidate { key } => {
+                CacheWrite::Invalidate { key } => {
                     let done: Result<i64, _> = connection.del(&key).await;
                     ("invalidate", key, done.map(|_| ()))
                 }
@@ -115,20 +108,20 @@ impl AggregateCache for RedisStore {
     }
 
     fn put(&self, stream: StreamId, entry: CacheEntry) {
-        let CachedState::Encoded(state) = &entry.state else {
+        let CachedState::Encoded(state) = entry.state else {
             // A live state cannot leave the process: nothing to share.
             return;
         };
-        let state = state.clone();
-        self.queue(Write::Put {
+        self.queue(CacheWrite::Put {
             key: self.keys.cache(&stream),
-            entry,
+            version: entry.version,
+            state_version: entry.state_version,
             state,
         });
     }
 
     fn invalidate(&self, stream: &StreamId) {
-        self.queue(Write::Invalidate {
+        self.queue(CacheWrite::Invalidate {
             key: self.keys.cache(stream),
         });
     }

@@ -11,9 +11,9 @@ use interlock::store::{BoxFuture, CheckpointStore, Lease, LeaseClaim, StoreError
 use interlock::{Position, Timestamp};
 use redis::{AsyncCommands, Script, Value};
 
-use crate::idempotency::{bulk_list, status};
 use crate::keys::corrupt;
-use crate::store::{Fields, RedisStore};
+use crate::replies::{Fields, bulk_list, status};
+use crate::store::RedisStore;
 
 const ADVANCE: &str = r"
 local raw = redis.call('GET', KEYS[1])
@@ -197,7 +197,7 @@ impl CheckpointStore for RedisStore {
         Box::pin(async move {
             let pattern = self.keys.pattern("lease");
             let mut connection = self.connection();
-            let keys = crate::health::scan(self, &mut connection, &pattern).await?;
+            let keys = self.scan(&pattern).await?;
             let mut leases = Vec::with_capacity(keys.len());
             for key in keys {
                 let Some(subscriber) = self.keys.subscriber_of_lease(&key) else {

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use interlock::store::StoreError;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 use crate::config::scrub;
 use crate::store::RedisStore;
@@ -31,24 +29,6 @@ pub struct RedisStatistics {
     pub keys_by_kind: BTreeMap<String, u64>,
     /// Memory the server uses in all (`INFO memory`'s `used_memory`), bytes.
     pub used_memory: Option<u64>,
-}
-
-/// Every key matching `pattern` (`SCAN`, never `KEYS`: the server is not
-/// blocked).
-pub(crate) async fn scan(
-    store: &RedisStore,
-    connection: &mut ConnectionManager,
-    pattern: &str,
-) -> Result<Vec<String>, StoreError> {
-    let mut iter = connection
-        .scan_match::<_, String>(pattern)
-        .await
-        .map_err(|e| store.fail(pattern, e))?;
-    let mut keys = Vec::new();
-    while let Some(key) = iter.next_item().await {
-        keys.push(key.map_err(|e| store.fail(pattern, e))?);
-    }
-    Ok(keys)
 }
 
 /// A field of an `INFO` section.
@@ -96,7 +76,7 @@ impl RedisStore {
         let mut connection = self.connection();
         let pattern = self.keys.everything();
         let mut statistics = RedisStatistics::default();
-        for key in scan(self, &mut connection, &pattern).await? {
+        for key in self.scan(&pattern).await? {
             let rest = key.strip_prefix(self.keys.prefix()).unwrap_or(&key);
             let kind = rest.split(':').next().unwrap_or("").to_owned();
             *statistics.keys_by_kind.entry(kind).or_default() += 1;
@@ -120,7 +100,7 @@ impl RedisStore {
     pub async fn clear(&self) -> Result<u64, StoreError> {
         let mut connection = self.connection();
         let pattern = self.keys.everything();
-        let keys = scan(self, &mut connection, &pattern).await?;
+        let keys = self.scan(&pattern).await?;
         let mut cleared = 0;
         for batch in keys.chunks(500) {
             let n: u64 = redis::cmd("UNLINK")

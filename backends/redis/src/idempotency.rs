@@ -14,7 +14,8 @@ use interlock::{CommandFingerprint, CommandId, StreamId, Timestamp, Version};
 use redis::{Script, Value};
 
 use crate::keys::corrupt;
-use crate::store::{Fields, RedisStore};
+use crate::replies::{Fields, bulk_list, millis, status};
+use crate::store::RedisStore;
 
 const CLAIM: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -75,43 +76,6 @@ fn record_of(command_id: CommandId, fields: &Fields<'_>) -> Result<IdempotencyRe
         expires_at: Timestamp(fields.number("expires_at")?),
         fingerprint,
     })
-}
-
-/// The status word and the rest of a script's `{status, ...}` reply.
-pub(crate) fn status(key: &str, reply: Value) -> Result<(String, Vec<Value>), StoreError> {
-    let Value::Array(mut items) = reply else {
-        return Err(corrupt(key, "a script answered with an unexpected reply"));
-    };
-    if items.is_empty() {
-        return Err(corrupt(key, "a script answered with an empty reply"));
-    }
-    let word = match items.remove(0) {
-        Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-        Value::SimpleString(s) => s,
-        _ => return Err(corrupt(key, "a script's status is not a string")),
-    };
-    Ok((word, items))
-}
-
-/// A bulk-string list (`HGETALL`'s flat reply, inside a script's reply).
-pub(crate) fn bulk_list(key: &str, value: Value) -> Result<Vec<Vec<u8>>, StoreError> {
-    let Value::Array(items) = value else {
-        return Err(corrupt(key, "expected a list"));
-    };
-    items
-        .into_iter()
-        .map(|v| match v {
-            Value::BulkString(b) => Ok(b),
-            Value::SimpleString(s) => Ok(s.into_bytes()),
-            Value::Int(i) => Ok(i.to_string().into_bytes()),
-            _ => Err(corrupt(key, "a list item is not a string")),
-        })
-        .collect()
-}
-
-/// Milliseconds, at least 1 (Redis refuses 0 as an expiry).
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl IdempotencyStore for RedisStore {
@@ -209,7 +173,7 @@ impl IdempotencyStore for RedisStore {
         Box::pin(async move {
             let pattern = self.keys.pattern("idem");
             let mut connection = self.connection();
-            let keys = crate::health::scan(self, &mut connection, &pattern).await?;
+            let keys = self.scan(&pattern).await?;
             let script = Script::new(PURGE_ONE);
             let mut purged = 0;
             for key in keys {

@@ -41,6 +41,7 @@ mod config;
 mod health;
 mod idempotency;
 mod keys;
+mod replies;
 mod sagas;
 mod snapshots;
 mod store;

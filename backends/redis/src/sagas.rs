@@ -18,9 +18,9 @@ use interlock::{CorrelationId, Position, SchemaVersion, Timestamp, Version};
 use redis::{AsyncCommands, Script, Value};
 use ulid::Ulid;
 
-use crate::idempotency::status;
 use crate::keys::corrupt;
-use crate::store::{BACKEND, Fields, RedisStore};
+use crate::replies::{Fields, bulk_list, status};
+use crate::store::{BACKEND, RedisStore};
 
 const APPLY: &str = r"
 local instance, owned, due = KEYS[1], KEYS[2], KEYS[3]
@@ -160,7 +160,7 @@ impl SagaStateStore for RedisStore {
                 .await
                 .map_err(|e| self.fail(&at, e))?;
             let (word, rest) = status(&at, reply)?;
-            let number = crate::idempotency::bulk_list(&at, Value::Array(rest))?
+            let number = bulk_list(&at, Value::Array(rest))?
                 .first()
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok())
                 .ok_or_else(|| corrupt(&at, "a saga change answered without a version"))?;

@@ -9,8 +9,8 @@ use interlock::store::{BoxFuture, Snapshot, SnapshotStore, StoreError};
 use interlock::{Timestamp, Version};
 use redis::{AsyncCommands, Script};
 
-use crate::idempotency::millis;
-use crate::store::{Fields, RedisStore};
+use crate::replies::{Fields, millis};
+use crate::store::RedisStore;
 
 const SAVE: &str = r"
 local stored = redis.call('HGET', KEYS[1], 'version')

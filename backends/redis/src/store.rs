@@ -2,9 +2,6 @@
 //! (`redis::aio::ConnectionManager`), the key builder, and how driver
 //! errors and stored fields become `StoreError`s.
 
-use std::collections::HashMap;
-use std::str::FromStr;
-
 use interlock::store::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -23,8 +20,21 @@ pub struct RedisStore {
     pub(crate) connection: ConnectionManager,
     pub(crate) keys: Keys,
     pub(crate) config: RedisConfig,
-    /// The queue of the aggregate cache's background writer.
-    pub(crate) cache_writer: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::cache::Write>>>,
+    /// The queue of the aggregate cache's background writer (`cache.rs`).
+    pub(crate) cache_writer: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<CacheWrite>>>,
+}
+
+/// A write of the aggregate cache, waiting for its background writer.
+pub(crate) enum CacheWrite {
+    /// The state of `key` at `version`, unless a later one is stored.
+    Put {
+        key: String,
+        version: interlock::Version,
+        state_version: u32,
+        state: bytes::Bytes,
+    },
+    /// Drop `key`.
+    Invalidate { key: String },
 }
 
 /// Why a store could not be opened.
@@ -138,51 +148,18 @@ impl RedisStore {
     }
 }
 
-/// The fields of a stored hash.
-pub(crate) struct Fields<'a> {
-    pub(crate) key: &'a str,
-    pub(crate) map: HashMap<String, Vec<u8>>,
-}
-
-impl<'a> Fields<'a> {
-    pub(crate) fn new(key: &'a str, map: HashMap<String, Vec<u8>>) -> Self {
-        Self { key, map }
-    }
-
-    /// From a flat `[field, value, field, value, ...]` reply (`HGETALL`
-    /// inside a script).
-    pub(crate) fn from_flat(key: &'a str, flat: Vec<Vec<u8>>) -> Result<Self, StoreError> {
-        if !flat.len().is_multiple_of(2) {
-            return Err(corrupt(key, "an odd number of hash entries"));
+impl RedisStore {
+    /// Every key matching `pattern` (`SCAN`, never `KEYS`: the server is
+    /// not blocked).
+    pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection();
+        let mut iter = redis::AsyncCommands::scan_match::<_, String>(&mut connection, pattern)
+            .await
+            .map_err(|e| self.fail(pattern, e))?;
+        let mut keys = Vec::new();
+        while let Some(key) = iter.next_item().await {
+            keys.push(key.map_err(|e| self.fail(pattern, e))?);
         }
-        let mut map = HashMap::with_capacity(flat.len() / 2);
-        let mut items = flat.into_iter();
-        while let (Some(field), Some(value)) = (items.next(), items.next()) {
-            let field = String::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
-            map.insert(field, value);
-        }
-        Ok(Self { key, map })
-    }
-
-    pub(crate) fn bytes(&self, name: &str) -> Result<&[u8], StoreError> {
-        self.map
-            .get(name)
-            .map(Vec::as_slice)
-            .ok_or_else(|| corrupt(self.key, format!("no field `{name}`")))
-    }
-
-    pub(crate) fn text(&self, name: &str) -> Result<&str, StoreError> {
-        std::str::from_utf8(self.bytes(name)?).map_err(|_| corrupt(self.key, format!("`{name}` is not UTF-8")))
-    }
-
-    pub(crate) fn number<T: FromStr>(&self, name: &str) -> Result<T, StoreError> {
-        let text = self.text(name)?;
-        text.parse()
-            .map_err(|_| corrupt(self.key, format!("`{name}` is `{text}`, not a number of its kind")))
-    }
-
-    /// A field that may be absent or empty.
-    pub(crate) fn optional(&self, name: &str) -> Option<&[u8]> {
-        self.map.get(name).map(Vec::as_slice).filter(|v| !v.is_empty())
+        Ok(keys)
     }
 }
