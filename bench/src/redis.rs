@@ -13,7 +13,7 @@ use interlock::store::{EventStore, MemoryEventStore, Snapshot, SnapshotStore};
 use interlock::{StreamId, Timestamp};
 
 use crate::Options;
-use crate::domain::{Account, Deposit};
+use crate::domain::Account;
 use crate::report::Line;
 use crate::workloads::{Error, open_accounts};
 
@@ -44,18 +44,7 @@ pub(crate) async fn w1(options: &Options) -> Result<(), Error> {
         .build()
         .await?;
     open_accounts(&app, 100).await?;
-    let mut latencies = Vec::with_capacity(ops as usize);
-    let started = Instant::now();
-    for i in 0..ops {
-        let began = Instant::now();
-        app.dispatch(Deposit {
-            account: i % 100,
-            amount: 1,
-        })
-        .await?;
-        latencies.push(began.elapsed());
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, latencies) = crate::w1::one_task_deposits(&app, ops).await?;
     let mut connection = raw(&url).await?;
     let key = format!("{}raw", redis.config().key_prefix());
     let began = Instant::now();
@@ -124,17 +113,7 @@ pub(crate) async fn w5(options: &Options) -> Result<(), Error> {
         .cache_capacity(0)
         .build()
         .await?;
-    let mut latencies = Vec::with_capacity(loads);
-    let started = Instant::now();
-    for _ in 0..loads {
-        let began = Instant::now();
-        let loaded = app.load::<Account>(&7u64).await?;
-        latencies.push(began.elapsed());
-        if loaded.state.balance != events as u64 {
-            return Err("wrong balance from the snapshot".into());
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, latencies) = crate::workloads::timed_loads(&app, events, loads).await?;
     let mut connection = raw(&url).await?;
     let key = format!("{}raw-snapshot", redis.config().key_prefix());
     let _: () = redis::cmd("SET")

@@ -1,7 +1,7 @@
 //! W1: the in-memory hot path, and its dispatch loop alone for instruction
 //! counts.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use interlock::Application;
 use interlock::store::MemoryEventStore;
@@ -38,15 +38,9 @@ pub(crate) async fn w1_dispatch_only(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// W1: in-memory store, 1 task, 100 accounts, 200 000 deposits.
-pub(crate) async fn w1(options: &Options) -> Result<(), Error> {
-    let ops = options.ops(200_000);
-    let app = Application::builder()
-        .aggregate::<Account>()
-        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
-        .build()
-        .await?;
-    open_accounts(&app, 100).await?;
+/// `ops` deposits of 1 from one task over accounts 0-99: the seconds
+/// they took and each one's latency.
+pub(crate) async fn one_task_deposits(app: &Application, ops: u64) -> Result<(f64, Vec<Duration>), Error> {
     let mut latencies = Vec::with_capacity(ops as usize);
     let started = Instant::now();
     for i in 0..ops {
@@ -58,7 +52,19 @@ pub(crate) async fn w1(options: &Options) -> Result<(), Error> {
         .await?;
         latencies.push(began.elapsed());
     }
-    let secs = started.elapsed().as_secs_f64();
+    Ok((started.elapsed().as_secs_f64(), latencies))
+}
+
+/// W1: in-memory store, 1 task, 100 accounts, 200 000 deposits.
+pub(crate) async fn w1(options: &Options) -> Result<(), Error> {
+    let ops = options.ops(200_000);
+    let app = Application::builder()
+        .aggregate::<Account>()
+        .event_store(MemoryEventStore::with_capacity(ops as usize + 200))
+        .build()
+        .await?;
+    open_accounts(&app, 100).await?;
+    let (secs, latencies) = one_task_deposits(&app, ops).await?;
     // Baseline: encode the event with serde_json and push it into a
     // pre-sized Vec behind the same kind of lock.
     let log = parking_lot::RwLock::new(Vec::<Vec<u8>>::with_capacity(ops as usize));

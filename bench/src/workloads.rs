@@ -437,11 +437,17 @@ pub(crate) async fn w5_loads(
         .cache_capacity(0)
         .build()
         .await?;
+    timed_loads(&plain, events, loads).await
+}
+
+/// Loads W5's account `loads` times through `app`, checking its balance:
+/// the seconds it took and each load's latency.
+pub(crate) async fn timed_loads(app: &Application, events: usize, loads: usize) -> Result<(f64, Vec<Duration>), Error> {
     let mut latencies = Vec::with_capacity(loads);
     let started = Instant::now();
     for _ in 0..loads {
         let began = Instant::now();
-        let loaded = plain.load::<Account>(&7u64).await?;
+        let loaded = app.load::<Account>(&7u64).await?;
         latencies.push(began.elapsed());
         if loaded.state.balance != events as u64 {
             return Err("wrong balance".into());
