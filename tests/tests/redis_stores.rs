@@ -418,5 +418,4 @@ async fn a_saga_step_waits_out_a_stopped_redis_and_runs_once_it_is_back() {
         30,
         "charged once, after Redis came back"
     );
-    let _ = redis;
 }

@@ -162,11 +162,23 @@ impl Dispatcher {
         self.repository.load_latest::<A>(registration, stream, false).await
     }
 
-    /// Whether a state taken from the cache may hold events that did not
-    /// commit: waits for the stream's appends, then asks if one failed.
-    pub(super) async fn stale(&self, stream: &StreamId) -> bool {
+    /// Whether a state taken from the cache at `version` may be behind:
+    /// holding events of this instance that did not commit (waits for the
+    /// stream's appends, then asks if one failed), or missing events
+    /// another instance (sharing the store, and maybe the cache) appended
+    /// since. Asked before an answer without an append; an append finds
+    /// out by its expected version. A store that cannot answer counts as
+    /// stale: the reload that follows reports its error.
+    pub(super) async fn stale(&self, stream: &StreamId, version: Version) -> bool {
         self.combiner.idle(stream).await;
-        self.combiner.poisoned(stream)
+        if self.combiner.poisoned(stream) {
+            return true;
+        }
+        self.repository
+            .store
+            .read_stream(stream, version.next(), Some(version.next()))
+            .await
+            .map_or(true, |newer| !newer.is_empty())
     }
 
     /// The command loop: load, handle, append; on conflict bring the state
@@ -232,7 +244,7 @@ impl Dispatcher {
                     // An answer without an append must not rest on events
                     // that never commit, nor on a cached state another
                     // instance has appended past.
-                    if !fresh && (self.stale(&stream).await || self.moved_on(&stream, version).await?) {
+                    if !fresh && self.stale(&stream, version).await {
                         repository.cache.invalidate(&stream);
                         (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
                         continue;
@@ -250,7 +262,7 @@ impl Dispatcher {
                 return Err(CommandError::NoPeer { command: C::NAME });
             }
             if decision.events.is_empty() {
-                if !fresh && (self.stale(&stream).await || self.moved_on(&stream, version).await?) {
+                if !fresh && self.stale(&stream, version).await {
                     repository.cache.invalidate(&stream);
                     (state, version, fresh) = self.load_fresh::<C::Aggregate>(registration, &stream).await?;
                     continue;
@@ -399,20 +411,6 @@ impl Dispatcher {
             .await
             .map_err(CommandError::Store)?;
         Ok(newer.iter().any(|e| e.metadata.command_id == Some(command_id)))
-    }
-
-    /// Whether `stream` holds events after `version`: a cached state is
-    /// behind what another instance (sharing the store, and maybe the
-    /// cache) appended. Asked only before an answer without an append; an
-    /// append finds out by its expected version.
-    async fn moved_on<E>(&self, stream: &StreamId, version: Version) -> Result<bool, CommandError<E>> {
-        let newer = self
-            .repository
-            .store
-            .read_stream(stream, version.next(), Some(version.next()))
-            .await
-            .map_err(CommandError::Store)?;
-        Ok(!newer.is_empty())
     }
 
     /// A command whose events are committed: the after-commit hooks, then

@@ -132,7 +132,10 @@ impl Dispatcher {
                 Ok(Err(HandlerError::Domain(e))) => {
                     // An answer must not rest on a cached state holding
                     // events that never commit.
-                    if self.any_stale(&stream, loaded_fresh, peer_stream.as_ref(), &peer).await {
+                    if self
+                        .any_stale(&stream, (version, loaded_fresh), peer_stream.as_ref(), &peer)
+                        .await
+                    {
                         self.invalidate(&stream, peer_stream.as_ref());
                         fresh = true;
                         continue;
@@ -155,7 +158,10 @@ impl Dispatcher {
                 return Err(CommandError::NoPeer { command: C::NAME });
             }
             if decision.events.is_empty() && decision.peer_events.is_empty() {
-                if self.any_stale(&stream, loaded_fresh, peer_stream.as_ref(), &peer).await {
+                if self
+                    .any_stale(&stream, (version, loaded_fresh), peer_stream.as_ref(), &peer)
+                    .await
+                {
                     self.invalidate(&stream, peer_stream.as_ref());
                     fresh = true;
                     continue;
@@ -327,21 +333,21 @@ impl Dispatcher {
         }
     }
 
-    /// Whether a state taken from the cache (the own one unless
-    /// `own_fresh`, the peer's unless it was loaded fresh) may hold events
-    /// that never commit.
+    /// Whether a state taken from the cache (the own one at `version`
+    /// unless `own_fresh`, the peer's unless it was loaded fresh) may be
+    /// behind (`Dispatcher::stale`).
     async fn any_stale<A>(
         &self,
         stream: &StreamId,
-        own_fresh: bool,
+        (version, own_fresh): (Version, bool),
         peer_stream: Option<&StreamId>,
         peer: &Option<(Box<A>, Version, bool)>,
     ) -> bool {
-        if !own_fresh && self.stale(stream).await {
+        if !own_fresh && self.stale(stream, version).await {
             return true;
         }
         match (peer_stream, peer) {
-            (Some(peer_stream), Some((_, _, false))) => self.stale(peer_stream).await,
+            (Some(peer_stream), Some((_, peer_version, false))) => self.stale(peer_stream, *peer_version).await,
             _ => false,
         }
     }
