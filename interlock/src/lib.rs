@@ -40,7 +40,7 @@ pub use interlock_core::testing;
 #[doc(inline)]
 pub use interlock_core::{
     aggregate_cache_conformance, checkpoint_store_conformance, dead_letter_store_conformance, event_store_conformance,
-    idempotency_store_conformance, saga_state_store_conformance, snapshot_store_conformance,
+    idempotency_store_conformance, saga_state_store_conformance, snapshot_store_conformance, transport_conformance,
 };
 
 /// The SQL backends (features `sqlite` and `postgres`).

@@ -633,7 +633,11 @@ impl interlock::store::EventTransport for Down {
     ) -> interlock::store::BoxFuture<'a, Result<Vec<interlock::store::Delivery>, StoreError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
-    fn ack<'a>(&'a self, _: &'a str, _: u64) -> interlock::store::BoxFuture<'a, Result<(), StoreError>> {
+    fn ack<'a>(
+        &'a self,
+        _: &'a str,
+        _: interlock::store::Receipt,
+    ) -> interlock::store::BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
 }

@@ -496,11 +496,21 @@ impl Inner {
             source,
         };
         let deliveries = transport.receive(consumer, max, wait).await.map_err(store_error)?;
+        let limit = transport.max_deliveries();
         for delivery in &deliveries {
+            // Delivered more often than allowed: it crashed or stalled
+            // its consumer every time; parked, not handled again.
+            let poisoned = limit.is_some_and(|limit| delivery.attempt > limit);
             for subscriber in self.subscribers() {
-                subscriber.deliver(&delivery.event).await?;
+                if poisoned {
+                    subscriber
+                        .deliver_poisoned(&delivery.event, delivery.attempt.saturating_sub(1))
+                        .await?;
+                } else {
+                    subscriber.deliver(&delivery.event).await?;
+                }
             }
-            transport.ack(consumer, delivery.offset).await.map_err(store_error)?;
+            transport.ack(consumer, delivery.receipt).await.map_err(store_error)?;
         }
         Ok(deliveries.len())
     }

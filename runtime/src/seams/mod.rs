@@ -37,5 +37,7 @@ pub use self::saga_state::{
     MemorySagaStateStore, SagaChange, SagaFailure, SagaInstance, SagaStateStore, ScheduledDeadline,
 };
 pub use self::snapshot::{MemorySnapshotStore, Snapshot, SnapshotStore};
-pub use self::transport::{Delivery, EventTransport, MemoryTransport, Outbox};
+pub use self::transport::{
+    Delivery, Envelope, EnvelopeError, EventTransport, MemoryTransport, Outbox, Receipt, header,
+};
 pub use crate::future::BoxFuture;

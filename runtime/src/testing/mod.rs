@@ -20,6 +20,7 @@ pub mod event_store;
 pub mod idempotency_store;
 pub mod saga_state_store;
 pub mod snapshot_store;
+pub mod transport;
 
 use std::future::Future;
 
@@ -215,6 +216,30 @@ macro_rules! saga_state_store_conformance {
             $name,
             $factory,
             [create_save_load, optimistic_versioning, deadlines]
+        );
+    };
+}
+
+/// Runs the [`EventTransport`](crate::store::EventTransport) conformance
+/// suite as tests in module `$name`; `$factory` is
+/// `|| async { Option<(Transport, Transport)> }`: two transports on the
+/// same broker and names, as two processes would open them.
+#[macro_export]
+macro_rules! transport_conformance {
+    ($name:ident, $factory:expr) => {
+        $crate::__conformance_tests!(
+            transport,
+            $name,
+            $factory,
+            [
+                publish_order_per_stream,
+                envelope_round_trips,
+                unacknowledged_deliveries_come_again,
+                consumers_have_their_own_cursors,
+                redelivered_after_a_crash,
+                receive_waits_for_a_publish,
+                republished_events_are_handled_once,
+            ]
         );
     };
 }

@@ -423,6 +423,35 @@ impl Subscriber {
         self.save(&mut progress, event.position.0).await
     }
 
+    /// Parks an event a transport delivered `attempts` times without
+    /// seeing it acknowledged (its consumer crashed or stalled on it each
+    /// time), without handling it again, unless the checkpoint is already
+    /// past it; then moves the checkpoint to it. The stop policy applies
+    /// as to a failing handler; a dead-letter replay handles it later.
+    pub(crate) async fn deliver_poisoned(&self, event: &RecordedEvent, attempts: u32) -> Result<(), SubscriptionError> {
+        let mut progress = self.ready().await?;
+        if event.position <= progress.checkpoint {
+            return Ok(());
+        }
+        if self.filter.matches(event) && self.takes(&progress, event) {
+            let reason = format!(
+                "event `{}` at position {} was delivered {attempts} times without being acknowledged \
+                 (its consumer crashed or stalled on it each time); parked without handling it again",
+                event.name, event.position
+            );
+            tracing::error!(subscriber = %self.name, position = %event.position, attempts, "poison delivery parked");
+            self.park(event, &HandlerFailure::msg(reason.clone()), attempts).await?;
+            if self.config.on_failure == FailurePolicy::ParkAndStop {
+                progress.stopped = Some(reason.clone());
+                return Err(SubscriptionError::Stopped {
+                    subscriber: self.name.clone(),
+                    reason,
+                });
+            }
+        }
+        self.save(&mut progress, event.position.0).await
+    }
+
     /// Clears a stop, so the next catch-up retries the failing event.
     pub(crate) async fn resume(&self) {
         self.progress.lock().await.stopped = None;
