@@ -134,8 +134,8 @@ pub async fn envelope_round_trips<T: EventTransport>((transport, _): (T, T)) {
     assert_eq!(got[0].event, event);
 }
 
-/// A delivery not acknowledged comes again, first, with a higher attempt;
-/// once acknowledged it does not.
+/// A delivery not acknowledged comes again, first; once acknowledged it
+/// does not.
 pub async fn unacknowledged_deliveries_come_again<T: EventTransport>((transport, _): (T, T)) {
     let events = log(&streams(1), 4, 1);
     transport.publish(&events).await.expect("publish");
@@ -147,7 +147,16 @@ pub async fn unacknowledged_deliveries_come_again<T: EventTransport>((transport,
         .expect("receive");
     let ids = |d: &[Delivery]| d.iter().map(|d| d.event.event_id).collect::<Vec<_>>();
     assert_eq!(ids(&again), ids(&first), "not acknowledged: delivered again, in order");
-    assert!(again.iter().all(|d| d.attempt >= 2), "a redelivery counts: {again:?}");
+    // A broker counts what it delivered again; handing a held delivery
+    // out again within one instance need not count (an outage of the
+    // consumer's stores is not the event's fault).
+    assert!(
+        again
+            .iter()
+            .zip(&first)
+            .all(|(a, f)| a.attempt >= f.attempt && f.attempt >= 1),
+        "attempts never go down: {again:?}"
+    );
     for delivery in &again {
         transport.ack(&consumer, delivery.receipt).await.expect("ack");
     }
