@@ -78,6 +78,15 @@ pub mod redis {
     };
 }
 
+/// The NATS JetStream event transport (feature `nats`): committed events
+/// to other services, consumed by durable pull consumers.
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats {
+    #[doc(inline)]
+    pub use interlock_nats::{NatsConfig, NatsConfigError, NatsError, NatsHealth, NatsTransport};
+}
+
 /// What generated code reaches through absolute paths. Not public API.
 #[doc(hidden)]
 pub use interlock_core::__private;

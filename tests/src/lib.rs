@@ -899,3 +899,97 @@ pub mod redis_server {
         }
     }
 }
+
+pub mod nats_server {
+    //! NATS for tests: the machine's server from `INTERLOCK_NATS_URL`, and
+    //! throwaway `nats-server`s with JetStream on free loopback ports that
+    //! fault tests stop and start (never the machine's). A throwaway
+    //! server keeps its JetStream data in a directory of its own, so a
+    //! restart finds what was stored.
+
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The machine's NATS URL, or `None` when `INTERLOCK_NATS_URL` is unset
+    /// (a loud skip, or a failure under `INTERLOCK_REQUIRE_SERVICES=1`).
+    pub fn nats_url() -> Option<String> {
+        let url = std::env::var("INTERLOCK_NATS_URL").ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            interlock::testing::skip_or_fail("NATS (set INTERLOCK_NATS_URL, e.g. nats://127.0.0.1:4222)");
+        }
+        url
+    }
+
+    /// A `nats-server -js` of the test's own, killed on drop (its data
+    /// directory removed).
+    pub struct Server {
+        port: u16,
+        dir: PathBuf,
+        child: Option<Child>,
+    }
+
+    impl Server {
+        /// A server on a free port (not started yet).
+        pub fn new() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or(14_222);
+            let dir = std::env::temp_dir().join(format!("interlock-nats-{port}-{}", ulid::Ulid::new()));
+            Self { port, dir, child: None }
+        }
+
+        /// Starts it (again) and waits until it accepts connections;
+        /// false when `nats-server` cannot be run.
+        pub async fn start(&mut self) -> bool {
+            let Ok(child) = Command::new("nats-server")
+                .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                return false;
+            };
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                if Instant::now() > deadline {
+                    self.stop();
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // JetStream answers a little after the port opens.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            true
+        }
+
+        /// Its URL.
+        pub fn url(&self) -> String {
+            format!("nats://127.0.0.1:{}", self.port)
+        }
+
+        /// Kills it (its stored data stays for a restart).
+        pub fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Default for Server {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

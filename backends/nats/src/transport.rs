@@ -385,7 +385,18 @@ impl NatsTransport {
         let durable = subjects::durable(consumer);
         let mut consumers = self.shared.consumers.lock().await;
         if !consumers.contains_key(&durable) {
-            let pull = self.consumer(&durable).await?;
+            let mut pull = self.consumer(&durable).await?;
+            // Deliveries another instance took and did not acknowledge (it
+            // died) come again only after their ack wait; the server then
+            // sends them before anything newer. Handing out newer events
+            // first would move the subscribers' checkpoints past them, and
+            // they would be skipped as handled: wait for them instead.
+            let unacknowledged = pull.info().await.map_err(|e| unavailable(config, e))?.num_ack_pending;
+            if unacknowledged > 0 {
+                let redelivery = config.redelivery_backoff.first().copied().unwrap_or(config.ack_wait);
+                tracing::info!(consumer, unacknowledged, wait = ?redelivery, "waiting for another instance's unacknowledged deliveries to come again");
+                tokio::time::sleep(redelivery + redelivery / 10 + Duration::from_millis(100)).await;
+            }
             consumers.insert(
                 durable.clone(),
                 Consumer {
@@ -403,21 +414,17 @@ impl NatsTransport {
         }
         let max = max.max(1);
         let mut messages = Vec::new();
-        let fetched = state.pull.fetch().max_messages(max).messages().await;
-        collect(fetched, &mut messages, config).await?;
+        let answer = config.request_timeout;
+        let fetched = state.pull.fetch().max_messages(max).messages();
+        collect(fetched, &mut messages, config, answer).await?;
         if messages.is_empty() && !wait.is_zero() {
             // Nothing now: wait for the first, then take what came with it.
-            let first = state
-                .pull
-                .batch()
-                .max_messages(1)
-                .expires(wait.max(Duration::from_millis(10)))
-                .messages()
-                .await;
-            collect(first, &mut messages, config).await?;
+            let wait = wait.max(Duration::from_millis(10));
+            let first = state.pull.batch().max_messages(1).expires(wait).messages();
+            collect(first, &mut messages, config, wait + answer).await?;
             if !messages.is_empty() && max > 1 {
-                let rest = state.pull.fetch().max_messages(max - 1).messages().await;
-                collect(rest, &mut messages, config).await?;
+                let rest = state.pull.fetch().max_messages(max - 1).messages();
+                collect(rest, &mut messages, config, answer).await?;
             }
         }
         let mut deliveries = Vec::with_capacity(messages.len());
@@ -481,19 +488,37 @@ impl NatsTransport {
     }
 }
 
+/// Collects a pull's messages into `into`, for at most `limit`: a server
+/// that went away never ends a pull. What arrived before the limit is
+/// kept (it was delivered to this instance, and is handed out in order);
+/// nothing at all is [`StoreError::Unavailable`].
 async fn collect<E: std::fmt::Display>(
-    batch: Result<jetstream::consumer::pull::Batch, E>,
+    batch: impl std::future::Future<Output = Result<jetstream::consumer::pull::Batch, E>>,
     into: &mut Vec<jetstream::Message>,
     config: &NatsConfig,
+    limit: Duration,
 ) -> Result<(), StoreError> {
-    let mut batch = batch.map_err(|e| unavailable(config, e))?;
-    while let Some(message) = batch.next().await {
-        match message {
-            Ok(message) => into.push(message),
-            Err(e) => return Err(unavailable(config, e)),
+    let before = into.len();
+    let pull = async {
+        let mut batch = batch.await.map_err(|e| unavailable(config, e))?;
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => into.push(message),
+                Err(e) => return Err(unavailable(config, e)),
+            }
         }
+        Ok(())
+    };
+    match tokio::time::timeout(limit, pull).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if into.len() == before => Err(e),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "a pull ended early; handing out what arrived");
+            Ok(())
+        }
+        Err(_) if into.len() == before => Err(unavailable(config, format!("no answer to a pull within {limit:?}"))),
+        Err(_) => Ok(()),
     }
-    Ok(())
 }
 
 impl EventTransport for NatsTransport {

@@ -4,7 +4,10 @@
 //! done (printing `done`).
 //!
 //! `crash_read_model <seed n | project> sqlite <path>` or
-//! `crash_read_model <seed n | project> postgres <url> <schema>`.
+//! `crash_read_model <seed n | project> postgres <url> <schema>`;
+//! `crash_read_model consume-nats <path>` feeds the ledger (in the SQLite
+//! file at `path`) from NATS (configured by `INTERLOCK_NATS_*`) until a
+//! receive comes back empty twice.
 
 use std::io::Write;
 
@@ -33,6 +36,26 @@ async fn seed<S: interlock::store::EventStore + Clone>(store: S, n: u64) -> Resu
     Ok(())
 }
 
+async fn consume_nats(path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let store = SqliteStore::open(SqliteConfig::file(path)).await?;
+    let nats = interlock::nats::NatsTransport::open(interlock::nats::NatsConfig::from_env()?).await?;
+    let app = bank_builder()
+        .event_store(store.clone())
+        .projection_with(SqliteLedger, ProjectionConfig::catch_up().transactions(store))
+        .consume_from("ledger", nats)
+        .background(false)
+        .build()
+        .await?;
+    say("started")?;
+    let mut empty = 0;
+    while empty < 2 {
+        let n = app.consume_transport(50, std::time::Duration::from_millis(500)).await?;
+        empty = if n == 0 { empty + 1 } else { 0 };
+    }
+    say("done")?;
+    Ok(())
+}
+
 fn say(line: &str) -> Result<(), std::io::Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
@@ -45,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (command, rest) = match args.first().map(String::as_str) {
         Some("seed") => ("seed", &args[2.min(args.len())..]),
         Some("project") => ("project", &args[1.min(args.len())..]),
+        Some("consume-nats") => return consume_nats(args.get(1).ok_or("missing path")?).await,
         other => return Err(format!("unknown command {other:?}").into()),
     };
     let n: u64 = if command == "seed" {

@@ -1,0 +1,370 @@
+//! RELIABILITY on NATS JetStream: a consumer killed mid-batch applies
+//! each event once to a transactional read model; the outbox relay and
+//! the consumer ride out a broker that is down at start and goes down
+//! mid-run (a server the test owns, on its own port); poison messages are
+//! parked and do not block the subject.
+
+#![allow(clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use interlock::nats::{NatsConfig, NatsTransport};
+use interlock::prelude::*;
+use interlock::store::{EventTransport, MemoryEventStore};
+use interlock_sql::{SqliteConfig, SqliteStore};
+use interlock_tests::bank::{Deposit, MoneyDeposited, OpenAccount, bank_builder};
+use interlock_tests::nats_server::{Server, nats_url};
+use parking_lot::Mutex;
+
+/// A configuration on a fresh stream of the machine's server.
+fn fresh(url: &str) -> NatsConfig {
+    let id = Ulid::new();
+    NatsConfig::new(url)
+        .stream(format!("ITEST_{id}"))
+        .subject_root(format!("itest.{id}"))
+        .ack_wait(Duration::from_secs(1))
+}
+
+/// Dispatches `n` deposits of 1, 2, ..., n to one account through an
+/// application relaying its log to `transport`, and publishes them.
+async fn produce(transport: NatsTransport, n: u64) {
+    let app = bank_builder()
+        .event_store(MemoryEventStore::new())
+        .publish_to("nats", transport)
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    app.dispatch(OpenAccount {
+        account,
+        owner: "o".into(),
+    })
+    .await
+    .expect("open");
+    for amount in 1..=n {
+        app.dispatch(Deposit {
+            account,
+            amount,
+            id: None,
+        })
+        .await
+        .expect("deposit");
+    }
+    app.publish_pending().await.expect("published");
+}
+
+#[tokio::test]
+async fn a_consumer_killed_mid_batch_applies_each_event_once_to_a_transactional_read_model() {
+    const EVENTS: u64 = 600;
+    let Some(url) = nats_url() else { return };
+    let config = fresh(&url);
+    produce(NatsTransport::open(config.clone()).await.expect("open"), EVENTS).await;
+
+    let path = std::env::temp_dir().join(format!("interlock-nats-ledger-{}.db", Ulid::new()));
+    let store = SqliteStore::open(SqliteConfig::file(&path)).await.expect("open");
+    let mut tx = store.begin().await.expect("begin");
+    sqlx::query(interlock_tests::ledger::CREATE)
+        .execute(&mut *tx)
+        .await
+        .expect("table");
+    tx.commit().await.expect("commit");
+    let child = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crash_read_model"));
+        command
+            .args(["consume-nats", &path.to_string_lossy()])
+            .env(NatsConfig::URL_VAR, &url)
+            .env(NatsConfig::STREAM_VAR, config.stream_name())
+            .env(NatsConfig::SUBJECT_ROOT_VAR, config.root())
+            .env(NatsConfig::ACK_WAIT_VAR, "1000");
+        command
+    };
+    let mut killed_midway = 0;
+    for round in 0..4u64 {
+        let mut consuming = child().stdout(Stdio::piped()).spawn().expect("spawn");
+        let mut lines = BufReader::new(consuming.stdout.take().expect("stdout")).lines();
+        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("started"));
+        std::thread::sleep(Duration::from_millis(40 + 60 * round));
+        consuming.kill().expect("SIGKILL");
+        let _ = consuming.wait();
+        if !lines.any(|l| l.is_ok_and(|l| l == "done")) {
+            killed_midway += 1;
+        }
+    }
+    assert!(killed_midway >= 2, "only {killed_midway} of 4 kills landed mid-batch");
+    // The last run waits out the ack wait of what the killed ones held.
+    let finished = child().stdout(Stdio::null()).status().expect("finish");
+    assert!(finished.success());
+    let mut tx = store.begin().await.expect("begin");
+    let (rows, distinct, sum): (i64, i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT event_id), COALESCE(SUM(amount), 0) FROM ledger")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
+    tx.rollback().await.expect("rollback");
+    let n = EVENTS as i64;
+    assert_eq!(
+        (rows, distinct, sum),
+        (n, n, n * (n + 1) / 2),
+        "each event applied exactly once"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// The deposits a projection saw, by event id, in order.
+#[derive(Default)]
+struct Seen {
+    ids: Arc<Mutex<Vec<interlock::EventId>>>,
+    broken: Arc<AtomicBool>,
+}
+
+#[projection(name = "tests.nats_seen", model = memory)]
+impl Seen {
+    #[handles_event]
+    fn deposited(&mut self, _e: &MoneyDeposited, meta: &EventMeta) -> Result<(), interlock::HandlerFailure> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(interlock::HandlerFailure::msg("the read model is broken until the fix"));
+        }
+        self.ids.lock().push(meta.event_id);
+        Ok(())
+    }
+}
+
+/// Consumes until `seen` holds `n` ids or 30 s passed (errors, while the
+/// broker is down, are retried).
+async fn consume_until(app: &Application, seen: &Arc<Mutex<Vec<interlock::EventId>>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().len() < n && Instant::now() < deadline {
+        if app.consume_transport(100, Duration::from_millis(300)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_relay_and_the_consumer_ride_out_a_broker_outage() {
+    let mut server = Server::new();
+    let config = NatsConfig::new(server.url())
+        .connect_in_background(true)
+        .connect_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_secs(1))
+        .ack_wait(Duration::from_secs(1));
+    // Down at start: opening in the background succeeds.
+    let producer_nats = NatsTransport::open(config.clone())
+        .await
+        .expect("opens without a server");
+    let store = SqliteStore::open(SqliteConfig::memory().outbox(true))
+        .await
+        .expect("store");
+    let orders = bank_builder()
+        .backend(store.clone())
+        .publish_outbox_to(store.clone(), producer_nats.clone())
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    orders
+        .dispatch(OpenAccount {
+            account,
+            owner: "o".into(),
+        })
+        .await
+        .expect("open");
+    for amount in 1..=5 {
+        orders
+            .dispatch(Deposit {
+                account,
+                amount,
+                id: None,
+            })
+            .await
+            .expect("the command does not wait for the broker");
+    }
+    let started = Instant::now();
+    let refused = orders.publish_pending().await;
+    assert!(refused.is_err(), "no broker: the relay's publish fails");
+    assert!(started.elapsed() < Duration::from_secs(20), "and does not hang");
+    assert_eq!(
+        interlock::store::Outbox::pending(&store, 100)
+            .await
+            .expect("pending")
+            .len(),
+        6,
+        "the outbox keeps every row"
+    );
+
+    assert!(server.start().await, "nats-server runs");
+    let consumer_nats = NatsTransport::open(config.clone()).await.expect("open");
+    let seen = Seen::default();
+    let ids = Arc::clone(&seen.ids);
+    let shipping = Application::builder()
+        .projection(seen)
+        .consume_from("shipping", consumer_nats)
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    // The relay's next attempt (the client reconnected by itself).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while orders.publish_pending().await.is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    consume_until(&shipping, &ids, 5).await;
+    assert_eq!(ids.lock().len(), 5);
+
+    // Down mid-run: commands go on, publishing and consuming fail typed.
+    server.stop();
+    for amount in 6..=8 {
+        orders
+            .dispatch(Deposit {
+                account,
+                amount,
+                id: None,
+            })
+            .await
+            .expect("deposit");
+    }
+    match orders.publish_pending().await {
+        Err(interlock::SubscriptionError::Store { source, .. }) => {
+            assert!(
+                matches!(
+                    source,
+                    interlock::store::StoreError::Unavailable { backend: "nats", .. }
+                ),
+                "{source}"
+            );
+        }
+        other => panic!("expected the broker to be unavailable, got {other:?}"),
+    }
+    assert!(
+        shipping
+            .consume_transport(10, Duration::from_millis(200))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        interlock::store::Outbox::pending(&store, 100)
+            .await
+            .expect("pending")
+            .len(),
+        3
+    );
+
+    // Back (with its stored stream): everything arrives, once.
+    assert!(server.start().await, "nats-server restarts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while orders.publish_pending().await.is_err() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    consume_until(&shipping, &ids, 8).await;
+    let ids = ids.lock().clone();
+    assert_eq!(ids.len(), 8, "nothing lost");
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 8, "nothing twice");
+    assert!(
+        interlock::store::Outbox::pending(&store, 100)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn poison_messages_are_parked_and_do_not_block_the_subject() {
+    let Some(url) = nats_url() else { return };
+    let config = fresh(&url);
+    let nats = NatsTransport::open(config.clone()).await.expect("open");
+    // The producer's log: a deposit, one with an undecodable payload, one
+    // of a schema version this consumer does not know, and a deposit.
+    let producer = bank_builder()
+        .event_store(MemoryEventStore::new())
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    let account = Ulid::new();
+    producer
+        .dispatch(OpenAccount {
+            account,
+            owner: "o".into(),
+        })
+        .await
+        .expect("open");
+    for amount in [1, 2, 3, 4] {
+        producer
+            .dispatch(Deposit {
+                account,
+                amount,
+                id: None,
+            })
+            .await
+            .expect("deposit");
+    }
+    let mut events = producer
+        .event_store()
+        .read_all(interlock::Position::START, 100, &interlock::store::EventFilter::all())
+        .await
+        .expect("read");
+    events[2].payload = bytes::Bytes::from_static(b"{not json");
+    events[3].schema_version = interlock::SchemaVersion(99);
+    nats.publish(&events).await.expect("publish");
+    // A message on the subjects that is not an Interlock event at all.
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .publish(format!("{}.foreign.x", config.root()), "hello".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    let seen = Seen::default();
+    let (ids, broken) = (Arc::clone(&seen.ids), Arc::clone(&seen.broken));
+    broken.store(true, Ordering::SeqCst);
+    let shipping = Application::builder()
+        .projection(seen)
+        .consume_from("shipping", nats.clone())
+        .background(false)
+        .build()
+        .await
+        .expect("build");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut received = 0;
+    while received < 6 && Instant::now() < deadline {
+        received += shipping
+            .consume_transport(100, Duration::from_millis(300))
+            .await
+            .expect("a poison message does not stop the consumer");
+    }
+    let handle = shipping.projection_handle::<Seen>().expect("registered");
+    let parked = handle.dead_letters().await.expect("letters");
+    assert_eq!(
+        parked.len(),
+        4,
+        "every deposit parked while the model is broken: {parked:?}"
+    );
+    assert_eq!(
+        nats.pending("shipping").await.expect("pending"),
+        Some(0),
+        "the subject moved on"
+    );
+
+    // The fix: the two good deposits replay; the two poison ones stay parked.
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(handle.replay_dead_letters().await.expect("replay"), 2);
+    assert_eq!(ids.lock().len(), 2);
+    let still = handle.dead_letters().await.expect("letters");
+    assert_eq!(still.len(), 2);
+    assert!(still.iter().any(|l| l.event.position == events[2].position));
+    assert!(
+        still
+            .iter()
+            .any(|l| l.event.position == events[3].position && l.error.contains("99")),
+        "{still:?}"
+    );
+}
