@@ -1,6 +1,6 @@
 //! The benchmark harness of BENCHMARKS.md.
 //!
-//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb|redis] [--quick]`
+//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb|redis|nats] [--quick]`
 //!
 //! Prints one line per workload: the framework's figures, the same work
 //! done without the framework in the same process and run (the baseline),
@@ -16,6 +16,7 @@ mod mongo;
 mod redis;
 mod report;
 mod w1;
+mod w10;
 mod w12;
 mod w8;
 mod workloads;
@@ -29,6 +30,7 @@ pub(crate) enum Backend {
     Postgres,
     Mongodb,
     Redis,
+    Nats,
 }
 
 pub(crate) struct Options {
@@ -51,7 +53,7 @@ impl Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W12|all> [--backend memory|sqlite|postgres|mongodb|redis] [--quick] [--ops N]"
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W10|W12|all> [--backend memory|sqlite|postgres|mongodb|redis|nats] [--quick] [--ops N]"
     );
     ExitCode::from(2)
 }
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
                     Some("postgres") => Some(Backend::Postgres),
                     Some("mongodb") => Some(Backend::Mongodb),
                     Some("redis") => Some(Backend::Redis),
+                    Some("nats") => Some(Backend::Nats),
                     _ => return usage(),
                 }
             }
@@ -111,7 +114,7 @@ fn main() -> ExitCode {
     let selected: Vec<&str> = match workload.as_str() {
         "ALL" => vec!["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"],
         w @ ("W1" | "W1-DISPATCH" | "W1-MEMORY" | "W2" | "W3" | "W3-CATEGORY" | "W4" | "W5" | "W6" | "W7" | "W8"
-        | "W12") => {
+        | "W10" | "W12") => {
             vec![w]
         }
         _ => return usage(),

@@ -39,6 +39,15 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
             other => Err(format!("{other} does not run on redis (W1, W5 do)").into()),
         };
     }
+    if workload == "W10" {
+        return match options.backend {
+            None | Some(Backend::Nats) => crate::w10::w10(options).await,
+            Some(_) => Err("W10 runs on a transport: --backend nats".into()),
+        };
+    }
+    if options.backend == Some(Backend::Nats) {
+        return Err(format!("{workload} does not run on nats (W10 does)").into());
+    }
     match workload {
         "W1" => crate::w1::w1(options).await,
         "W1-DISPATCH" => crate::w1::w1_dispatch_only(options).await,

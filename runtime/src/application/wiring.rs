@@ -300,7 +300,7 @@ impl<L> ApplicationBuilder<L> {
                     Arc::clone(&deps.store),
                     Arc::clone(&deps.checkpoints),
                     Arc::clone(&deps.dead_letters),
-                    Box::new(RelayHandler { transport }),
+                    Box::new(RelayHandler::new(transport)),
                 );
                 // One instance publishes the log.
                 Arc::new(match &deps.ownership {

@@ -66,6 +66,16 @@ pub(crate) trait ErasedHandler: Send + Sync + 'static {
     /// Handles one event.
     fn handle<'a>(&'a self, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), HandlerFailure>>;
 
+    /// Sees a page of the log before its events are handled one by one:
+    /// a handler that does a page's work at once (a relay publishing it
+    /// in one pipelined batch) does it here, and its `handle` then finds
+    /// each event done. A failure here is not the events': they are then
+    /// handled one by one, with the usual retries. Default: nothing.
+    fn prepare<'a>(&'a self, page: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), HandlerFailure>> {
+        let _ = page;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Handles `event` again, knowing it is behind the checkpoint (a
     /// replayed dead letter): a handler that tells events already applied
     /// apart by the checkpoint must apply it anyway.

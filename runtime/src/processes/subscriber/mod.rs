@@ -205,6 +205,9 @@ impl Subscriber {
             };
             let full = batch.len() >= limit;
             let start = progress.checkpoint;
+            if let Ok(Err(e)) = catch_panic(self.handler.prepare(&batch)).await {
+                tracing::debug!(subscriber = %self.name, error = %e, "the page could not be prepared at once; one event at a time");
+            }
             for event in &batch {
                 if !self.takes(&progress, event) {
                     progress.checkpoint = event.position;
