@@ -87,6 +87,15 @@ pub mod nats {
     pub use interlock_nats::{NatsConfig, NatsConfigError, NatsError, NatsHealth, NatsTransport};
 }
 
+/// The Kafka event transport (feature `kafka`): committed events to
+/// other services, consumed by consumer groups.
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub mod kafka {
+    #[doc(inline)]
+    pub use interlock_kafka::{KafkaConfig, KafkaConfigError, KafkaError, KafkaHealth, KafkaTransport};
+}
+
 /// What generated code reaches through absolute paths. Not public API.
 #[doc(hidden)]
 pub use interlock_core::__private;

@@ -4,8 +4,9 @@
 //! transaction that saves its checkpoint) and a saga that creates a
 //! shipment in its own event store.
 //!
-//! The broker is chosen by `INTERLOCK_TRANSPORT` (`nats`, the default),
-//! configured by its own variables (`INTERLOCK_NATS_URL`, ...).
+//! The broker is chosen by `INTERLOCK_TRANSPORT` (`nats`, the default, or
+//! `kafka`), configured by its own variables (`INTERLOCK_NATS_URL`, ...,
+//! `INTERLOCK_KAFKA_BROKERS`, ...).
 
 pub mod orders;
 pub mod shipping;

@@ -11,7 +11,7 @@ pub const TRANSPORT_VAR: &str = "INTERLOCK_TRANSPORT";
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The broker named is not one this example knows.
-    #[error("{TRANSPORT_VAR}={0:?}: expected `nats`")]
+    #[error("{TRANSPORT_VAR}={0:?}: expected `nats` or `kafka`")]
     Unknown(String),
     /// NATS's settings.
     #[error(transparent)]
@@ -19,11 +19,19 @@ pub enum TransportError {
     /// NATS refused.
     #[error(transparent)]
     Nats(#[from] interlock::nats::NatsError),
+    /// Kafka's settings.
+    #[error(transparent)]
+    KafkaConfig(#[from] interlock::kafka::KafkaConfigError),
+    /// Kafka refused.
+    #[error(transparent)]
+    Kafka(#[from] interlock::kafka::KafkaError),
 }
 
-/// Opens the broker named by `INTERLOCK_TRANSPORT` (default `nats`), from
-/// its own variables. It connects in the background: a service may start
-/// before its broker, and its relay retries until the broker is up.
+/// Opens the broker named by `INTERLOCK_TRANSPORT` (`nats`, the default,
+/// or `kafka`), from its own variables (`INTERLOCK_NATS_*`,
+/// `INTERLOCK_KAFKA_*`). NATS connects in the background (a service may
+/// start before its broker); Kafka's client connects by itself, but the
+/// topic is checked (or created) at start.
 ///
 /// # Errors
 ///
@@ -34,6 +42,10 @@ pub async fn from_env() -> Result<Arc<dyn EventTransport>, TransportError> {
         "nats" => {
             let config = interlock::nats::NatsConfig::from_env()?.connect_in_background(true);
             Ok(Arc::new(interlock::nats::NatsTransport::open(config).await?))
+        }
+        "kafka" => {
+            let config = interlock::kafka::KafkaConfig::from_env()?;
+            Ok(Arc::new(interlock::kafka::KafkaTransport::open(config).await?))
         }
         other => Err(TransportError::Unknown(other.to_owned())),
     }

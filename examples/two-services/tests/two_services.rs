@@ -1,4 +1,4 @@
-//! The two services as separate processes on the machine's broker: the
+//! The two services as separate processes on each broker (NATS, Kafka): the
 //! shipping service starts first, the orders service places 20 orders and
 //! exits once they are published, shipping exits once its board holds
 //! them all with their shipments; the report lists each order once.
@@ -11,30 +11,51 @@ use std::time::{Duration, Instant};
 
 const ORDERS: usize = 20;
 
-fn skip_or_fail(what: &str) {
-    if std::env::var("INTERLOCK_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-        panic!("{what}: the broker is not configured and INTERLOCK_REQUIRE_SERVICES=1");
+/// The broker's address from `var`, or `None` (a loud skip, or a failure
+/// under `INTERLOCK_REQUIRE_SERVICES=1`).
+fn broker(var: &str) -> Option<String> {
+    let found = std::env::var(var).ok().filter(|u| !u.is_empty());
+    if found.is_none() {
+        if std::env::var("INTERLOCK_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+            panic!("{var} is not set and INTERLOCK_REQUIRE_SERVICES=1");
+        }
+        eprintln!("!!!!!!!! SKIPPED two services: set {var} to run it !!!!!!!!");
     }
-    eprintln!("!!!!!!!! SKIPPED {what}: set INTERLOCK_NATS_URL to run it !!!!!!!!");
+    found
 }
 
 #[test]
 fn orders_reach_the_shipping_read_model_and_saga_through_nats() {
-    let Some(url) = std::env::var("INTERLOCK_NATS_URL").ok().filter(|u| !u.is_empty()) else {
-        skip_or_fail("two services on NATS");
-        return;
-    };
+    let Some(url) = broker("INTERLOCK_NATS_URL") else { return };
+    let id = ulid::Ulid::new();
+    run(&[
+        ("INTERLOCK_TRANSPORT", "nats".into()),
+        ("INTERLOCK_NATS_URL", url),
+        ("INTERLOCK_NATS_STREAM", format!("ITEST_{id}")),
+        ("INTERLOCK_NATS_SUBJECT_ROOT", format!("itest.{id}")),
+    ]);
+}
+
+#[test]
+fn orders_reach_the_shipping_read_model_and_saga_through_kafka() {
+    let Some(brokers) = broker("INTERLOCK_KAFKA_BROKERS") else { return };
+    let id = ulid::Ulid::new().to_string().to_lowercase();
+    run(&[
+        ("INTERLOCK_TRANSPORT", "kafka".into()),
+        ("INTERLOCK_KAFKA_BROKERS", brokers),
+        ("INTERLOCK_KAFKA_TOPIC", format!("itest-{id}")),
+        ("INTERLOCK_KAFKA_GROUP_PREFIX", format!("itest-{id}-")),
+    ]);
+}
+
+fn run(broker: &[(&str, String)]) {
     let id = ulid::Ulid::new();
     let dir = std::env::temp_dir().join(format!("interlock-two-services-{id}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let service = |binary: &str, db: &str| {
         let mut command = Command::new(binary);
-        command
-            .env("INTERLOCK_TRANSPORT", "nats")
-            .env("INTERLOCK_NATS_URL", &url)
-            .env("INTERLOCK_NATS_STREAM", format!("ITEST_{id}"))
-            .env("INTERLOCK_NATS_SUBJECT_ROOT", format!("itest.{id}"))
-            .env("INTERLOCK_SQLITE_PATH", dir.join(db));
+        command.envs(broker.iter().map(|(k, v)| (*k, v.as_str())));
+        command.env("INTERLOCK_SQLITE_PATH", dir.join(db));
         command
     };
     let mut shipping = service(env!("CARGO_BIN_EXE_shipping"), "shipping.db")
