@@ -52,11 +52,13 @@ case "$command" in
     mkdir -p "$DIR/$port"
     if ! listening "$port"; then
       # The storage URL must be relative: run from the data directory.
-      (cd "$DIR/$port" && nohup "$TANSU" broker \
+      (cd "$DIR/$port" || exit 1
+        nohup "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine "sqlite://tansu.db" \
-        >"$DIR/broker-$port.log" 2>&1 & echo $! >"$pidfile")
+        >"$DIR/broker-$port.log" 2>&1 &
+        echo $! >"$pidfile")
       for _ in $(seq 1 150); do
         listening "$port" && break
         sleep 0.2

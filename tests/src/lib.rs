@@ -993,3 +993,178 @@ pub mod nats_server {
         }
     }
 }
+
+pub mod transported {
+    //! What the broker fault tests share: a producer relaying deposits to
+    //! a transport, and a projection recording the deposits it handled
+    //! (and failing while it is "broken", to park them).
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use interlock::prelude::*;
+    use interlock::store::{EventTransport, MemoryEventStore};
+    use parking_lot::Mutex;
+
+    use crate::bank::{Deposit, MoneyDeposited, OpenAccount, bank_builder};
+
+    /// Dispatches `n` deposits of 1, 2, ..., n to one account through an
+    /// application relaying its log to `transport`, and publishes them.
+    ///
+    /// # Panics
+    ///
+    /// When a dispatch or the publish fails (a failed test).
+    #[allow(clippy::expect_used)]
+    pub async fn produce(transport: impl EventTransport, n: u64) {
+        let app = bank_builder()
+            .event_store(MemoryEventStore::new())
+            .publish_to("broker", transport)
+            .background(false)
+            .build()
+            .await
+            .expect("build");
+        let account = Ulid::new();
+        app.dispatch(OpenAccount {
+            account,
+            owner: "o".into(),
+        })
+        .await
+        .expect("open");
+        for amount in 1..=n {
+            app.dispatch(Deposit {
+                account,
+                amount,
+                id: None,
+            })
+            .await
+            .expect("deposit");
+        }
+        app.publish_pending().await.expect("published");
+    }
+
+    /// The deposits a projection handled, by event id, in order.
+    #[derive(Default)]
+    pub struct Seen {
+        /// The ids handled.
+        pub ids: Arc<Mutex<Vec<interlock::EventId>>>,
+        /// While set, every deposit fails (and is parked).
+        pub broken: Arc<AtomicBool>,
+    }
+
+    #[projection(name = "tests.transported_seen", model = memory)]
+    impl Seen {
+        #[handles_event]
+        fn deposited(&mut self, _e: &MoneyDeposited, meta: &EventMeta) -> Result<(), interlock::HandlerFailure> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(interlock::HandlerFailure::msg("the read model is broken until the fix"));
+            }
+            self.ids.lock().push(meta.event_id);
+            Ok(())
+        }
+    }
+
+    /// Consumes until `seen` holds `n` ids or 60 s passed (errors, while
+    /// the broker is down, are retried).
+    pub async fn consume_until(app: &Application, seen: &Arc<Mutex<Vec<interlock::EventId>>>, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.lock().len() < n && Instant::now() < deadline {
+            if app.consume_transport(100, Duration::from_millis(300)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The producer's log of the poison tests: an opening, a deposit, one
+    /// with an undecodable payload, one of a schema version no consumer
+    /// knows, and a deposit.
+    ///
+    /// # Panics
+    ///
+    /// When a dispatch fails (a failed test).
+    #[allow(clippy::expect_used)]
+    pub async fn poisoned_log() -> Vec<interlock::store::RecordedEvent> {
+        let producer = bank_builder()
+            .event_store(MemoryEventStore::new())
+            .background(false)
+            .build()
+            .await
+            .expect("build");
+        let account = Ulid::new();
+        producer
+            .dispatch(OpenAccount {
+                account,
+                owner: "o".into(),
+            })
+            .await
+            .expect("open");
+        for amount in [1, 2, 3, 4] {
+            producer
+                .dispatch(Deposit {
+                    account,
+                    amount,
+                    id: None,
+                })
+                .await
+                .expect("deposit");
+        }
+        let mut events = producer
+            .event_store()
+            .read_all(interlock::Position::START, 100, &interlock::store::EventFilter::all())
+            .await
+            .expect("read");
+        events[2].payload = bytes::Bytes::from_static(b"{not json");
+        events[3].schema_version = interlock::SchemaVersion(99);
+        events
+    }
+
+    /// Consumes the poisoned log (6 messages with a foreign one) with the
+    /// model broken, checks all four deposits parked, then fixes it and
+    /// checks the two good ones replay and the two poison ones stay.
+    ///
+    /// # Panics
+    ///
+    /// When a check fails (a failed test).
+    #[allow(clippy::expect_used, clippy::panic)]
+    pub async fn poison_is_parked_and_replays(
+        transport: impl EventTransport,
+        events: &[interlock::store::RecordedEvent],
+    ) {
+        let seen = Seen::default();
+        let (ids, broken) = (Arc::clone(&seen.ids), Arc::clone(&seen.broken));
+        broken.store(true, Ordering::SeqCst);
+        let shipping = Application::builder()
+            .projection(seen)
+            .consume_from("shipping", transport)
+            .background(false)
+            .build()
+            .await
+            .expect("build");
+        let handle = shipping.projection_handle::<Seen>().expect("registered");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while handle.dead_letters().await.expect("letters").len() < 4 && Instant::now() < deadline {
+            shipping
+                .consume_transport(100, Duration::from_millis(300))
+                .await
+                .expect("a poison message does not stop the consumer");
+        }
+        let parked = handle.dead_letters().await.expect("letters");
+        assert_eq!(
+            parked.len(),
+            4,
+            "every deposit parked while the model is broken: {parked:?}"
+        );
+        broken.store(false, Ordering::SeqCst);
+        assert_eq!(handle.replay_dead_letters().await.expect("replay"), 2);
+        assert_eq!(ids.lock().len(), 2);
+        let still = handle.dead_letters().await.expect("letters");
+        assert_eq!(still.len(), 2);
+        assert!(still.iter().any(|l| l.event.position == events[2].position));
+        assert!(
+            still
+                .iter()
+                .any(|l| l.event.position == events[3].position && l.error.contains("99")),
+            "{still:?}"
+        );
+    }
+}

@@ -9,16 +9,15 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use interlock::nats::{NatsConfig, NatsTransport};
 use interlock::prelude::*;
-use interlock::store::{EventTransport, MemoryEventStore};
+use interlock::store::EventTransport;
 use interlock_sql::{SqliteConfig, SqliteStore};
-use interlock_tests::bank::{Deposit, MoneyDeposited, OpenAccount, bank_builder};
+use interlock_tests::bank::{Deposit, OpenAccount, bank_builder};
 use interlock_tests::nats_server::{Server, nats_url};
-use parking_lot::Mutex;
+use interlock_tests::transported::{Seen, consume_until, poison_is_parked_and_replays, poisoned_log, produce};
 
 /// A configuration on a fresh stream of the machine's server.
 fn fresh(url: &str) -> NatsConfig {
@@ -27,35 +26,6 @@ fn fresh(url: &str) -> NatsConfig {
         .stream(format!("ITEST_{id}"))
         .subject_root(format!("itest.{id}"))
         .ack_wait(Duration::from_secs(1))
-}
-
-/// Dispatches `n` deposits of 1, 2, ..., n to one account through an
-/// application relaying its log to `transport`, and publishes them.
-async fn produce(transport: NatsTransport, n: u64) {
-    let app = bank_builder()
-        .event_store(MemoryEventStore::new())
-        .publish_to("nats", transport)
-        .background(false)
-        .build()
-        .await
-        .expect("build");
-    let account = Ulid::new();
-    app.dispatch(OpenAccount {
-        account,
-        owner: "o".into(),
-    })
-    .await
-    .expect("open");
-    for amount in 1..=n {
-        app.dispatch(Deposit {
-            account,
-            amount,
-            id: None,
-        })
-        .await
-        .expect("deposit");
-    }
-    app.publish_pending().await.expect("published");
 }
 
 #[tokio::test]
@@ -113,36 +83,6 @@ async fn a_consumer_killed_mid_batch_applies_each_event_once_to_a_transactional_
         "each event applied exactly once"
     );
     let _ = std::fs::remove_file(&path);
-}
-
-/// The deposits a projection saw, by event id, in order.
-#[derive(Default)]
-struct Seen {
-    ids: Arc<Mutex<Vec<interlock::EventId>>>,
-    broken: Arc<AtomicBool>,
-}
-
-#[projection(name = "tests.nats_seen", model = memory)]
-impl Seen {
-    #[handles_event]
-    fn deposited(&mut self, _e: &MoneyDeposited, meta: &EventMeta) -> Result<(), interlock::HandlerFailure> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(interlock::HandlerFailure::msg("the read model is broken until the fix"));
-        }
-        self.ids.lock().push(meta.event_id);
-        Ok(())
-    }
-}
-
-/// Consumes until `seen` holds `n` ids or 30 s passed (errors, while the
-/// broker is down, are retried).
-async fn consume_until(app: &Application, seen: &Arc<Mutex<Vec<interlock::EventId>>>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.lock().len() < n && Instant::now() < deadline {
-        if app.consume_transport(100, Duration::from_millis(300)).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 #[tokio::test]
@@ -279,39 +219,7 @@ async fn poison_messages_are_parked_and_do_not_block_the_subject() {
     let Some(url) = nats_url() else { return };
     let config = fresh(&url);
     let nats = NatsTransport::open(config.clone()).await.expect("open");
-    // The producer's log: a deposit, one with an undecodable payload, one
-    // of a schema version this consumer does not know, and a deposit.
-    let producer = bank_builder()
-        .event_store(MemoryEventStore::new())
-        .background(false)
-        .build()
-        .await
-        .expect("build");
-    let account = Ulid::new();
-    producer
-        .dispatch(OpenAccount {
-            account,
-            owner: "o".into(),
-        })
-        .await
-        .expect("open");
-    for amount in [1, 2, 3, 4] {
-        producer
-            .dispatch(Deposit {
-                account,
-                amount,
-                id: None,
-            })
-            .await
-            .expect("deposit");
-    }
-    let mut events = producer
-        .event_store()
-        .read_all(interlock::Position::START, 100, &interlock::store::EventFilter::all())
-        .await
-        .expect("read");
-    events[2].payload = bytes::Bytes::from_static(b"{not json");
-    events[3].schema_version = interlock::SchemaVersion(99);
+    let events = poisoned_log().await;
     nats.publish(&events).await.expect("publish");
     // A message on the subjects that is not an Interlock event at all.
     let client = async_nats::connect(url.as_str()).await.expect("connect");
@@ -322,49 +230,10 @@ async fn poison_messages_are_parked_and_do_not_block_the_subject() {
         .expect("publish")
         .await
         .expect("ack");
-
-    let seen = Seen::default();
-    let (ids, broken) = (Arc::clone(&seen.ids), Arc::clone(&seen.broken));
-    broken.store(true, Ordering::SeqCst);
-    let shipping = Application::builder()
-        .projection(seen)
-        .consume_from("shipping", nats.clone())
-        .background(false)
-        .build()
-        .await
-        .expect("build");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut received = 0;
-    while received < 6 && Instant::now() < deadline {
-        received += shipping
-            .consume_transport(100, Duration::from_millis(300))
-            .await
-            .expect("a poison message does not stop the consumer");
-    }
-    let handle = shipping.projection_handle::<Seen>().expect("registered");
-    let parked = handle.dead_letters().await.expect("letters");
-    assert_eq!(
-        parked.len(),
-        4,
-        "every deposit parked while the model is broken: {parked:?}"
-    );
+    poison_is_parked_and_replays(nats.clone(), &events).await;
     assert_eq!(
         nats.pending("shipping").await.expect("pending"),
         Some(0),
         "the subject moved on"
-    );
-
-    // The fix: the two good deposits replay; the two poison ones stay parked.
-    broken.store(false, Ordering::SeqCst);
-    assert_eq!(handle.replay_dead_letters().await.expect("replay"), 2);
-    assert_eq!(ids.lock().len(), 2);
-    let still = handle.dead_letters().await.expect("letters");
-    assert_eq!(still.len(), 2);
-    assert!(still.iter().any(|l| l.event.position == events[2].position));
-    assert!(
-        still
-            .iter()
-            .any(|l| l.event.position == events[3].position && l.error.contains("99")),
-        "{still:?}"
     );
 }

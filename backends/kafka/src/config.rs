@@ -19,6 +19,7 @@ pub struct KafkaConfig {
     pub(crate) client_id: String,
     pub(crate) group_prefix: String,
     pub(crate) provision: bool,
+    pub(crate) connect_in_background: bool,
     pub(crate) partitions: i32,
     pub(crate) replication: i32,
     pub(crate) credentials: Option<(String, String)>,
@@ -79,6 +80,7 @@ impl KafkaConfig {
             client_id: "interlock".into(),
             group_prefix: "interlock-".into(),
             provision: true,
+            connect_in_background: false,
             partitions: 1,
             replication: 1,
             credentials: None,
@@ -154,6 +156,15 @@ impl KafkaConfig {
     /// Whether the topic may be created when missing (default true).
     pub fn provision(mut self, allowed: bool) -> Self {
         self.provision = allowed;
+        self
+    }
+
+    /// Opens at once even when no broker answers, and finds (or creates)
+    /// the topic on first use: a service starts before its brokers, and
+    /// its relay retries until they are up. Default false: `open` fails
+    /// when no broker answers within the request timeout.
+    pub fn connect_in_background(mut self, background: bool) -> Self {
+        self.connect_in_background = background;
         self
     }
 

@@ -95,7 +95,12 @@ pub struct KafkaTransport {
 
 struct Shared {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent
+    /// producer whose sequence the brokers lost, after a restart of theirs).
+    producer: parking_lot::RwLock<FutureProducer>,
+    /// Whether the topic was found or created (checked again after a
+    /// failed publish: a broker replaced, an operator who deleted it).
+    topic: tokio::sync::Mutex<bool>,
     consumers: tokio::sync::Mutex<HashMap<String, Arc<Consumer>>>,
 }
 
@@ -119,6 +124,20 @@ pub(crate) fn unavailable(config: &KafkaConfig, e: impl std::fmt::Display) -> St
         backend: BACKEND,
         source: config.scrub(&e.to_string()).into(),
     }
+}
+
+/// An idempotent producer waiting for every in-sync replica.
+fn producer_of(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    client_config(config)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", config.request_timeout.as_millis().to_string())
+        .create()
+        .map_err(|e| KafkaError::Refused {
+            what: "creating the producer",
+            reason: config.scrub(&e.to_string()),
+        })
 }
 
 /// The client settings every client of `config` shares.
@@ -149,24 +168,18 @@ impl KafkaTransport {
     /// that may not be created.
     pub async fn open(config: KafkaConfig) -> Result<Self, KafkaError> {
         config.validate()?;
-        let producer: FutureProducer = client_config(&config)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", config.request_timeout.as_millis().to_string())
-            .create()
-            .map_err(|e| KafkaError::Refused {
-                what: "creating the producer",
-                reason: config.scrub(&e.to_string()),
-            })?;
+        let producer = producer_of(&config)?;
         let transport = Self {
             shared: Arc::new(Shared {
                 config,
-                producer,
+                producer: parking_lot::RwLock::new(producer),
+                topic: tokio::sync::Mutex::new(false),
                 consumers: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
-        transport.ensure_topic().await?;
+        if !transport.shared.config.connect_in_background {
+            transport.topic().await?;
+        }
         Ok(transport)
     }
 
@@ -179,7 +192,7 @@ impl KafkaTransport {
     /// The topic's partitions, `None` when it does not exist (a blocking
     /// metadata request, run off the runtime's threads).
     pub(crate) async fn partitions(&self) -> Result<Option<usize>, KafkaError> {
-        let producer = self.shared.producer.clone();
+        let producer = self.shared.producer.read().clone();
         let config = self.shared.config.clone();
         let answer = tokio::task::spawn_blocking(move || {
             producer
@@ -208,6 +221,16 @@ impl KafkaTransport {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// The topic, found or created (once, and again after a failure).
+    async fn topic(&self) -> Result<(), KafkaError> {
+        let mut known = self.shared.topic.lock().await;
+        if !*known {
+            self.ensure_topic().await?;
+            *known = true;
+        }
+        Ok(())
     }
 
     async fn ensure_topic(&self) -> Result<(), KafkaError> {
@@ -255,9 +278,30 @@ impl KafkaTransport {
             return Ok(());
         }
         let config = &self.shared.config;
+        self.topic().await?;
         // Enqueued together, then every delivery report awaited: the
         // idempotent producer keeps them in order per partition, retries
         // included.
+        let producer = self.shared.producer.read().clone();
+        if let Err(e) = self.send_all(&producer, events).await {
+            // After a failure the producer is replaced: an idempotent
+            // producer whose sequence the brokers lost (they restarted) is
+            // refused, or times out, for good (seen with librdkafka 2.12
+            // and Tansu), while a new one, with a new producer id, works.
+            // The relay's retry publishes the page whole again, and the
+            // topic is looked up again (a broker replaced, a topic deleted).
+            *self.shared.topic.lock().await = false;
+            tracing::warn!(error = %e, fatal = ?producer.client().fatal_error(), "publishing to Kafka failed; replacing the producer");
+            *self.shared.producer.write() = producer_of(config)?;
+            return Err(e);
+        }
+        metrics::counter!("interlock_transport_published_total", "transport" => BACKEND).increment(events.len() as u64);
+        Ok(())
+    }
+
+    /// Sends every event and awaits every report.
+    async fn send_all(&self, producer: &FutureProducer, events: &[RecordedEvent]) -> Result<(), StoreError> {
+        let config = &self.shared.config;
         let mut reports = Vec::with_capacity(events.len());
         for event in events {
             let key = event.stream.to_string();
@@ -272,19 +316,18 @@ impl KafkaTransport {
                 .key(key.as_bytes())
                 .payload(event.payload.as_ref())
                 .headers(headers);
-            match self.shared.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(report) => reports.push(report),
-                Err((e, _)) => return Err(unavailable(config, e)),
+                Err((e, _)) => return Err(unavailable(config, &e)),
             }
         }
         for report in reports {
             match report.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(unavailable(config, e)),
+                Ok(Err((e, _))) => return Err(unavailable(config, &e)),
                 Err(_) => return Err(unavailable(config, "the producer went away before its delivery report")),
             }
         }
-        metrics::counter!("interlock_transport_published_total", "transport" => BACKEND).increment(events.len() as u64);
         Ok(())
     }
 
@@ -295,6 +338,7 @@ impl KafkaTransport {
         if let Some(found) = consumers.get(consumer) {
             return Ok(Arc::clone(found));
         }
+        self.topic().await?;
         match self.partitions().await? {
             None => return Err(KafkaError::MissingTopic(config.topic.clone()).into()),
             Some(1) => {}
@@ -321,6 +365,8 @@ impl KafkaTransport {
                 (config.session_timeout.as_millis() / 4).max(100).to_string(),
             )
             .set("enable.partition.eof", "false")
+            // A topic made again (after a broker was replaced) is found soon.
+            .set("topic.metadata.refresh.interval.ms", "2000")
             .create()
             .map_err(|e: RdKafkaError| unavailable(config, e))?;
         stream.subscribe(&[&config.topic]).map_err(|e| unavailable(config, e))?;

@@ -26,7 +26,9 @@ fn broker(var: &str) -> Option<String> {
 
 #[test]
 fn orders_reach_the_shipping_read_model_and_saga_through_nats() {
-    let Some(url) = broker("INTERLOCK_NATS_URL") else { return };
+    let Some(url) = broker("INTERLOCK_NATS_URL") else {
+        return;
+    };
     let id = ulid::Ulid::new();
     run(&[
         ("INTERLOCK_TRANSPORT", "nats".into()),
@@ -38,7 +40,9 @@ fn orders_reach_the_shipping_read_model_and_saga_through_nats() {
 
 #[test]
 fn orders_reach_the_shipping_read_model_and_saga_through_kafka() {
-    let Some(brokers) = broker("INTERLOCK_KAFKA_BROKERS") else { return };
+    let Some(brokers) = broker("INTERLOCK_KAFKA_BROKERS") else {
+        return;
+    };
     let id = ulid::Ulid::new().to_string().to_lowercase();
     run(&[
         ("INTERLOCK_TRANSPORT", "kafka".into()),
