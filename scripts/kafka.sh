@@ -13,6 +13,9 @@
 #                                     prints the bootstrap address to
 #                                     export as INTERLOCK_KAFKA_BROKERS
 #   scripts/kafka.sh stop [port]      stop the broker this script started
+#   scripts/kafka.sh reset [port]     stop it, delete its data, start it
+#                                     afresh (CI: a broker that a long run
+#                                     of tests left slow starts clean)
 #
 # Idempotent. Fault tests start and stop brokers of their own on other
 # ports with this script. Known gaps of Tansu 0.6: no Kafka transactions
@@ -43,7 +46,25 @@ install() {
     --no-default-features --features libsql >&2
 }
 
+stop() {
+  if [ -f "$pidfile" ]; then
+    pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
 case "$command" in
+  reset)
+    stop
+    rm -rf "${DIR:?}/$port"
+    exec "$0" start "$port"
+    ;;
   install)
     install
     ;;
@@ -68,19 +89,10 @@ case "$command" in
     echo "127.0.0.1:$port"
     ;;
   stop)
-    if [ -f "$pidfile" ]; then
-      pid="$(cat "$pidfile")"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -9 "$pid" 2>/dev/null || true
-      rm -f "$pidfile"
-    fi
+    stop
     ;;
   *)
-    echo "usage: $0 install|start|stop [port]" >&2
+    echo "usage: $0 install|start|stop|reset [port]" >&2
     exit 2
     ;;
 esac

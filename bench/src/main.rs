@@ -1,6 +1,6 @@
 //! The benchmark harness of BENCHMARKS.md.
 //!
-//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb|redis|nats] [--quick]`
+//! `cargo run --release -p interlock-bench -- <W1..W8|all> [--backend memory|sqlite|postgres|mongodb|redis|nats|kafka] [--quick]`
 //!
 //! Prints one line per workload: the framework's figures, the same work
 //! done without the framework in the same process and run (the baseline),
@@ -31,6 +31,7 @@ pub(crate) enum Backend {
     Mongodb,
     Redis,
     Nats,
+    Kafka,
 }
 
 pub(crate) struct Options {
@@ -53,7 +54,7 @@ impl Options {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W10|W12|all> [--backend memory|sqlite|postgres|mongodb|redis|nats] [--quick] [--ops N]"
+        "usage: interlock-bench <W1..W8|W1-DISPATCH|W1-MEMORY|W3-CATEGORY|W10|W12|all> [--backend memory|sqlite|postgres|mongodb|redis|nats|kafka] [--quick] [--ops N]"
     );
     ExitCode::from(2)
 }
@@ -103,6 +104,7 @@ fn main() -> ExitCode {
                     Some("mongodb") => Some(Backend::Mongodb),
                     Some("redis") => Some(Backend::Redis),
                     Some("nats") => Some(Backend::Nats),
+                    Some("kafka") => Some(Backend::Kafka),
                     _ => return usage(),
                 }
             }

@@ -41,12 +41,13 @@ pub(crate) async fn run(workload: &str, options: &Options) -> Result<(), Error> 
     }
     if workload == "W10" {
         return match options.backend {
-            None | Some(Backend::Nats) => crate::w10::w10(options).await,
-            Some(_) => Err("W10 runs on a transport: --backend nats".into()),
+            None | Some(Backend::Nats) => crate::w10::w10(options, false).await,
+            Some(Backend::Kafka) => crate::w10::w10(options, true).await,
+            Some(_) => Err("W10 runs on a transport: --backend nats or kafka".into()),
         };
     }
-    if options.backend == Some(Backend::Nats) {
-        return Err(format!("{workload} does not run on nats (W10 does)").into());
+    if matches!(options.backend, Some(Backend::Nats | Backend::Kafka)) {
+        return Err(format!("{workload} does not run on a transport (W10 does)").into());
     }
     match workload {
         "W1" => crate::w1::w1(options).await,

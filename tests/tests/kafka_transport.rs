@@ -5,7 +5,7 @@
 //! that is down at start and goes down mid-run (a Tansu the test owns, on
 //! its own port); poison messages are parked and do not block the topic.
 
-#![allow(clippy::panic)]
+#![allow(clippy::panic, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! mid-run (a server the test owns, on its own port); poison messages are
 //! parked and do not block the subject.
 
-#![allow(clippy::panic)]
+#![allow(clippy::panic, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -184,7 +184,6 @@ impl KafkaTransport {
     }
 
     /// Its configuration.
-    #[must_use]
     pub fn config(&self) -> &KafkaConfig {
         &self.shared.config
     }

@@ -4,7 +4,7 @@
 //! of its own (`itest-<ulid>`, one partition) and fresh consumer groups.
 
 // A required broker that cannot be opened fails the test loudly.
-#![allow(clippy::panic)]
+#![allow(clippy::panic, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -201,7 +201,6 @@ impl NatsTransport {
     }
 
     /// Its configuration.
-    #[must_use]
     pub fn config(&self) -> &NatsConfig {
         &self.shared.config
     }

@@ -5,7 +5,7 @@
 //! stream; each one deletes the test streams made over ten minutes ago.
 
 // A required server that cannot be opened fails the test loudly.
-#![allow(clippy::panic)]
+#![allow(clippy::panic, clippy::expect_used)]
 
 use std::time::Duration;
 
