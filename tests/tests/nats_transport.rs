@@ -220,8 +220,9 @@ async fn poison_messages_are_parked_and_do_not_block_the_subject() {
     let config = fresh(&url);
     let nats = NatsTransport::open(config.clone()).await.expect("open");
     let events = poisoned_log().await;
-    nats.publish(&events).await.expect("publish");
-    // A message on the subjects that is not an Interlock event at all.
+    nats.publish(&events[..3]).await.expect("publish");
+    // A message on the subjects that is not an Interlock event at all,
+    // before the last deposits (so it is consumed once they are parked).
     let client = async_nats::connect(url.as_str()).await.expect("connect");
     let jetstream = async_nats::jetstream::new(client);
     jetstream
@@ -230,7 +231,14 @@ async fn poison_messages_are_parked_and_do_not_block_the_subject() {
         .expect("publish")
         .await
         .expect("ack");
+    nats.publish(&events[3..]).await.expect("publish");
     poison_is_parked_and_replays(nats.clone(), &events).await;
+    // Acknowledgements are sent without waiting for the server: let the
+    // last ones land.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nats.pending("shipping").await.expect("pending") != Some(0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         nats.pending("shipping").await.expect("pending"),
         Some(0),

@@ -447,7 +447,10 @@ impl KafkaTransport {
 
     async fn ack_for(&self, consumer: &str, receipt: Receipt) -> Result<(), StoreError> {
         let config = &self.shared.config;
-        let member = self.consumer(consumer).await?;
+        // Only a member this instance joined has something to acknowledge.
+        let Some(member) = self.shared.consumers.lock().await.get(consumer).cloned() else {
+            return Ok(());
+        };
         let mut held = member.held.lock().await;
         let (Ok(partition), Ok(offset)) = (i32::try_from(receipt.partition), i64::try_from(receipt.offset)) else {
             return Ok(());

@@ -35,14 +35,14 @@ impl NatsTransport {
             last_sequence: None,
             error: None,
         };
-        let stream = match self.stream().await {
+        // `info` asks the server afresh (it takes the handle mutably).
+        let mut stream = match self.stream().await {
             Ok(stream) => stream.clone(),
             Err(e) => {
                 answer.error = Some(scrub(&e.to_string(), self.config()));
                 return answer;
             }
         };
-        let mut stream = stream;
         match stream.info().await {
             Ok(info) => {
                 answer.reachable = true;
@@ -53,7 +53,6 @@ impl NatsTransport {
             }
             Err(e) => answer.error = Some(scrub(&e.to_string(), self.config())),
         }
-        let _ = self.jetstream();
         answer
     }
 }

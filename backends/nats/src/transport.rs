@@ -112,7 +112,9 @@ struct Shared {
     jetstream: jetstream::Context,
     /// The stream, once found or created.
     stream: tokio::sync::OnceCell<stream::Stream>,
-    consumers: tokio::sync::Mutex<HashMap<String, Consumer>>,
+    /// Each consumer apart: one waiting for deliveries does not hold up
+    /// another's receive or acknowledgements.
+    consumers: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Consumer>>>>,
 }
 
 /// One durable consumer, and what this instance received of it and did
@@ -207,10 +209,6 @@ impl NatsTransport {
 
     pub(crate) fn client(&self) -> &async_nats::Client {
         &self.shared.client
-    }
-
-    pub(crate) fn jetstream(&self) -> &jetstream::Context {
-        &self.shared.jetstream
     }
 
     /// The stream, found or created once.
@@ -398,15 +396,17 @@ impl NatsTransport {
             }
             consumers.insert(
                 durable.clone(),
-                Consumer {
+                Arc::new(tokio::sync::Mutex::new(Consumer {
                     pull,
                     held: BTreeMap::new(),
-                },
+                })),
             );
         }
-        let Some(state) = consumers.get_mut(&durable) else {
+        let Some(member) = consumers.get(&durable).cloned() else {
             return Ok(Vec::new());
         };
+        drop(consumers);
+        let mut state = member.lock().await;
         // What this instance handed out and was not acknowledged comes first.
         if !state.held.is_empty() {
             return Ok(state.held.values().take(max).map(|(_, d)| d.clone()).collect());
@@ -472,10 +472,10 @@ impl NatsTransport {
 
     async fn ack_for(&self, consumer: &str, receipt: Receipt) -> Result<(), StoreError> {
         let durable = subjects::durable(consumer);
-        let mut consumers = self.shared.consumers.lock().await;
-        let Some(state) = consumers.get_mut(&durable) else {
+        let Some(member) = self.shared.consumers.lock().await.get(&durable).cloned() else {
             return Ok(());
         };
+        let mut state = member.lock().await;
         let Some((message, _)) = state.held.get(&receipt.offset) else {
             // Not handed out by this instance, or acknowledged already.
             return Ok(());
